@@ -1,0 +1,1 @@
+"""PyTorch reference networks, written to export cleanly to ONNX."""

@@ -1,0 +1,165 @@
+"""The model bundle: one file holding everything the pipeline needs, and model SPEC resolution.
+
+A bundle is a ``torch.save`` dict read back with ``weights_only=True`` (no pickled code runs):
+
+    format: "anonymixer-bundle", version: 1,
+    config: ModelConfig.to_dict(),
+    encoder: state dict of models.encoder.Encoder (latent_avg included),
+    generator: state dict of models.stylegan2.Generator (w_avg included),
+    mixer: state dict of a learned Mixer, or None,
+    sources: [{"kind", "file", "sha256"}] of the official files it was imported from,
+    random_seed: int for seeded random weights, else None.
+
+A model SPEC is a bundle path or ``random:tiny|ffhq256|ffhq1024[@seed]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError, ModelSpecError
+from .configs import CONFIGS, ModelConfig
+
+log = logging.getLogger("anonymixer.models")
+
+BUNDLE_FORMAT = "anonymixer-bundle"
+BUNDLE_VERSION = 1
+RANDOM_WEIGHTS_WARNING = "random weights: for pipeline and latency checks only"
+
+
+@dataclass
+class ModelBundle:
+    """Config and weights of encoder + generator (+ learned mixer), with their provenance."""
+
+    config: ModelConfig
+    encoder: dict[str, torch.Tensor]
+    generator: dict[str, torch.Tensor]
+    mixer: dict[str, torch.Tensor] | None = None
+    sources: list[dict[str, str]] = field(default_factory=list)
+    random_seed: int | None = None
+
+    @property
+    def is_random(self) -> bool:
+        return self.random_seed is not None
+
+    @property
+    def description(self) -> str:
+        if self.is_random:
+            return f"random:{self.config.name}@{self.random_seed} ({RANDOM_WEIGHTS_WARNING})"
+        names = ", ".join(s.get("file", "?") for s in self.sources) or "no recorded sources"
+        return f"{self.config.name} from {names}"
+
+    def build_encoder(self) -> torch.nn.Module:
+        """The e4e/pSp encoder in eval mode: ``(B, 3, 256, 256) -> (B, n_styles, style_dim)``."""
+        from .encoder import Encoder
+
+        encoder = Encoder(self.config.encoder)
+        encoder.load_state_dict(self.encoder, strict=True)
+        return encoder.eval()
+
+    def build_generator(self, output_resolution: int | None = None) -> torch.nn.Module:
+        """The StyleGAN2 generator in eval mode, optionally stopping early at ``output_resolution``."""
+        from .stylegan2 import Generator
+
+        generator = Generator(self.config.generator, output_resolution=output_resolution)
+        generator.load_state_dict(self.generator, strict=True)
+        return generator.eval()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def random_bundle(name: str, seed: int = 0) -> ModelBundle:
+    """Seeded random weights of a named config (``tiny``, ``ffhq256``, ``ffhq1024``).
+
+    The encoder's ``latent_avg`` is the generator's ``w_avg`` on every layer, as in e4e.
+    """
+    from .encoder import make_encoder
+    from .stylegan2 import make_generator
+
+    if name not in CONFIGS:
+        raise ModelSpecError(f"unknown config {name!r} in model spec: choose one of {', '.join(CONFIGS)}")
+    config = CONFIGS[name]()
+    generator = make_generator(config.generator, seed=seed)
+    encoder = make_encoder(config.encoder, seed=seed + 1)
+    w_avg = generator.w_avg.detach().reshape(1, -1)
+    with torch.no_grad():
+        encoder.latent_avg.copy_(w_avg.expand(config.encoder.n_styles, -1))
+    return ModelBundle(config=config, encoder=encoder.state_dict(), generator=generator.state_dict(),
+                       random_seed=seed)
+
+
+def save_bundle(bundle: ModelBundle, path: str | os.PathLike[str]) -> None:
+    """Write a bundle file (atomically: a temporary file in the same folder, then rename)."""
+    path = Path(path)
+    payload: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "version": BUNDLE_VERSION,
+        "config": bundle.config.to_dict(),
+        "encoder": bundle.encoder,
+        "generator": bundle.generator,
+        "mixer": bundle.mixer,
+        "sources": bundle.sources,
+        "random_seed": bundle.random_seed,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_bundle(path: str | os.PathLike[str]) -> ModelBundle:
+    """Read a bundle written by ``save_bundle``; one-line ``CheckpointError`` on anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such model bundle file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(f"{path}: not a readable model bundle ({type(exc).__name__}); "
+                              "create one with `anonymixer import`") from None
+    if not isinstance(payload, dict) or payload.get("format") != BUNDLE_FORMAT:
+        raise CheckpointError(f"{path}: not an anonymixer model bundle; official e4e/StyleGAN2 files "
+                              "must first be converted with `anonymixer import`")
+    if payload.get("version") != BUNDLE_VERSION:
+        raise CheckpointError(f"{path}: bundle format version {payload.get('version')} is not supported "
+                              f"(this anonymixer reads version {BUNDLE_VERSION}); re-run `anonymixer import`")
+    return ModelBundle(
+        config=ModelConfig.from_dict(payload["config"]),
+        encoder=payload["encoder"],
+        generator=payload["generator"],
+        mixer=payload.get("mixer"),
+        sources=list(payload.get("sources") or []),
+        random_seed=payload.get("random_seed"),
+    )
+
+
+def resolve_spec(spec: str | ModelBundle) -> ModelBundle:
+    """Turn a model SPEC into a bundle: a bundle path or ``random:NAME[@seed]``."""
+    if isinstance(spec, ModelBundle):
+        return spec
+    if spec.startswith("random:"):
+        name, _, seed_text = spec[len("random:"):].partition("@")
+        try:
+            seed = int(seed_text) if seed_text else 0
+        except ValueError:
+            raise ModelSpecError(f"model spec {spec!r}: seed must be an integer, as in random:tiny@3") from None
+        bundle = random_bundle(name, seed)
+        log.warning("model %s", bundle.description)
+        return bundle
+    if not Path(spec).exists():
+        raise ModelSpecError(f"model spec {spec!r}: no such bundle file; use a file written by "
+                             "`anonymixer import` or random:tiny|ffhq256|ffhq1024[@seed]")
+    return load_bundle(spec)

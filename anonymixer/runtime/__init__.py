@@ -1,0 +1,6 @@
+"""Backends behind one small protocol, and the Protector that chains them."""
+
+from .base import STAGE_IO, Backend, StageRunner
+from .protector import Protector, open_backend
+
+__all__ = ["STAGE_IO", "Backend", "StageRunner", "Protector", "open_backend"]

@@ -1,0 +1,59 @@
+"""The backend protocol: every backend runs the same four graphs with the same tensor names.
+
+Shaped like Polygraphy's runners: a backend opens one ``StageRunner`` per graph; a runner takes
+named NumPy arrays and returns named NumPy arrays. Everything above (Protector, benchmarks, parity
+tests) is written once against this protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+import numpy as np
+
+# Graph name -> (input names, output names). Shapes (B = batch, L = W+ layers, D = style dim):
+#   encoder   face (B, 3, 256, 256) float32 in [-1, 1]        -> w_real (B, L, D)
+#   mapping   z (B, D) float32                                -> w_key (B, L, D), truncated
+#   mixer     w_real (B, L, D), w_key (1|B, L, D)             -> w_prot (B, L, D)
+#   generator w_prot (B, L, D)                                -> image (B, 3, R, R) float32, ~[-1, 1]
+STAGE_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "encoder": (("face",), ("w_real",)),
+    "mapping": (("z",), ("w_key",)),
+    "mixer": (("w_real", "w_key"), ("w_prot",)),
+    "generator": (("w_prot",), ("image",)),
+}
+FRAME_STAGES = ("encoder", "mixer", "generator")
+
+
+class StageRunner(Protocol):
+    """One graph on one backend."""
+
+    stage: str
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph on named float32 arrays; return its named outputs."""
+        ...
+
+
+class Backend(Protocol):
+    """A set of runners for the four graphs. Use as a context manager."""
+
+    name: str
+
+    def stage(self, name: str) -> StageRunner:
+        """The runner of graph ``name`` (one of ``STAGE_IO``)."""
+        ...
+
+    def describe(self) -> str:
+        """One line for logs: backend, device, precision."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+    def __enter__(self) -> "Backend":
+        ...
+
+    def __exit__(self, *exc: object) -> None:
+        ...

@@ -1,0 +1,101 @@
+"""The Protector: aligned faces in, protected faces out, on any backend.
+
+    protector = Protector("random:tiny", load_key("my.key"))
+    protected = protector.protect(faces)          # (B, 256, 256, 3) uint8 RGB -> (B, R, R, 3) uint8
+
+``w_key`` is computed once, when the Protector is made (the key path runs once per key).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendError, InputImageError
+from ..keys import Key, derive_z
+from ..models.bundle import ModelBundle, resolve_spec
+from .base import FRAME_STAGES, Backend
+
+BACKENDS = ("torch",)
+
+
+def open_backend(name: str, bundle: ModelBundle, **options: Any) -> Backend:
+    """Open a backend by name on a bundle; options go to its constructor (device, output_resolution...)."""
+    if name == "torch":
+        try:
+            from .torch import TorchBackend
+        except ImportError:
+            raise BackendError("the torch backend needs PyTorch: pip install 'anonymixer[export]' "
+                               "(with the torch build for your platform)") from None
+        return TorchBackend(bundle, **options)
+    raise BackendError(f"unknown backend {name!r}: available here: {', '.join(BACKENDS)}")
+
+
+def faces_to_input(faces: np.ndarray, size: int) -> np.ndarray:
+    """``(B, size, size, 3) uint8 RGB -> (B, 3, size, size) float32 in [-1, 1]``."""
+    if faces.ndim == 3:
+        faces = faces[None]
+    if faces.ndim != 4 or faces.shape[1:] != (size, size, 3) or faces.dtype != np.uint8:
+        raise InputImageError(f"aligned faces must be uint8 RGB of shape (B, {size}, {size}, 3); "
+                              f"got {faces.dtype} {tuple(faces.shape)}")
+    return (faces.transpose(0, 3, 1, 2).astype(np.float32) / 127.5) - 1.0
+
+
+def output_to_faces(image: np.ndarray) -> np.ndarray:
+    """``(B, 3, R, R) float32 ~[-1, 1] -> (B, R, R, 3) uint8 RGB`` (clipped, rounded)."""
+    pixels = np.clip((image + 1.0) * 127.5, 0.0, 255.0)
+    return np.rint(pixels).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+class Protector:
+    """Replace aligned faces by protected faces under one key.
+
+    ``model`` is a SPEC (bundle path or ``random:NAME[@seed]``) or a loaded ``ModelBundle``;
+    ``backend`` a name (``torch``) or an opened ``Backend``. ``salt`` is the deployment salt
+    (default: ``$ANONYMIXER_SALT`` or the built-in one). ``last_timings_ms`` holds the wall time of
+    each stage in the latest call.
+    """
+
+    def __init__(self, model: str | ModelBundle, key: Key, *, backend: str | Backend = "torch",
+                 salt: bytes | str | None = None, **backend_options: Any) -> None:
+        self.bundle = resolve_spec(model)
+        self.backend = (open_backend(backend, self.bundle, **backend_options)
+                        if isinstance(backend, str) else backend)
+        self.fingerprint = key.fingerprint
+        self.input_size = self.bundle.config.encoder.input_size
+        z = derive_z(key, salt, self.bundle.config.generator.style_dim)[None]
+        self.w_key = self.backend.stage("mapping").run({"z": z})["w_key"]
+        self.last_timings_ms: dict[str, float] = {}
+
+    def __repr__(self) -> str:
+        return f"Protector(model={self.bundle.description!r}, key={self.fingerprint}, backend={self.backend.describe()!r})"
+
+    def protect_tensor(self, face: np.ndarray) -> np.ndarray:
+        """``(B, 3, 256, 256) float32 in [-1, 1] -> (B, 3, R, R) float32`` protected images."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        w_real = self.backend.stage("encoder").run({"face": face})["w_real"]
+        t1 = time.perf_counter()
+        w_prot = self.backend.stage("mixer").run({"w_real": w_real, "w_key": self.w_key})["w_prot"]
+        t2 = time.perf_counter()
+        image = self.backend.stage("generator").run({"w_prot": w_prot})["image"]
+        t3 = time.perf_counter()
+        for stage, (a, b) in zip(FRAME_STAGES, ((t0, t1), (t1, t2), (t2, t3))):
+            timings[stage] = (b - a) * 1000.0
+        self.last_timings_ms = timings
+        return image
+
+    def protect(self, faces: np.ndarray) -> np.ndarray:
+        """``(B, 256, 256, 3) uint8 RGB`` aligned faces -> ``(B, R, R, 3) uint8 RGB`` protected faces."""
+        return output_to_faces(self.protect_tensor(faces_to_input(faces, self.input_size)))
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "Protector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
