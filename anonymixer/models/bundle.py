@@ -4,9 +4,10 @@ A bundle is a ``torch.save`` dict read back with ``weights_only=True`` (no pickl
 
     format: "anonymixer-bundle", version: 1,
     config: ModelConfig.to_dict(),
-    encoder: state dict of models.encoder.Encoder (latent_avg included),
-    generator: state dict of models.stylegan2.Generator (w_avg included),
+    encoder: state dict of models.encoder.Encoder (latent_avg included), or None,
+    generator: state dict of models.stylegan2.Generator (w_avg included), or None,
     mixer: state dict of a learned Mixer, or None,
+    arcface: state dict of models.arcface.ArcFace (config.arcface), or None,
     sources: [{"kind", "file", "sha256"}] of the official files it was imported from,
     random_seed: int for seeded random weights, else None.
 
@@ -39,9 +40,10 @@ class ModelBundle:
     """Config and weights of encoder + generator (+ learned mixer), with their provenance."""
 
     config: ModelConfig
-    encoder: dict[str, torch.Tensor]
-    generator: dict[str, torch.Tensor]
+    encoder: dict[str, torch.Tensor] | None
+    generator: dict[str, torch.Tensor] | None
     mixer: dict[str, torch.Tensor] | None = None
+    arcface: dict[str, torch.Tensor] | None = None
     sources: list[dict[str, str]] = field(default_factory=list)
     random_seed: int | None = None
 
@@ -61,7 +63,7 @@ class ModelBundle:
         from .encoder import Encoder
 
         encoder = Encoder(self.config.encoder)
-        encoder.load_state_dict(self.encoder, strict=True)
+        encoder.load_state_dict(self._require("encoder", "--e4e or --psp"), strict=True)
         return encoder.eval()
 
     def build_generator(self, output_resolution: int | None = None) -> torch.nn.Module:
@@ -69,8 +71,24 @@ class ModelBundle:
         from .stylegan2 import Generator
 
         generator = Generator(self.config.generator, output_resolution=output_resolution)
-        generator.load_state_dict(self.generator, strict=True)
+        generator.load_state_dict(self._require("generator", "--e4e, --psp or --stylegan2"), strict=True)
         return generator.eval()
+
+    def build_arcface(self) -> torch.nn.Module:
+        """The ArcFace IR-SE model in eval mode: ``(B, 3, 112, 112) -> (B, 512)`` unit vectors."""
+        from .arcface import ArcFace
+        from .configs import ArcFaceConfig
+
+        arcface = ArcFace(self.config.arcface or ArcFaceConfig())
+        arcface.load_state_dict(self._require("arcface", "--arcface"), strict=True)
+        return arcface.eval()
+
+    def _require(self, network: str, flag: str) -> dict[str, torch.Tensor]:
+        state = getattr(self, network)
+        if state is None:
+            raise CheckpointError(f"model {self.description} has no {network}; "
+                                  f"add one with `anonymixer import {flag} FILE`")
+        return state
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -112,6 +130,7 @@ def save_bundle(bundle: ModelBundle, path: str | os.PathLike[str]) -> None:
         "encoder": bundle.encoder,
         "generator": bundle.generator,
         "mixer": bundle.mixer,
+        "arcface": bundle.arcface,
         "sources": bundle.sources,
         "random_seed": bundle.random_seed,
     }
@@ -138,9 +157,10 @@ def load_bundle(path: str | os.PathLike[str]) -> ModelBundle:
                               f"(this anonymixer reads version {BUNDLE_VERSION}); re-run `anonymixer import`")
     return ModelBundle(
         config=ModelConfig.from_dict(payload["config"]),
-        encoder=payload["encoder"],
-        generator=payload["generator"],
+        encoder=payload.get("encoder"),
+        generator=payload.get("generator"),
         mixer=payload.get("mixer"),
+        arcface=payload.get("arcface"),
         sources=list(payload.get("sources") or []),
         random_seed=payload.get("random_seed"),
     )

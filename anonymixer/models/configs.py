@@ -88,6 +88,7 @@ class ModelConfig:
     encoder: EncoderConfig
     truncation_psi: float = DEFAULT_TRUNCATION_PSI
     layer_mask: tuple[int, ...] = DEFAULT_LAYER_MASK
+    arcface: ArcFaceConfig | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -101,12 +102,16 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
         gen = {k: tuple(v) if isinstance(v, list) else v for k, v in data["generator"].items()}
         enc = {k: tuple(v) if isinstance(v, list) else v for k, v in data["encoder"].items()}
+        arc = data.get("arcface")
+        arcface = ArcFaceConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in arc.items()}) \
+            if arc else None
         return cls(
             name=data["name"],
             generator=GeneratorConfig(**gen),
             encoder=EncoderConfig(**enc),
             truncation_psi=float(data.get("truncation_psi", DEFAULT_TRUNCATION_PSI)),
             layer_mask=tuple(data.get("layer_mask", DEFAULT_LAYER_MASK)),
+            arcface=arcface,
             extra=dict(data.get("extra", {})),
         )
 

@@ -1,0 +1,344 @@
+"""Specification of anonymixer.keys: key files, fingerprints, salts and the bit-exact ``secret -> z``."""
+
+import hashlib
+import json
+import logging
+import os
+import re
+import traceback
+
+import numpy as np
+import pytest
+
+from anonymixer import keys
+from anonymixer.errors import AnonymixerError, KeyFileError
+from anonymixer.keys import DEFAULT_SALT, Key, derive_z, generate_key, load_key, resolve_salt, save_key
+
+GOLDEN_SECRET = bytes(range(32))
+GOLDEN_SALT = b"anonymixer-test-salt"
+# Computed once and frozen: any change of KDF, PRNG, sampler or dtype changes every identity.
+GOLDEN_FINGERPRINT = "6253-e64c-9f21-2f06"
+GOLDEN_Z_SHA256 = "30d1b78e2b10fe0f11eec854cbc6ae447503fd752f5b9a39e7e7c0d7bbf27a64"
+GOLDEN_Z_HEAD = ["0x1.60ba320000000p-2", "0x1.a118380000000p-1", "-0x1.96225e0000000p+0", "0x1.37a9620000000p+0"]
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+
+
+@pytest.fixture
+def key():
+    return Key(GOLDEN_SECRET)
+
+
+@pytest.fixture
+def key_file(tmp_path, key):
+    path = tmp_path / "identity.key"
+    save_key(key, path)
+    return path
+
+
+def _rewrite(path, mutate):
+    record = json.loads(path.read_text())
+    mutate(record)
+    path.write_text(json.dumps(record))
+
+
+def _assert_clean_error(excinfo, path):
+    """One line, names the file, and no trace of the secret anywhere in the exception chain."""
+    message = str(excinfo.value)
+    assert "\n" not in message
+    assert str(path) in message
+    rendered = "".join(traceback.format_exception(excinfo.value))
+    secret_hex = GOLDEN_SECRET.hex()
+    for piece in (secret_hex, secret_hex[:16], secret_hex[-16:]):
+        assert piece not in rendered
+
+
+# --- the bit-exact secret -> z ----------------------------------------------------------------
+
+def test_golden_fingerprint(key):
+    assert key.fingerprint == GOLDEN_FINGERPRINT
+
+
+def test_golden_z_bytes(key):
+    z = derive_z(key, GOLDEN_SALT)
+    assert hashlib.sha256(z.tobytes()).hexdigest() == GOLDEN_Z_SHA256
+
+
+def test_golden_z_first_values_exact(key):
+    z = derive_z(key, GOLDEN_SALT)
+    assert [float(v).hex() for v in z[:4]] == GOLDEN_Z_HEAD
+
+
+def test_z_is_float32_of_requested_dim(key):
+    z = derive_z(key, GOLDEN_SALT, dim=18)
+    assert z.shape == (18,) and z.dtype == np.float32
+
+
+def test_z_rejects_non_positive_dim(key):
+    with pytest.raises(ValueError, match="dim"):
+        derive_z(key, GOLDEN_SALT, dim=0)
+
+
+def test_same_secret_and_salt_give_identical_z(key):
+    assert np.array_equal(derive_z(key, GOLDEN_SALT), derive_z(Key(GOLDEN_SECRET), GOLDEN_SALT))
+
+
+def test_different_salt_gives_different_z(key):
+    assert not np.array_equal(derive_z(key, GOLDEN_SALT), derive_z(key, b"another-deployment"))
+
+
+def test_different_secret_gives_different_z(key):
+    other = Key(bytes(range(1, 33)))
+    assert not np.array_equal(derive_z(key, GOLDEN_SALT), derive_z(other, GOLDEN_SALT))
+
+
+def test_z_is_approximately_standard_normal(key):
+    z = derive_z(key, GOLDEN_SALT).astype(np.float64)
+    assert abs(z.mean()) < 0.2
+    assert abs(z.std() - 1.0) < 0.15
+
+
+def test_str_salt_is_utf8_encoded(key):
+    assert np.array_equal(derive_z(key, "anonymixer-test-salt"), derive_z(key, GOLDEN_SALT))
+
+
+# --- salts ------------------------------------------------------------------------------------
+
+def test_salt_defaults_without_value_or_env(monkeypatch):
+    monkeypatch.delenv("ANONYMIXER_SALT", raising=False)
+    assert resolve_salt(None) == DEFAULT_SALT
+
+
+def test_salt_from_env_beats_default(monkeypatch):
+    monkeypatch.setenv("ANONYMIXER_SALT", "site-a")
+    assert resolve_salt(None) == b"site-a"
+
+
+def test_explicit_salt_beats_env(monkeypatch):
+    monkeypatch.setenv("ANONYMIXER_SALT", "site-a")
+    assert resolve_salt("site-b") == b"site-b"
+
+
+def test_derive_z_uses_env_salt_when_none_given(monkeypatch, key):
+    monkeypatch.setenv("ANONYMIXER_SALT", GOLDEN_SALT.decode())
+    assert hashlib.sha256(derive_z(key).tobytes()).hexdigest() == GOLDEN_Z_SHA256
+
+
+def test_empty_salt_is_rejected():
+    with pytest.raises(AnonymixerError, match="empty"):
+        resolve_salt(b"")
+
+
+def test_empty_env_salt_is_rejected(monkeypatch):
+    monkeypatch.setenv("ANONYMIXER_SALT", "")
+    with pytest.raises(AnonymixerError, match="ANONYMIXER_SALT"):
+        resolve_salt(None)
+
+
+# --- the Key object -------------------------------------------------------------------------------
+
+def test_fingerprint_is_four_groups_of_four_hex():
+    assert re.fullmatch(r"[0-9a-f]{4}(-[0-9a-f]{4}){3}", generate_key().fingerprint)
+
+
+def test_generated_keys_differ():
+    assert generate_key() != generate_key()
+
+
+def test_repr_and_str_show_fingerprint_not_secret(key):
+    for text in (repr(key), str(key)):
+        assert GOLDEN_SECRET.hex() not in text
+        assert GOLDEN_FINGERPRINT in text
+
+
+def test_key_rejects_wrong_secret_length():
+    with pytest.raises(ValueError, match="32 bytes") as excinfo:
+        Key(b"\xab" * 31)
+    assert "ab" * 31 not in str(excinfo.value)
+
+
+# --- saving -----------------------------------------------------------------------------------
+
+def test_saved_file_has_documented_format(key_file, key):
+    record = json.loads(key_file.read_text(encoding="utf-8"))
+    assert record == {"format": "anonymixer-key", "version": 1,
+                      "secret": GOLDEN_SECRET.hex(), "fingerprint": GOLDEN_FINGERPRINT}
+
+
+@posix_only
+def test_save_creates_mode_0600(key_file):
+    assert os.stat(key_file).st_mode & 0o777 == 0o600
+
+
+def test_save_refuses_to_overwrite(key_file):
+    before = key_file.read_bytes()
+    with pytest.raises(KeyFileError, match="--force") as excinfo:
+        save_key(generate_key(), key_file)
+    _assert_clean_error(excinfo, key_file)
+    assert key_file.read_bytes() == before
+
+
+@posix_only
+def test_overwrite_replaces_and_keeps_0600(tmp_path):
+    path = tmp_path / "identity.key"
+    path.write_text("old")
+    os.chmod(path, 0o644)
+    new = generate_key()
+    save_key(new, path, overwrite=True)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert load_key(path) == new
+    assert os.listdir(tmp_path) == ["identity.key"]  # no temp file left behind
+
+
+def test_failed_overwrite_leaves_no_temp_file(tmp_path, key):
+    target = tmp_path / "identity.key"
+    (target / "occupied").mkdir(parents=True)  # a non-empty directory cannot be replaced by a file
+    with pytest.raises(KeyFileError) as excinfo:
+        save_key(key, target, overwrite=True)
+    _assert_clean_error(excinfo, target)
+    assert sorted(os.listdir(tmp_path)) == ["identity.key"]
+
+
+def test_save_into_missing_directory_is_clear(tmp_path, key):
+    path = tmp_path / "nope" / "identity.key"
+    with pytest.raises(KeyFileError, match="does not exist") as excinfo:
+        save_key(key, path)
+    _assert_clean_error(excinfo, path)
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+def test_round_trip_keeps_fingerprint_and_z(key_file, key):
+    loaded = load_key(key_file)
+    assert loaded.fingerprint == key.fingerprint
+    assert np.array_equal(derive_z(loaded, GOLDEN_SALT), derive_z(key, GOLDEN_SALT))
+
+
+def test_load_accepts_file_without_fingerprint(key_file):
+    _rewrite(key_file, lambda r: r.pop("fingerprint"))
+    assert load_key(key_file).fingerprint == GOLDEN_FINGERPRINT
+
+
+def test_load_missing_file(tmp_path):
+    path = tmp_path / "missing.key"
+    with pytest.raises(KeyFileError, match="does not exist") as excinfo:
+        load_key(path)
+    _assert_clean_error(excinfo, path)
+
+
+def test_load_directory(tmp_path):
+    with pytest.raises(KeyFileError, match="directory") as excinfo:
+        load_key(tmp_path)
+    _assert_clean_error(excinfo, tmp_path)
+
+
+@posix_only
+@pytest.mark.skipif(os.name == "posix" and os.geteuid() == 0, reason="root reads any file")
+def test_load_unreadable_file(key_file):
+    os.chmod(key_file, 0)
+    with pytest.raises(KeyFileError, match="permission denied") as excinfo:
+        load_key(key_file)
+    _assert_clean_error(excinfo, key_file)
+
+
+def test_load_permission_error_is_reported(key_file, monkeypatch):
+    # Simulated, so that it also runs as root (where chmod 000 does not stop reads).
+    def deny(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(key_file))
+
+    monkeypatch.setattr(keys, "open", deny, raising=False)
+    with pytest.raises(KeyFileError, match="permission denied") as excinfo:
+        load_key(key_file)
+    _assert_clean_error(excinfo, key_file)
+
+
+def test_load_empty_file(key_file):
+    key_file.write_bytes(b"")
+    with pytest.raises(KeyFileError, match="empty") as excinfo:
+        load_key(key_file)
+    _assert_clean_error(excinfo, key_file)
+
+
+def test_load_truncated_json(key_file):
+    key_file.write_bytes(key_file.read_bytes()[:-40])
+    with pytest.raises(KeyFileError, match="not a JSON key file") as excinfo:
+        load_key(key_file)
+    _assert_clean_error(excinfo, key_file)
+
+
+def test_load_non_utf8_file(key_file):
+    key_file.write_bytes(b"\xff\xfe" + key_file.read_bytes())
+    with pytest.raises(KeyFileError, match="not a JSON key file") as excinfo:
+        load_key(key_file)
+    _assert_clean_error(excinfo, key_file)
+
+
+def test_load_wrong_format(key_file):
+    _rewrite(key_file, lambda r: r.update(format="something-else"))
+    with pytest.raises(KeyFileError, match="not an anonymixer key file") as excinfo:
+        load_key(key_file)
+    _assert_clean_error(excinfo, key_file)
+
+
+def test_load_json_that_is_not_an_object(key_file):
+    key_file.write_text(json.dumps([GOLDEN_SECRET.hex()]))
+    with pytest.raises(KeyFileError, match="not an anonymixer key file") as excinfo:
+        load_key(key_file)
+    _assert_clean_error(excinfo, key_file)
+
+
+def test_load_wrong_version(key_file):
+    _rewrite(key_file, lambda r: r.update(version=2))
+    with pytest.raises(KeyFileError, match="version 2") as excinfo:
+        load_key(key_file)
+    _assert_clean_error(excinfo, key_file)
+
+
+def test_load_secret_of_wrong_length(key_file):
+    _rewrite(key_file, lambda r: r.update(secret=r["secret"][:-1]))
+    with pytest.raises(KeyFileError, match="64 lowercase hexadecimal") as excinfo:
+        load_key(key_file)
+    _assert_clean_error(excinfo, key_file)
+
+
+def test_load_secret_with_non_hex_characters(key_file):
+    _rewrite(key_file, lambda r: r.update(secret="z" + r["secret"][1:]))
+    with pytest.raises(KeyFileError, match="64 lowercase hexadecimal") as excinfo:
+        load_key(key_file)
+    _assert_clean_error(excinfo, key_file)
+
+
+def test_load_fingerprint_mismatch(key_file):
+    _rewrite(key_file, lambda r: r.update(secret="ff" + r["secret"][2:]))
+    with pytest.raises(KeyFileError, match="does not match") as excinfo:
+        load_key(key_file)
+    _assert_clean_error(excinfo, key_file)
+
+
+@posix_only
+def test_load_warns_when_group_or_others_can_read(key_file, caplog):
+    os.chmod(key_file, 0o644)
+    with caplog.at_level(logging.WARNING, logger="anonymixer.keys"):
+        load_key(key_file)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert str(key_file) in warnings[0].getMessage() and "chmod 600" in warnings[0].getMessage()
+    assert GOLDEN_SECRET.hex() not in caplog.text
+
+
+@posix_only
+def test_load_is_quiet_for_mode_0600(key_file, caplog):
+    with caplog.at_level(logging.WARNING, logger="anonymixer.keys"):
+        load_key(key_file)
+    assert not caplog.records
+
+
+def test_logs_never_contain_the_secret(tmp_path, caplog):
+    path = tmp_path / "identity.key"
+    with caplog.at_level(logging.DEBUG):
+        save_key(Key(GOLDEN_SECRET), path)
+        save_key(Key(GOLDEN_SECRET), path, overwrite=True)
+        os.chmod(path, 0o644)
+        derive_z(load_key(path), GOLDEN_SALT)
+    assert caplog.records  # the test would be vacuous without log output
+    assert GOLDEN_SECRET.hex() not in caplog.text
