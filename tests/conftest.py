@@ -1,0 +1,25 @@
+"""Shared fixtures: a seeded random tiny model and a fixed key (built once per session)."""
+
+import pytest
+
+from anonymixer.keys import Key
+from anonymixer.models.bundle import random_bundle
+
+# Not a real key: a fixed secret so that test results are reproducible.
+TEST_SECRET = bytes(range(32))
+OTHER_SECRET = bytes(range(1, 33))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle():
+    return random_bundle("tiny", seed=0)
+
+
+@pytest.fixture
+def key():
+    return Key(TEST_SECRET)
+
+
+@pytest.fixture
+def other_key():
+    return Key(OTHER_SECRET)
