@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from anonymixer.cli import main
-from anonymixer.face.photos import packaged_photo
+from anonymixer.face.photos import main as photos_main
 
 
 @pytest.fixture
@@ -23,11 +23,9 @@ def key_file(tmp_path, capsys):
 
 @pytest.fixture
 def astronaut_crop(tmp_path):
-    """A real photo crop: the face of scikit-image's astronaut, resized to 256x256."""
-    image = cv2.imread(str(packaged_photo("astronaut")))
+    """A real photo crop: the face of scikit-image's astronaut, resized to 256x256 (README's sample)."""
     path = tmp_path / "in" / "astronaut.png"
-    path.parent.mkdir()
-    cv2.imwrite(str(path), cv2.resize(image[20:200, 140:320], (256, 256)))
+    assert photos_main(["--aligned-sample", str(path.parent)]) == 0
     return path
 
 
