@@ -129,7 +129,7 @@ def ffhq256() -> ModelConfig:
 
 
 def tiny() -> ModelConfig:
-    """Same architectures, a few hundred thousand parameters: for tests and CI.
+    """Same architectures, about two million parameters: for tests and CI.
 
     64x64 synthesis gives 10 W+ layers, so the default mask (3-7) leaves real-side layers on both
     sides of it, as in the full model.
