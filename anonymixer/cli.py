@@ -81,6 +81,22 @@ def cmd_protect(args: argparse.Namespace) -> int:
     return 0 if not report.failures else 1
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from .models.bundle import save_bundle
+    from .models.checkpoints import import_bundle, summary_lines
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise AnonymixerError(f"{out} already exists; pass --force to replace it")
+    bundle = import_bundle(e4e=args.e4e, psp=args.psp, stylegan2=args.stylegan2, arcface=args.arcface)
+    save_bundle(bundle, out)
+    print(f"wrote model bundle {out}")
+    for line in summary_lines(bundle):
+        print(line)
+    print(f"use it with --model {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anonymixer", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"anonymixer {__version__}")
@@ -111,6 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_positive_int, default=8, help="faces per batch (default: %(default)s)")
     p.add_argument("--salt", default=None, help="deployment salt (default: $ANONYMIXER_SALT or built-in)")
     p.set_defaults(func=cmd_protect)
+
+    p = sub.add_parser("import", help="convert official e4e/pSp, StyleGAN2 and ArcFace files into one bundle")
+    p.add_argument("--e4e", metavar="FILE", help="e4e checkpoint, e.g. e4e_ffhq_encode.pt (encoder + decoder)")
+    p.add_argument("--psp", metavar="FILE", help="pSp checkpoint, e.g. psp_ffhq_encode.pt (encoder + decoder)")
+    p.add_argument("--stylegan2", metavar="FILE",
+                   help="rosinality StyleGAN2 .pt (g_ema); replaces the e4e/pSp decoder if both are given")
+    p.add_argument("--arcface", metavar="FILE", help="TreB1eN ArcFace model_ir_se50.pth (for losses and evaluation)")
+    p.add_argument("--out", required=True, metavar="BUNDLE", help="bundle file to write")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.set_defaults(func=cmd_import)
     return parser
 
 
