@@ -38,9 +38,10 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise InputImageError(f"{path}: not a readable image (corrupt, truncated or not an image format)")
-    if image.dtype != np.uint8:
-        image = cv2.convertScaleAbs(image, alpha=255.0 / max(float(np.iinfo(image.dtype).max), 1.0)) \
-            if np.issubdtype(image.dtype, np.integer) else np.clip(image * 255.0, 0, 255).astype(np.uint8)
+    if image.dtype == np.uint16:  # 16-bit PNG/TIFF: keep the high byte
+        image = (image // 256).astype(np.uint8)
+    elif image.dtype != np.uint8:  # float TIFF/EXR in [0, 1]
+        image = np.clip(image.astype(np.float32) * 255.0, 0, 255).astype(np.uint8)
     if image.shape[0] * image.shape[1] > MAX_PIXELS:
         raise InputImageError(f"{path}: image of {image.shape[1]}x{image.shape[0]} pixels is too large "
                               f"(limit {MAX_PIXELS // 1_000_000} megapixels)")

@@ -21,12 +21,17 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import CheckpointError, ModelSpecError
 from .configs import CONFIGS, ModelConfig
+
+if TYPE_CHECKING:
+    from .arcface import ArcFace
+    from .encoder import Encoder
+    from .stylegan2 import Generator
 
 log = logging.getLogger("anonymixer.models")
 
@@ -58,7 +63,7 @@ class ModelBundle:
         names = ", ".join(s.get("file", "?") for s in self.sources) or "no recorded sources"
         return f"{self.config.name} from {names}"
 
-    def build_encoder(self) -> torch.nn.Module:
+    def build_encoder(self) -> Encoder:
         """The e4e/pSp encoder in eval mode: ``(B, 3, 256, 256) -> (B, n_styles, style_dim)``."""
         from .encoder import Encoder
 
@@ -66,7 +71,7 @@ class ModelBundle:
         encoder.load_state_dict(self._require("encoder", "--e4e or --psp"), strict=True)
         return encoder.eval()
 
-    def build_generator(self, output_resolution: int | None = None) -> torch.nn.Module:
+    def build_generator(self, output_resolution: int | None = None) -> Generator:
         """The StyleGAN2 generator in eval mode, optionally stopping early at ``output_resolution``."""
         from .stylegan2 import Generator
 
@@ -74,7 +79,7 @@ class ModelBundle:
         generator.load_state_dict(self._require("generator", "--e4e, --psp or --stylegan2"), strict=True)
         return generator.eval()
 
-    def build_arcface(self) -> torch.nn.Module:
+    def build_arcface(self) -> ArcFace:
         """The ArcFace IR-SE model in eval mode: ``(B, 3, 112, 112) -> (B, 512)`` unit vectors."""
         from .arcface import ArcFace
         from .configs import ArcFaceConfig

@@ -100,20 +100,22 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        gen = {k: tuple(v) if isinstance(v, list) else v for k, v in data["generator"].items()}
-        enc = {k: tuple(v) if isinstance(v, list) else v for k, v in data["encoder"].items()}
         arc = data.get("arcface")
-        arcface = ArcFaceConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in arc.items()}) \
-            if arc else None
+        arcface = ArcFaceConfig(**_json_fields(arc)) if arc else None
         return cls(
             name=data["name"],
-            generator=GeneratorConfig(**gen),
-            encoder=EncoderConfig(**enc),
+            generator=GeneratorConfig(**_json_fields(data["generator"])),
+            encoder=EncoderConfig(**_json_fields(data["encoder"])),
             truncation_psi=float(data.get("truncation_psi", DEFAULT_TRUNCATION_PSI)),
             layer_mask=tuple(data.get("layer_mask", DEFAULT_LAYER_MASK)),
             arcface=arcface,
             extra=dict(data.get("extra", {})),
         )
+
+
+def _json_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """JSON turns tuples into lists; dataclass fields want them back as tuples."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
 
 
 def ffhq1024() -> ModelConfig:

@@ -74,6 +74,8 @@ class Mixer(nn.Module):
     bit-identical to the input (no arithmetic touches them).
     """
 
+    select: torch.Tensor
+
     def __init__(self, n_latent: int, style_dim: int, layer_mask: tuple[int, ...] = DEFAULT_LAYER_MASK,
                  mode: str = "swap", hidden: int | None = None) -> None:
         super().__init__()
