@@ -72,11 +72,11 @@ def cmd_protect(args: argparse.Namespace) -> int:
         raise AnonymixerError("no input images found in " + ", ".join(args.inputs))
     with Protector(args.model, key, backend=args.backend, salt=args.salt, device=args.device,
                    output_resolution=args.resolution) as protector:
-        print(f"model: {protector.bundle.description}")
+        print(f"model: {protector.info.description}")
         print(f"key: {protector.fingerprint}   backend: {protector.backend.describe()}")
         report = protect_aligned_files(protector, inputs, Path(args.out), batch_size=args.batch)
     print(report.summary())
-    if protector.bundle.is_random:
+    if protector.info.is_random:
         print("NOTE: random weights: for pipeline and latency checks only; the faces are not realistic")
     return 0 if not report.failures else 1
 

@@ -8,6 +8,7 @@ tests) is written once against this protocol.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -26,6 +27,19 @@ STAGE_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 FRAME_STAGES = ("encoder", "mixer", "generator")
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the Protector needs to know of the model behind a backend (from a bundle or a manifest)."""
+
+    name: str                 # config name: tiny, ffhq256, ffhq1024
+    description: str          # one line for logs: where the weights came from
+    input_size: int           # aligned face side, 256
+    style_dim: int            # D
+    n_latent: int             # L
+    output_resolution: int    # R
+    is_random: bool           # seeded random weights: pipeline and latency checks only
+
+
 class StageRunner(Protocol):
     """One graph on one backend."""
 
@@ -40,6 +54,7 @@ class Backend(Protocol):
     """A set of runners for the four graphs. Use as a context manager."""
 
     name: str
+    info: ModelInfo
 
     def stage(self, name: str) -> StageRunner:
         """The runner of graph ``name`` (one of ``STAGE_IO``)."""

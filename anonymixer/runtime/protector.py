@@ -15,21 +15,23 @@ import numpy as np
 
 from ..errors import BackendError, InputImageError
 from ..keys import Key, derive_z
-from ..models.bundle import ModelBundle, resolve_spec
 from .base import FRAME_STAGES, Backend
 
 BACKENDS = ("torch",)
 
 
-def open_backend(name: str, bundle: ModelBundle, **options: Any) -> Backend:
-    """Open a backend by name on a bundle; options go to its constructor (device, output_resolution...)."""
+def open_backend(name: str, model: Any, **options: Any) -> Backend:
+    """Open backend ``name`` on ``model``: a bundle or model SPEC for ``torch``.
+
+    Options go to the backend's constructor (device, output_resolution, ...).
+    """
     if name == "torch":
         try:
             from .torch import TorchBackend
         except ImportError:
             raise BackendError("the torch backend needs PyTorch: pip install 'anonymixer[export]' "
                                "(with the torch build for your platform)") from None
-        return TorchBackend(bundle, **options)
+        return TorchBackend(model, **options)
     raise BackendError(f"unknown backend {name!r}: available here: {', '.join(BACKENDS)}")
 
 
@@ -52,25 +54,26 @@ def output_to_faces(image: np.ndarray) -> np.ndarray:
 class Protector:
     """Replace aligned faces by protected faces under one key.
 
-    ``model`` is a SPEC (bundle path or ``random:NAME[@seed]``) or a loaded ``ModelBundle``;
-    ``backend`` a name (``torch``) or an opened ``Backend``. ``salt`` is the deployment salt
+    ``model`` is what the backend loads (for ``torch``: a SPEC, bundle path or ``random:NAME[@seed]``,
+    or a loaded ``ModelBundle``); ``backend`` a name or an opened ``Backend`` (then ``model`` is
+    ignored). ``salt`` is the deployment salt
     (default: ``$ANONYMIXER_SALT`` or the built-in one). ``last_timings_ms`` holds the wall time of
     each stage in the latest call.
     """
 
-    def __init__(self, model: str | ModelBundle, key: Key, *, backend: str | Backend = "torch",
+    def __init__(self, model: Any, key: Key, *, backend: str | Backend = "torch",
                  salt: bytes | str | None = None, **backend_options: Any) -> None:
-        self.bundle = resolve_spec(model)
-        self.backend = (open_backend(backend, self.bundle, **backend_options)
-                        if isinstance(backend, str) else backend)
+        self.backend = open_backend(backend, model, **backend_options) if isinstance(backend, str) else backend
+        self.info = self.backend.info
         self.fingerprint = key.fingerprint
-        self.input_size = self.bundle.config.encoder.input_size
-        z = derive_z(key, salt, self.bundle.config.generator.style_dim)[None]
+        self.input_size = self.info.input_size
+        z = derive_z(key, salt, self.info.style_dim)[None]
         self.w_key = self.backend.stage("mapping").run({"z": z})["w_key"]
         self.last_timings_ms: dict[str, float] = {}
 
     def __repr__(self) -> str:
-        return f"Protector(model={self.bundle.description!r}, key={self.fingerprint}, backend={self.backend.describe()!r})"
+        return (f"Protector(model={self.info.description!r}, key={self.fingerprint}, "
+                f"backend={self.backend.describe()!r})")
 
     def protect_tensor(self, face: np.ndarray) -> np.ndarray:
         """``(B, 3, 256, 256) float32 in [-1, 1] -> (B, 3, R, R) float32`` protected images."""

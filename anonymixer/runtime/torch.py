@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from ..errors import BackendError
-from ..models.bundle import ModelBundle
+from ..models.bundle import ModelBundle, resolve_spec
 from ..models.mixer import KeyMapping, Mixer
-from .base import STAGE_IO
+from .base import STAGE_IO, ModelInfo
 
 
 class TorchStage:
@@ -32,7 +32,7 @@ class TorchStage:
 
 
 class TorchBackend:
-    """Encoder, key mapping, mixer and generator of a bundle as PyTorch modules.
+    """Encoder, key mapping, mixer and generator of a bundle (or model SPEC) as PyTorch modules.
 
     ``layer_mask``/``mixer_mode``/``truncation_psi`` default to the bundle's; ``output_resolution``
     stops the generator early (e.g. 256 from a 1024 model).
@@ -40,13 +40,14 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, bundle: ModelBundle, device: str = "cpu", output_resolution: int | None = None,
+    def __init__(self, model: str | ModelBundle, device: str = "cpu", output_resolution: int | None = None,
                  layer_mask: tuple[int, ...] | None = None, mixer_mode: str | None = None,
                  truncation_psi: float | None = None) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendError(f"torch backend: device {device!r} asked for, but this PyTorch has no CUDA "
                                "device; use --device cpu")
         self.device = torch.device(device)
+        bundle = resolve_spec(model)
         cfg = bundle.config
         generator = bundle.build_generator(output_resolution)
         mode = mixer_mode or ("learned" if bundle.mixer is not None else "swap")
@@ -54,7 +55,11 @@ class TorchBackend:
         if mode == "learned" and bundle.mixer is not None:
             mixer.load_state_dict(bundle.mixer, strict=True)
         psi = cfg.truncation_psi if truncation_psi is None else truncation_psi
-        self.output_resolution = generator.synthesis.output_resolution or cfg.generator.size
+        self.info = ModelInfo(name=cfg.name, description=bundle.description,
+                              input_size=cfg.encoder.input_size, style_dim=cfg.generator.style_dim,
+                              n_latent=cfg.n_latent,
+                              output_resolution=generator.synthesis.output_resolution or cfg.generator.size,
+                              is_random=bundle.is_random)
         self.stages = {
             "encoder": TorchStage("encoder", bundle.build_encoder(), self.device),
             "mapping": TorchStage("mapping", KeyMapping(generator.mapping, generator.w_avg, cfg.n_latent, psi),
