@@ -434,3 +434,14 @@ def test_ffhq1024_synthesis_has_28_27_million_parameters() -> None:
           f"\nffhq256 synthesis: {count(small.synthesis):,} parameters; mapping: {count(small.mapping):,}")
     assert abs(count(full.synthesis) - 28.27e6) < 0.01 * 28.27e6
     assert count(full.mapping) == 8 * (512 * 512 + 512)
+
+
+def test_random_generator_images_stay_mostly_inside_the_unit_range():
+    cfg = configs.tiny().generator
+    generator = make_generator(cfg, seed=3)
+    z = torch.randn(6, cfg.style_dim, generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        w = generator.truncate(generator.mapping(z), 0.7)
+        image = generator(w[:, None].expand(-1, cfg.n_latent, -1))
+    assert 0.2 < image.square().mean().sqrt().item() < 0.7
+    assert (image.abs() > 1).float().mean().item() < 0.05

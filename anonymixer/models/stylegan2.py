@@ -384,4 +384,29 @@ def make_generator(cfg: GeneratorConfig, seed: int, output_resolution: int | Non
         generator = Generator(cfg, output_resolution=output_resolution)
     with torch.no_grad():
         generator.w_avg.copy_(generator.mean_latent(seed=seed))
+        _scale_random_rgb(generator, seed)
     return generator.eval()
+
+
+RANDOM_RGB_RMS = 0.4
+
+
+def _scale_random_rgb(generator: Generator, seed: int) -> None:
+    """Scale the toRGB weights of a random generator so that its images have an RMS of 0.4.
+
+    Untrained StyleGAN2 images land far outside [-1, 1] (at 256, about two thirds of the pixels
+    would clip), which would make accuracy figures of random models (PSNR, INT8 error) meaningless.
+    The image is linear in the toRGB weights (their biases start at zero), so one gain fixes it.
+    """
+    cfg = generator.synthesis.cfg
+    synthesis = generator.synthesis
+    resolution = synthesis.output_resolution
+    synthesis.output_resolution = None
+    g = torch.Generator().manual_seed(seed + 1)
+    z = torch.randn(8, cfg.style_dim, generator=g)
+    w = generator.truncate(generator.mapping(z), 0.7)
+    image = synthesis(w[:, None].expand(-1, cfg.n_latent, -1))
+    synthesis.output_resolution = resolution
+    gain = RANDOM_RGB_RMS / float(image.square().mean().sqrt().clamp_min(1e-8))
+    for to_rgb in [synthesis.to_rgb1, *synthesis.to_rgbs]:
+        to_rgb.conv.weight.mul_(gain)
