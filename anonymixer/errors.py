@@ -23,3 +23,31 @@ class InputImageError(AnonymixerError):
 
 class BackendError(AnonymixerError):
     """A backend is unavailable or failed to run."""
+
+
+class DetectorError(AnonymixerError):
+    """No face detector model can be found or opened."""
+
+
+class InputVideoError(AnonymixerError):
+    """A video file, camera or stream cannot be opened, read or written."""
+
+
+class ExportError(AnonymixerError):
+    """An ONNX export, conversion or calibration cannot be done, or an export folder is unusable."""
+
+
+class EngineError(BackendError):
+    """A TensorRT engine is missing, corrupt, or was built for another GPU or TensorRT version."""
+
+
+class CudaError(BackendError):
+    """A CUDA call returned an error (no driver, no device, out of memory, a failed kernel...)."""
+
+
+class EvaluationError(AnonymixerError):
+    """A biometric evaluation cannot run: no usable faces, empty score lists, a bad data folder."""
+
+
+class RecognizerError(AnonymixerError):
+    """A face recognition model for evaluation is missing, not installed or cannot be loaded."""

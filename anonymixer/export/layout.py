@@ -5,25 +5,47 @@
     DIR/encoder.fp16.onnx ...                                                     (--precision fp16)
     DIR/encoder.int8.onnx ...                                                     (--precision int8)
     DIR/<graph>.onnx.data                                       (external weights when a graph is large)
+    DIR/accuracy.json                                 (errors against fp32, when fp16/int8 are present)
 
-Graph I/O names and shapes are ``anonymixer.runtime.base.STAGE_IO``; the batch axis is dynamic.
-Every graph takes and returns float32 whatever its precision, so callers never change.
+Graph I/O names and shapes are ``anonymixer.runtime.base.STAGE_IO``; the batch axis is dynamic
+(``"batch"``; the mixer's ``w_key`` has its own, ``"key_batch"``: 1 or the batch). Every graph
+takes and returns float32 whatever its precision, so callers never change. A precision, once
+written, has all four files; mapping and mixer are FP32 graphs in every precision (see
+``export.precision``). A stage whose FP32 weights exceed ``external_data_min_bytes`` (the e4e
+encoder) keeps them in ``<file>.data`` in every precision.
 
 ``manifest.json`` (``MANIFEST_FORMAT``, version ``MANIFEST_VERSION``)::
 
     {"format": "anonymixer-onnx", "version": 1, "anonymixer_version": "...", "opset": 17,
      "model": {"name", "description", "is_random", "sha256" (of the bundle file, or null),
-               "config": ModelConfig.to_dict()},
+               "spec" (the SPEC string, or null), "weights_sha256" (over the bundle's tensors),
+               "sources": [...], "config": ModelConfig.to_dict()},
      "input_size": 256, "style_dim": 512, "n_latent": 18, "output_resolution": 256,
      "layer_mask": [3, 4, 5, 6, 7], "mixer_mode": "swap", "truncation_psi": 0.7,
+     "tools": {"torch", "onnx", "onnxruntime", "onnxslim"}, "external_data_min_bytes": 268435456,
      "graphs": {"<stage>": {"<precision>": {"file", "sha256", "bytes", "external_data": [files],
                 "inputs": [{"name", "dtype", "shape"}], "outputs": [...],
-                "operators": {"Conv": 53, ...}, "parity": {...}}}}}
+                "operators": {"Conv": 53, ...}, "nodes": 412,
+                "parity": {"batch_1", "batch_3", "slim_vs_unsimplified", "max", "tolerance",
+                           "passed", "reference", "runtime"}              (fp32: ORT CPU vs torch)
+                "error_vs_fp32": {"relative_error", "max_abs_error"}      (fp16, int8)
+                "fp16": {"fp16_nodes", "fp32_nodes", "casts"}             (fp16)
+                "int8": {"method", "samples", "quantized_nodes",
+                         "kept_fp": {node: reason} or "whole graph ..."}}}},  (int8)
+     "calibration": {"source": "folder"|"synthetic", "folder", "seed", "samples", "skipped",
+                     "skipped_examples", "method", "keep_fp"},            (int8)
+     "accuracy": {"file": "accuracy.json", "samples", "seed", "image_psnr_db": {"fp16", "int8"}},
+     "files": {"<file>": {"sha256", "bytes"}}}          (every graph, external data and report file)
 
-Shapes use a string (``"batch"``) for the dynamic axis.
+Relative errors are ``||out - ref|| / ||ref||``.
 """
 
 from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "anonymixer-onnx"
@@ -39,3 +61,12 @@ def graph_filename(stage: str, precision: str = "fp32") -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     return f"{stage}.onnx" if precision == "fp32" else f"{stage}.{precision}.onnx"
+
+
+def write_manifest(folder: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:
+    """Write ``folder/manifest.json`` atomically (a temporary file, then rename); return its path."""
+    path = Path(folder) / MANIFEST
+    tmp = path.with_name(MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path

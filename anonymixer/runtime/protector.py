@@ -2,6 +2,11 @@
 
     protector = Protector("random:tiny", load_key("my.key"))
     protected = protector.protect(faces)          # (B, 256, 256, 3) uint8 RGB -> (B, R, R, 3) uint8
+    for out in protector.protect_many(batches, inflight=3):   # a stream of batches, in input order
+        ...
+
+    Protector("export/ffhq", key, backend="ort")              # ONNX folder from `anonymixer export`
+    Protector("engines/ffhq", key, backend="trt")             # engine folder from `anonymixer build`
 
 ``w_key`` is computed once, when the Protector is made (the key path runs once per key).
 """
@@ -9,6 +14,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -16,14 +22,18 @@ import numpy as np
 from ..errors import BackendError, InputImageError
 from ..keys import Key, derive_z
 from .base import FRAME_STAGES, Backend
+from .stream import FramePipeline, ThreadPipeline
 
-BACKENDS = ("torch",)
+BACKENDS = ("torch", "ort", "trt")
 
 
 def open_backend(name: str, model: Any, **options: Any) -> Backend:
-    """Open backend ``name`` on ``model``: a bundle or model SPEC for ``torch``.
+    """Open backend ``name`` on ``model``.
 
-    Options go to the backend's constructor (device, output_resolution, ...).
+    ``torch``: a bundle or model SPEC; ``ort``: an export folder (``anonymixer export``);
+    ``trt``: an engine folder (``anonymixer build``). Options go to the backend's constructor
+    (``TorchBackend``, ``OrtBackend``, ``TrtBackend``: device, output_resolution, precision, ...).
+    Backends are imported only when opened, so TensorRT and CUDA are never imported for CPU work.
     """
     if name == "torch":
         try:
@@ -32,7 +42,15 @@ def open_backend(name: str, model: Any, **options: Any) -> Backend:
             raise BackendError("the torch backend needs PyTorch: pip install 'anonymixer[export]' "
                                "(with the torch build for your platform)") from None
         return TorchBackend(model, **options)
-    raise BackendError(f"unknown backend {name!r}: available here: {', '.join(BACKENDS)}")
+    if name == "ort":
+        from .ort import OrtBackend
+
+        return OrtBackend(model, **options)
+    if name == "trt":
+        from .trt import TrtBackend
+
+        return TrtBackend(model, **options)
+    raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
 
 
 def faces_to_input(faces: np.ndarray, size: int) -> np.ndarray:
@@ -93,6 +111,61 @@ class Protector:
     def protect(self, faces: np.ndarray) -> np.ndarray:
         """``(B, 256, 256, 3) uint8 RGB`` aligned faces -> ``(B, R, R, 3) uint8 RGB`` protected faces."""
         return output_to_faces(self.protect_tensor(faces_to_input(faces, self.input_size)))
+
+    def open_pipeline(self, inflight: int) -> FramePipeline:
+        """A ``FramePipeline`` on this backend and key (see ``runtime.stream``).
+
+        Backends with their own (``open_pipeline(w_key, inflight)``: device buffers, streams,
+        IO binding) use it; any other backend gets one thread per stage.
+        """
+        opener = getattr(self.backend, "open_pipeline", None)
+        if opener is not None:
+            pipeline: FramePipeline = opener(self.w_key, inflight)
+            return pipeline
+        encoder, mixer, generator = (self.backend.stage(s) for s in FRAME_STAGES)
+        w_key = self.w_key
+        return ThreadPipeline([lambda face: encoder.run({"face": face})["w_real"],
+                               lambda w_real: mixer.run({"w_real": w_real, "w_key": w_key})["w_prot"],
+                               lambda w_prot: generator.run({"w_prot": w_prot})["image"]],
+                              inflight, names=FRAME_STAGES)
+
+    def protect_tensor_many(self, faces: Iterable[np.ndarray], inflight: int = 2) -> Iterator[np.ndarray]:
+        """Stream of ``(B, 3, 256, 256)`` float32 batches -> ``(B, 3, R, R)`` float32, in input order.
+
+        Up to ``inflight`` batches are in the pipeline at once (1: one after the other). Batches are
+        read from ``faces`` lazily, one ahead of the results; ``last_timings_ms`` follows each result.
+        """
+        if inflight < 1:
+            raise ValueError(f"inflight must be >= 1, got {inflight}")
+        pipeline = self.open_pipeline(inflight)
+        pending = 0
+        try:
+            for face in faces:
+                pipeline.submit(face)
+                pending += 1
+                if pending == inflight:
+                    pending -= 1
+                    yield self._collect(pipeline)
+            while pending:
+                pending -= 1
+                yield self._collect(pipeline)
+        finally:
+            pipeline.close()
+
+    def protect_many(self, batches: Iterable[np.ndarray], inflight: int = 2) -> Iterator[np.ndarray]:
+        """Stream of ``(B, 256, 256, 3) uint8 RGB`` batches -> ``(B, R, R, 3) uint8 RGB``, in input order.
+
+        The same faces as ``protect`` on each batch, with ``inflight`` batches in flight: on the CPU
+        one thread per stage, on a GPU one CUDA stream per batch in flight.
+        """
+        inputs = (faces_to_input(batch, self.input_size) for batch in batches)
+        for image in self.protect_tensor_many(inputs, inflight):
+            yield output_to_faces(image)
+
+    def _collect(self, pipeline: FramePipeline) -> np.ndarray:
+        image = pipeline.result()
+        self.last_timings_ms = dict(pipeline.last_timings_ms)
+        return image
 
     def close(self) -> None:
         self.backend.close()

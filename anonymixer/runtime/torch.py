@@ -1,8 +1,14 @@
-"""The PyTorch reference backend (CPU or CUDA): the networks as written in ``anonymixer.models``."""
+"""The PyTorch reference backend (CPU or CUDA): the networks as written in ``anonymixer.models``.
+
+On CUDA, ``open_pipeline`` keeps several frames in flight on their own ``torch.cuda.Stream``s
+(``TorchCudaPipeline``); on the CPU it pipelines the stages with threads.
+"""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -11,7 +17,8 @@ from torch import nn
 from ..errors import BackendError
 from ..models.bundle import ModelBundle, resolve_spec
 from ..models.mixer import KeyMapping, Mixer
-from .base import STAGE_IO, ModelInfo
+from .base import FRAME_STAGES, STAGE_IO, ModelInfo
+from .stream import FramePipeline, ThreadPipeline
 
 
 class TorchStage:
@@ -31,6 +38,49 @@ class TorchStage:
         return {self.output_names[0]: out.float().cpu().numpy()}
 
 
+@dataclass
+class StageModules:
+    """The four graphs of a bundle as PyTorch modules (eval mode, CPU), and the settings they were built with."""
+
+    bundle: ModelBundle
+    modules: dict[str, nn.Module]     # keyed by STAGE_IO's graph names
+    info: ModelInfo
+    layer_mask: tuple[int, ...]
+    mixer_mode: str
+    truncation_psi: float
+
+
+def build_stage_modules(model: str | ModelBundle, output_resolution: int | None = None,
+                        layer_mask: tuple[int, ...] | None = None, mixer_mode: str | None = None,
+                        truncation_psi: float | None = None) -> StageModules:
+    """Encoder, key mapping, mixer and generator of a bundle or model SPEC, as the runtimes see them.
+
+    ``layer_mask``/``mixer_mode``/``truncation_psi`` default to the bundle's (``learned`` when the
+    bundle holds a mixer, else ``swap``); ``output_resolution`` stops the generator early. The torch
+    backend and the ONNX export both build their graphs here, so they cannot drift apart.
+    """
+    bundle = resolve_spec(model)
+    cfg = bundle.config
+    generator = bundle.build_generator(output_resolution)
+    mode = mixer_mode or ("learned" if bundle.mixer is not None else "swap")
+    mixer = Mixer(cfg.n_latent, cfg.generator.style_dim, layer_mask or cfg.layer_mask, mode)
+    if mode == "learned" and bundle.mixer is not None:
+        mixer.load_state_dict(bundle.mixer, strict=True)
+    psi = cfg.truncation_psi if truncation_psi is None else float(truncation_psi)
+    info = ModelInfo(name=cfg.name, description=bundle.description, input_size=cfg.encoder.input_size,
+                     style_dim=cfg.generator.style_dim, n_latent=cfg.n_latent,
+                     output_resolution=generator.synthesis.output_resolution or cfg.generator.size,
+                     is_random=bundle.is_random)
+    modules: dict[str, nn.Module] = {
+        "encoder": bundle.build_encoder(),
+        "mapping": KeyMapping(generator.mapping, generator.w_avg, cfg.n_latent, psi).eval(),
+        "mixer": mixer.eval(),
+        "generator": generator,
+    }
+    return StageModules(bundle=bundle, modules=modules, info=info, layer_mask=mixer.layer_mask,
+                        mixer_mode=mode, truncation_psi=psi)
+
+
 class TorchBackend:
     """Encoder, key mapping, mixer and generator of a bundle (or model SPEC) as PyTorch modules.
 
@@ -47,32 +97,25 @@ class TorchBackend:
             raise BackendError(f"torch backend: device {device!r} asked for, but this PyTorch has no CUDA "
                                "device; use --device cpu")
         self.device = torch.device(device)
-        bundle = resolve_spec(model)
-        cfg = bundle.config
-        generator = bundle.build_generator(output_resolution)
-        mode = mixer_mode or ("learned" if bundle.mixer is not None else "swap")
-        mixer = Mixer(cfg.n_latent, cfg.generator.style_dim, layer_mask or cfg.layer_mask, mode)
-        if mode == "learned" and bundle.mixer is not None:
-            mixer.load_state_dict(bundle.mixer, strict=True)
-        psi = cfg.truncation_psi if truncation_psi is None else truncation_psi
-        self.info = ModelInfo(name=cfg.name, description=bundle.description,
-                              input_size=cfg.encoder.input_size, style_dim=cfg.generator.style_dim,
-                              n_latent=cfg.n_latent,
-                              output_resolution=generator.synthesis.output_resolution or cfg.generator.size,
-                              is_random=bundle.is_random)
-        self.stages = {
-            "encoder": TorchStage("encoder", bundle.build_encoder(), self.device),
-            "mapping": TorchStage("mapping", KeyMapping(generator.mapping, generator.w_avg, cfg.n_latent, psi),
-                                  self.device),
-            "mixer": TorchStage("mixer", mixer, self.device),
-            "generator": TorchStage("generator", generator, self.device),
-        }
+        built = build_stage_modules(model, output_resolution, layer_mask, mixer_mode, truncation_psi)
+        self.info = built.info
+        self.stages = {name: TorchStage(name, module, self.device) for name, module in built.modules.items()}
 
     def stage(self, name: str) -> TorchStage:
         return self.stages[name]
 
     def describe(self) -> str:
         return f"torch {torch.__version__} on {self.device} (fp32)"
+
+    def open_pipeline(self, w_key: np.ndarray, inflight: int) -> FramePipeline:
+        """``inflight`` frames at once: CUDA streams on a GPU, one thread per stage on the CPU."""
+        if self.device.type == "cuda":
+            return TorchCudaPipeline(self, w_key, inflight)
+        encoder, mixer, generator = (self.stages[s] for s in FRAME_STAGES)
+        return ThreadPipeline([lambda face: encoder.run({"face": face})["w_real"],
+                               lambda w_real: mixer.run({"w_real": w_real, "w_key": w_key})["w_prot"],
+                               lambda w_prot: generator.run({"w_prot": w_prot})["image"]],
+                              inflight, names=FRAME_STAGES)
 
     def close(self) -> None:
         self.stages.clear()
@@ -82,3 +125,75 @@ class TorchBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class TorchCudaPipeline:
+    """Frames in flight on their own CUDA streams (PyTorch); see ``runtime.stream`` for the contract.
+
+    Slot ``i % inflight`` owns a stream and pinned host buffers for input and output. ``w_key`` is
+    copied to the device once; every slot stream waits on its ready event. Each frame's copy-in,
+    encoder, mixer, generator and copy-out are queued on its slot's stream, with a timing event
+    after each stage; ``result`` waits for the oldest frame's last event only. Tensors allocated on
+    a slot's stream are only reused by that stream (PyTorch's caching allocator is stream-aware).
+    """
+
+    def __init__(self, backend: TorchBackend, w_key: np.ndarray, inflight: int) -> None:
+        if inflight < 1:
+            raise ValueError(f"inflight must be >= 1, got {inflight}")
+        self.device, self.inflight = backend.device, inflight
+        self.modules = [backend.stages[s].module for s in FRAME_STAGES]
+        self.w_key = torch.from_numpy(np.ascontiguousarray(w_key, dtype=np.float32)).to(self.device)
+        self.key_ready = torch.cuda.Event()
+        self.key_ready.record(torch.cuda.current_stream(self.device))
+        self.streams = [torch.cuda.Stream(self.device) for _ in range(inflight)]
+        self.host_in: list[torch.Tensor | None] = [None] * inflight
+        self.host_out: list[torch.Tensor | None] = [None] * inflight
+        self.pending: deque[tuple[int, torch.Tensor, list[torch.cuda.Event]]] = deque()
+        self.next_slot = 0
+        self.last_timings_ms: dict[str, float] = {}
+
+    def _pinned(self, cache: list[torch.Tensor | None], slot: int, shape: tuple[int, ...]) -> torch.Tensor:
+        buffer = cache[slot]
+        if buffer is None or tuple(buffer.shape) != shape:
+            buffer = cache[slot] = torch.empty(shape, dtype=torch.float32, pin_memory=True)
+        return buffer
+
+    @torch.inference_mode()
+    def submit(self, face: np.ndarray) -> None:
+        if len(self.pending) >= self.inflight:
+            raise BackendError(f"{self.inflight} frame(s) already in flight: collect a result first")
+        slot = self.next_slot
+        self.next_slot = (slot + 1) % self.inflight
+        stream = self.streams[slot]
+        # Safe to overwrite: this slot's previous frame was collected, so its copy-in is done.
+        host_in = self._pinned(self.host_in, slot, tuple(face.shape))
+        host_in.copy_(torch.from_numpy(np.ascontiguousarray(face, dtype=np.float32)))
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(len(FRAME_STAGES) + 1)]
+        with torch.cuda.stream(stream):
+            stream.wait_event(self.key_ready)
+            x = host_in.to(self.device, non_blocking=True)
+            events[0].record(stream)
+            w_real = self.modules[0](x)
+            events[1].record(stream)
+            w_prot = self.modules[1](w_real, self.w_key)
+            events[2].record(stream)
+            image = self.modules[2](w_prot).float()
+            events[3].record(stream)
+            host_out = self._pinned(self.host_out, slot, tuple(image.shape))
+            host_out.copy_(image, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(stream)
+        self.pending.append((slot, host_out, [*events, done]))
+
+    def result(self) -> np.ndarray:
+        if not self.pending:
+            raise BackendError("no frame in flight")
+        _, host_out, events = self.pending.popleft()
+        events[-1].synchronize()
+        self.last_timings_ms = {stage: events[i].elapsed_time(events[i + 1]) for i, stage in enumerate(FRAME_STAGES)}
+        return host_out.numpy().copy()
+
+    def close(self) -> None:
+        for stream in self.streams:
+            stream.synchronize()
+        self.pending.clear()

@@ -1,0 +1,119 @@
+"""The faces of an evaluation set: one sub-folder per identity, each photo detected and aligned twice.
+
+    DATA/alice/001.jpg, DATA/alice/002.jpg, DATA/bob/a.png, ...
+
+Each photo gives one :class:`EvalFace` (the largest detected face): the FFHQ-aligned 256 crop that
+our Protector takes, the same face's landmarks *in that crop* (mapped through the alignment
+transform), and the FR system's own crop of the original photo. A photo that cannot be read or
+has no face is reported by file and skipped.
+
+Detection and FFHQ alignment come from ``anonymixer.face`` (YuNet by default). The FR systems'
+5-point similarity alignment (:func:`similarity_align`) lives here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import AnonymixerError, EvaluationError
+from ..face.align import align_face, apply_affine
+from ..face.detect import Detector
+from ..face.io import read_photo
+
+if TYPE_CHECKING:
+    from .fr import FaceRecognizer
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def umeyama_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation; no reflection) mapping
+    ``src (K, 2)`` onto ``dst (K, 2)``, as a ``(2, 3) float64`` affine (Umeyama 1991)."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    cov = d.T @ s / len(src)
+    u, sigma, vt = np.linalg.svd(cov)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1.0
+    rotation = u @ np.diag(sign) @ vt
+    var = (s * s).sum() / len(src)
+    scale = (sigma * sign).sum() / var if var > 0 else 1.0
+    return np.hstack([scale * rotation, (mu_d - scale * rotation @ mu_s)[:, None]])
+
+
+def similarity_align(image_bgr: np.ndarray, landmarks5: np.ndarray, template: np.ndarray,
+                     size: int) -> np.ndarray:
+    """Warp ``(H, W, 3) uint8`` so that ``landmarks5 (5, 2)`` land on ``template (5, 2)``;
+    returns the ``(size, size, 3) uint8`` crop (as InsightFace's ``norm_crop``)."""
+    matrix = umeyama_similarity(landmarks5, template)
+    return cv2.warpAffine(image_bgr, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
+
+
+@dataclass
+class EvalFace:
+    """One photo's face.
+
+    ``crop``: ``(S, S, 3) uint8 RGB`` FFHQ crop (the Protector's input, S = 256).
+    ``crop_landmarks``: ``(5, 2) float64`` the detector's landmarks mapped into ``crop`` pixels.
+    ``fr_crop``: ``(s, s, 3) uint8 BGR`` the FR system's alignment of the original photo.
+    """
+
+    path: Path
+    identity: str
+    crop: np.ndarray
+    crop_landmarks: np.ndarray
+    fr_crop: np.ndarray
+
+
+@dataclass
+class EvalSet:
+    """The usable faces, and one line per photo that was skipped."""
+
+    faces: list[EvalFace] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def identities(self) -> np.ndarray:
+        """``(N,)`` identity label of each face."""
+        return np.array([f.identity for f in self.faces])
+
+
+def list_photos(data_dir: Path) -> list[tuple[str, Path]]:
+    """``(identity, path)`` for every image in ``DATA/<identity>/`` (sorted; nested folders included)."""
+    if not data_dir.is_dir():
+        raise EvaluationError(f"--data {data_dir}: no such folder; give a folder with one sub-folder per identity")
+    photos = [(sub.name, path) for sub in sorted(p for p in data_dir.iterdir() if p.is_dir())
+              for path in sorted(sub.rglob("*")) if path.suffix.lower() in IMAGE_SUFFIXES]
+    if not photos:
+        raise EvaluationError(f"--data {data_dir}: no images found; put each person's photos in their own "
+                              "sub-folder (DATA/<identity>/<photo>.jpg)")
+    return photos
+
+
+def load_eval_set(data_dir: str | Path, detector: Detector, fr: FaceRecognizer, crop_size: int = 256) -> EvalSet:
+    """Detect and align the largest face of every photo under ``data_dir`` (see module docstring)."""
+    result = EvalSet()
+    photos = list_photos(Path(data_dir))
+    for identity, path in tqdm(photos, desc="faces", unit="photo", disable=None):
+        try:
+            image, _ = read_photo(path)  # (H, W, 3) uint8 BGR, whatever the file's channels
+            faces = detector.detect(image)
+            if not faces:
+                result.skipped.append(f"{path}: no face detected")
+                continue
+            face = max(faces, key=lambda f: float(f.box[2] * f.box[3]))
+            crop_bgr, matrix = align_face(image, face.landmarks, crop_size)
+            result.faces.append(EvalFace(
+                path=path, identity=identity, crop=np.ascontiguousarray(crop_bgr[..., ::-1]),
+                crop_landmarks=apply_affine(matrix, face.landmarks), fr_crop=fr.align(image, face.landmarks)))
+        except (AnonymixerError, ValueError, RuntimeError, cv2.error) as exc:  # dlib raises RuntimeError
+            result.skipped.append(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}")
+    return result

@@ -1,0 +1,111 @@
+"""FFHQ-style alignment: five landmarks -> one affine warp to a square face crop, and back.
+
+The FFHQ recipe (Karras et al., ``ffhq-dataset``'s ``recreate_aligned_images``) places an oriented
+square on the face from the eye centres and mouth corners alone::
+
+    eye_avg      = (eye_r + eye_l) / 2            eye_to_eye   = eye_l - eye_r
+    mouth_avg    = (mouth_r + mouth_l) / 2        eye_to_mouth = mouth_avg - eye_avg
+    x  = eye_to_eye - rot90(eye_to_mouth)         (the face's horizontal axis)
+    x *= max(2.0 * |eye_to_eye|, 1.8 * |eye_to_mouth|) / |x|
+    y  = rot90(x)                                 (same length, pointing to the chin)
+    c  = eye_avg + 0.1 * eye_to_mouth             (centre of the square)
+    quad = c - x - y, c - x + y, c + x + y, c + x - y   (top-left, bottom-left, bottom-right, top-right)
+
+(``eye_r`` is the subject's right eye, on the image's left; FFHQ calls it ``eye_left``.) The quad
+maps onto the crop's outer corners; since the quad is a square the warp is a similarity, stored as
+one ``(2, 3) float64`` affine matrix from frame pixels to crop pixels (pixel centres at integers).
+
+Where the eyes land (the template): for a frontal face with interocular distance ``d`` and
+eye-to-mouth distance ``m <= d / 0.9``, the square has half-side ``2 d``; the eye centres land at
+``(0.375 S, (0.5 - 0.025 m/d) S)`` and ``(0.625 S, ...)``, minus half a pixel. For ``m = d`` and
+``S = 256`` that is (95.5, 121.1) and (159.5, 121.1); real faces (``m/d`` in 0.8-1.1) stay within
+a pixel of it vertically. ``template_eye_centres`` returns these positions.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Eye centres in the crop as fractions of its side, for a frontal face with m = d (see above).
+FFHQ_EYE_FRACTIONS = np.array([[0.375, 0.475], [0.625, 0.475]])
+
+
+def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
+    """The FFHQ crop square in frame pixels: ``(5, 2)`` landmarks -> ``(4, 2) float64`` corners
+    (top-left, bottom-left, bottom-right, top-right)."""
+    lm = np.asarray(landmarks, np.float64).reshape(5, 2)
+    eye_r, eye_l, _, mouth_r, mouth_l = lm
+    eye_avg = (eye_r + eye_l) * 0.5
+    eye_to_eye = eye_l - eye_r
+    eye_to_mouth = (mouth_r + mouth_l) * 0.5 - eye_avg
+    x = eye_to_eye - np.flipud(eye_to_mouth) * [-1.0, 1.0]
+    norm = np.hypot(*x)
+    if not np.isfinite(norm) or norm < 1e-6:
+        raise ValueError("degenerate face landmarks: eyes and mouth coincide")
+    x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8) / norm
+    y = np.flipud(x) * [-1.0, 1.0]
+    c = eye_avg + eye_to_mouth * 0.1
+    return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
+
+
+def ffhq_affine(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """``(2, 3) float64`` affine from frame pixels to a ``size x size`` FFHQ crop."""
+    quad = ffhq_quad(landmarks)
+    corners = np.array([[0.0, 0.0], [0.0, size], [size, size]]) - 0.5  # outer edges, pixel-centre coords
+    src = np.hstack([quad[:3], np.ones((3, 1))])
+    return np.linalg.solve(src, corners).T
+
+
+def resize_affine(matrix: np.ndarray, size: int, new_size: int) -> np.ndarray:
+    """The same alignment for a crop of ``new_size`` instead of ``size`` pixels."""
+    scale = new_size / size
+    out = np.asarray(matrix, np.float64) * scale
+    out[:, 2] += 0.5 * scale - 0.5
+    return out
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    """``(2, 3)`` inverse: crop pixels -> frame pixels."""
+    return cv2.invertAffineTransform(np.asarray(matrix, np.float64))
+
+
+def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Map ``(N, 2)`` points through a ``(2, 3)`` affine."""
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    return pts @ np.asarray(matrix, np.float64)[:, :2].T + np.asarray(matrix, np.float64)[:, 2]
+
+
+def template_eye_centres(size: int) -> np.ndarray:
+    """``(2, 2)`` where FFHQ alignment puts the eye centres (subject's right, then left) in a
+    ``size``-pixel crop, for a frontal face with equal interocular and eye-to-mouth distances."""
+    return FFHQ_EYE_FRACTIONS * size - 0.5
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Warp one face to a ``(size, size, C)`` crop; returns ``(crop, affine frame->crop)``.
+
+    Borders are reflected, as FFHQ pads with reflections. A face larger than twice the crop is
+    first shrunk with an area filter to the crop's own scale (FFHQ shrinks too), so that the
+    bilinear warp that follows works at about 1:1 and does not alias.
+    """
+    matrix = ffhq_affine(landmarks, size)
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))  # crop pixels per frame pixel
+    quad = ffhq_quad(landmarks)
+    height, width = image.shape[:2]
+    # Shrink only the part of the frame under the quad (plus a margin for the filters).
+    x0, y0 = np.floor(quad.min(0)).astype(int) - 4
+    x1, y1 = np.ceil(quad.max(0)).astype(int) + 5
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    if scale >= 0.5 or x1 - x0 < 2 or y1 - y0 < 2:
+        crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        return crop, matrix
+    roi = image[y0:y1, x0:x1]
+    small = cv2.resize(roi, (max(2, round(roi.shape[1] * scale)), max(2, round(roi.shape[0] * scale))),
+                       interpolation=cv2.INTER_AREA)
+    # small pixel (u, v) <- frame pixel (x0 + (u + 0.5) * sx - 0.5, ...), sx = roi width / small width
+    sx, sy = roi.shape[1] / small.shape[1], roi.shape[0] / small.shape[0]
+    to_frame = np.array([[sx, 0.0, x0 + 0.5 * sx - 0.5], [0.0, sy, y0 + 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+    crop = cv2.warpAffine(small, np.asarray(matrix) @ to_frame, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT)
+    return crop, matrix

@@ -1,0 +1,133 @@
+"""``anonymixer build``: an export folder -> one TensorRT engine per graph, with sidecars.
+
+    build_engines("export/ffhq", "engines/ffhq", precision="fp16", batch=(1, 1, 4),
+                  timing_cache="trt.cache")
+
+Works with TensorRT 10.3 (JetPack 6.2) through 11.x: the network mode comes from
+``engines.build_plan`` (strongly typed from the FP16 / Q-DQ graphs on TensorRT >= 10.12, the
+``BuilderFlag`` path before). One optimization profile covers the batch range; a timing cache file
+is loaded before and saved after each engine, so rebuilds on the same GPU are fast. TensorRT and
+cuda-python are imported only when a build starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import EngineError
+from ..export.layout import GRAPHS, MANIFEST
+from .cuda import device_info
+from .engines import (BuildPlan, EngineTarget, build_plan, engine_filename, make_sidecar, parse_batch,
+                      profile_shapes, require_tensorrt, sidecar_path, write_json)
+from .manifest import ExportManifest, GraphEntry, sha256_file
+
+log = logging.getLogger("anonymixer.build")
+FP32_FALLBACK_STAGES = ("mapping", "mixer")
+
+
+def network_flags(creation_flags: Any, plan: BuildPlan) -> int:
+    """``create_network`` flags for ``plan``; ``creation_flags`` is ``trt.NetworkDefinitionCreationFlag``.
+
+    TensorRT 11 makes every network strongly typed and may drop the flag: then no flag is needed.
+    """
+    if not plan.strongly_typed:
+        return 0
+    flag = getattr(creation_flags, "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)
+
+
+def parser_failure(path: Path, version: str, errors: Sequence[str]) -> EngineError:
+    """One line for a failed ONNX parse: the first error, and how many more there were."""
+    first = " ".join(errors[0].split()) if errors else "no error reported"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return EngineError(f"{path}: TensorRT {version} cannot parse this graph: {first}{more}; "
+                       "check that it was exported by this anonymixer (`anonymixer export`)")
+
+
+def graph_for(manifest: ExportManifest, stage: str, precision: str) -> GraphEntry:
+    """The graph to build for ``stage``: mapping and mixer may exist in fp32 only."""
+    if stage in FP32_FALLBACK_STAGES and precision not in manifest.precisions(stage):
+        return manifest.graph(stage, "fp32")
+    return manifest.graph(stage, precision)
+
+
+def build_engines(onnx_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], precision: str = "fp16",
+                  batch: str | Sequence[int] = (1, 1, 8), workspace_mb: int = 4096,
+                  timing_cache: str | os.PathLike[str] | None = None, stages: Sequence[str] = GRAPHS,
+                  device_id: int = 0, report: Callable[[str], None] | None = None) -> list[Path]:
+    """Build one engine per graph of ``onnx_dir`` into ``out_dir``; return the engine paths.
+
+    ``batch``: ``(min, opt, max)`` faces per call for the optimization profile (``w_key`` is always
+    batch 1). ``workspace_mb``: TensorRT's workspace memory pool limit. ``timing_cache``: a file
+    reused across builds (created if missing).
+    """
+    say = report or log.info
+    manifest = ExportManifest(onnx_dir)
+    batch = parse_batch(batch)
+    version = require_tensorrt()
+    import tensorrt as trt
+
+    gpu = device_info(device_id)
+    target = EngineTarget(tensorrt_version=version, gpu_name=gpu.name, compute_capability=gpu.compute_capability)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache_file = Path(timing_cache) if timing_cache is not None else None
+    cache_bytes = cache_file.read_bytes() if cache_file is not None and cache_file.is_file() else b""
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    written: list[Path] = []
+    for stage in stages:
+        graph = graph_for(manifest, stage, precision)
+        graph.verify()
+        plan = build_plan(version, graph.precision)
+        say(f"building {stage} ({graph.path.name}, {plan.describe()}) on {gpu.name} ...")
+        network = builder.create_network(network_flags(trt.NetworkDefinitionCreationFlag, plan))
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(graph.path)):
+            raise parser_failure(graph.path, version, [str(parser.get_error(i)) for i in range(parser.num_errors)])
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+        for flag in plan.builder_flags:
+            config.set_flag(getattr(trt.BuilderFlag, flag))
+        if not config.set_timing_cache(config.create_timing_cache(cache_bytes), False):
+            log.warning("timing cache %s does not match this GPU/TensorRT; starting a new one", cache_file)
+            config.set_timing_cache(config.create_timing_cache(b""), False)
+        inputs = [network.get_input(i) for i in range(network.num_inputs)]
+        specs = [{"name": t.name, "shape": [t.shape[i] for i in range(len(t.shape))]} for t in inputs]
+        shapes = profile_shapes(specs, batch, str(graph.path))
+        profile = builder.create_optimization_profile()
+        for name, (low, opt, high) in shapes.items():
+            profile.set_shape(name, trt.Dims(list(low)), trt.Dims(list(opt)), trt.Dims(list(high)))
+        config.add_optimization_profile(profile)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise EngineError(f"TensorRT {version} could not build the {stage} engine from {graph.path} "
+                              "(see TensorRT's log above); try a larger --workspace or a smaller --batch")
+        engine_bytes = bytes(memoryview(serialized))
+        cache_bytes = bytes(memoryview(config.get_timing_cache().serialize()))
+        if cache_file is not None:
+            write_bytes(cache_file, cache_bytes)
+        path = out / engine_filename(stage, precision)
+        write_bytes(path, engine_bytes)
+        write_json(sidecar_path(path), make_sidecar(
+            stage, precision, target, plan, shapes, graph.path, sha256_file(graph.path),
+            engine_sha256=sha256_file(path), engine_bytes=len(engine_bytes), onnx_dir=manifest.folder.resolve(),
+            batch=batch, anonymixer_version=__version__))
+        say(f"wrote {path} ({len(engine_bytes) >> 20} MiB)")
+        written.append(path)
+    shutil.copyfile(manifest.path, out / MANIFEST)   # the runtime's model info travels with the engines
+    return written
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write a file atomically (temporary file, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+

@@ -1,0 +1,166 @@
+"""``anonymixer doctor``: what this machine can run, and the pip command for what it cannot.
+
+Every probe is guarded: a missing package, driver or GPU is a finding, never a crash. This is the
+only place (with the TensorRT/CUDA backends themselves) that imports tensorrt and cuda-python.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import platform
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+PIP_TORCH = "pip install torch==2.13.0 (or your platform's build: Jetson images bring their own)"
+PIP_ORT = "pip install onnxruntime"
+PIP_ORT_GPU = "pip uninstall -y onnxruntime && pip install 'anonymixer[gpu]' (onnxruntime-gpu)"
+PIP_TRT = "pip install 'anonymixer[trt]' (tensorrt + cuda-python; on Jetson TensorRT comes with JetPack)"
+PIP_CUDA_PYTHON = "pip install cuda-python (also in 'anonymixer[trt]')"
+NEED_DRIVER = "an NVIDIA GPU with its driver (nvidia-smi must work)"
+
+
+@dataclass
+class Backend:
+    """Whether one backend can run here, and what is missing otherwise."""
+
+    name: str
+    usable: bool
+    detail: str
+    missing: list[str] = field(default_factory=list)   # "what (how to add it)"
+
+
+@dataclass
+class Findings:
+    versions: dict[str, str]        # component -> version or "absent (...)"
+    gpu: dict[str, str]             # name, compute capability, memory; empty without a GPU
+    has_tensorrt: bool
+    has_cuda: bool                  # a CUDA driver and at least one device
+    backends: list[Backend]
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _probe_cuda(versions: dict[str, str], gpu: dict[str, str]) -> bool:
+    """CUDA driver/runtime and GPU through cuda-python; fills ``versions``/``gpu``; True with a device."""
+    from ..errors import AnonymixerError
+    from .cuda import cudart, device_info, version_text
+
+    cuda_python = _version("cuda-python") or _version("cuda-bindings")
+    if cuda_python is None:
+        versions["cuda-python"] = f"absent ({PIP_CUDA_PYTHON})"
+        versions["CUDA driver"] = "unknown (needs cuda-python to ask)"
+        return False
+    versions["cuda-python"] = cuda_python
+    try:
+        rt = cudart()
+        driver = int(rt.cudaDriverGetVersion()[1] or 0)
+        err, runtime = rt.cudaRuntimeGetVersion()
+        versions["CUDA runtime"] = version_text(int(runtime)) if int(err) == 0 else f"unavailable ({err.name})"
+    except Exception as exc:  # a broken cuda-python install is a finding too
+        versions["CUDA driver"] = f"unknown (cuda-python failed: {type(exc).__name__}: {exc})"
+        return False
+    if driver == 0:
+        versions["CUDA driver"] = f"absent (no NVIDIA driver on this machine; needs {NEED_DRIVER})"
+        return False
+    versions["CUDA driver"] = version_text(driver)
+    try:
+        info = device_info(0)
+    except AnonymixerError as exc:
+        versions["CUDA driver"] += f"; no usable device ({exc})"
+        return False
+    gpu.update({"name": info.name, "compute capability": info.compute_capability,
+                "memory": f"{info.total_memory_mb} MiB"})
+    return True
+
+
+def _probe_tensorrt(versions: dict[str, str]) -> bool:
+    from ..errors import AnonymixerError
+    from .engines import require_tensorrt
+
+    try:
+        versions["TensorRT"] = require_tensorrt()
+        return True
+    except AnonymixerError as exc:
+        versions["TensorRT"] = "absent: " + str(exc).replace("TensorRT is not installed", "not installed")
+        return False
+
+
+def _probe_torch(versions: dict[str, str]) -> tuple[bool, bool]:
+    """(torch importable, torch sees a CUDA device)."""
+    try:
+        torch: Any = importlib.import_module("torch")
+    except ImportError:
+        versions["torch"] = f"absent ({PIP_TORCH})"
+        return False, False
+    cuda = bool(torch.cuda.is_available())
+    versions["torch"] = f"{torch.__version__} (CUDA {'available' if cuda else 'not available'})"
+    return True, cuda
+
+
+def collect() -> Findings:
+    """Probe Python, numpy, onnxruntime, torch, TensorRT, cuda-python, the driver and the GPU."""
+    versions: dict[str, str] = {"Python": f"{platform.python_version()} ({sys.executable})",
+                                "platform": f"{platform.system()} {platform.machine()}"}
+    gpu: dict[str, str] = {}
+    import numpy
+
+    versions["numpy"] = numpy.__version__
+    try:
+        ort: Any = importlib.import_module("onnxruntime")
+        providers = list(ort.get_available_providers())
+        versions["onnxruntime"] = f"{ort.__version__}, providers: {', '.join(providers)}"
+    except ImportError:
+        ort, providers = None, []
+        versions["onnxruntime"] = f"absent ({PIP_ORT})"
+    has_torch, torch_cuda = _probe_torch(versions)
+    has_trt = _probe_tensorrt(versions)
+    has_cuda = _probe_cuda(versions, gpu)
+
+    backends = [
+        Backend("torch", has_torch, ("CPU" + (" and CUDA" if torch_cuda else "")) if has_torch else "",
+                [] if has_torch else [f"PyTorch ({PIP_TORCH})"]),
+        Backend("ort", ort is not None, "CPU" if ort is not None else "",
+                [] if ort is not None else [f"onnxruntime ({PIP_ORT})"]),
+    ]
+    missing = [] if "CUDAExecutionProvider" in providers else [f"onnxruntime's CUDA provider ({PIP_ORT_GPU})"]
+    if not has_cuda:
+        missing.append(f"a CUDA driver and GPU ({NEED_DRIVER})")
+    backends.append(Backend("ort-cuda", not missing, "CUDA (IO binding)" if not missing else "", missing))
+    missing = [] if has_trt else [f"TensorRT ({PIP_TRT})"]
+    if versions["cuda-python"].startswith("absent"):
+        missing.append(f"cuda-python ({PIP_CUDA_PYTHON})")
+    if not has_cuda:
+        missing.append(f"a CUDA driver and GPU ({NEED_DRIVER})")
+    backends.append(Backend("trt", not missing, f"TensorRT {versions['TensorRT']}" if not missing else "", missing))
+    return Findings(versions=versions, gpu=gpu, has_tensorrt=has_trt, has_cuda=has_cuda, backends=backends)
+
+
+def report(findings: Findings) -> list[str]:
+    """The doctor's printout, one finding per line."""
+    width = max(len(k) for k in findings.versions) + 2
+    lines = [f"{name + ':':<{width}} {value}" for name, value in findings.versions.items()]
+    if findings.gpu:
+        lines.append(f"{'GPU:':<{width}} " + ", ".join(f"{k} {v}" for k, v in findings.gpu.items()))
+    else:
+        lines.append(f"{'GPU:':<{width}} none found")
+    lines.append("backends:")
+    for backend in findings.backends:
+        if backend.usable:
+            lines.append(f"  {backend.name:<9} usable ({backend.detail})")
+        else:
+            lines.append(f"  {backend.name:<9} NOT usable; missing:")
+            lines.extend(f"    - {item}" for item in backend.missing)
+    absent = [name for name, present in (("TensorRT", findings.has_tensorrt), ("CUDA", findings.has_cuda))
+              if not present]
+    if absent:
+        usable = ", ".join(b.name for b in findings.backends if b.usable) or "none"
+        verb = "are" if len(absent) > 1 else "is"
+        lines.append(f"{' and '.join(absent)} {verb} absent on this machine; backends that can run here: {usable}.")
+    return lines

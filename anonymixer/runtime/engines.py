@@ -1,0 +1,229 @@
+"""TensorRT engine folders, without TensorRT: names, sidecars, compatibility, build plans, profiles.
+
+    DIR/manifest.json                       copied from the export folder (model info for the runtime)
+    DIR/encoder.fp16.engine                 one serialized engine per graph (fp32: encoder.engine)
+    DIR/encoder.fp16.engine.json            its sidecar (``SIDECAR_FORMAT``)
+
+An engine only runs on the GPU model and the TensorRT version that built it. The sidecar records
+both (with the precision, the profile shapes, the ONNX sha256 and the engine's own sha256), and
+``check_engine`` refuses a mismatched or corrupt engine in one line that says how to rebuild.
+Everything here is plain Python so that it can be tested on machines without TensorRT or CUDA.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import EngineError, ExportError
+from ..export.layout import GRAPHS, PRECISIONS
+from .manifest import sha256_file
+
+SIDECAR_FORMAT = "anonymixer-engine"
+SIDECAR_VERSION = 1
+# TensorRT 10.12 deprecated weakly typed networks and BuilderFlag.FP16/INT8 (TensorRT 11 removed
+# them): from there on, precision comes from the ONNX graph itself (strongly typed network).
+STRONGLY_TYPED_FROM = (10, 12)
+KEY_INPUTS = ("w_key",)   # fed with batch 1 (one key for the whole batch)
+INSTALL_TRT = "pip install 'anonymixer[trt]' (JetPack ships TensorRT already)"
+
+
+def engine_filename(stage: str, precision: str) -> str:
+    """``encoder.engine`` for fp32, ``encoder.fp16.engine`` / ``encoder.int8.engine`` otherwise."""
+    if stage not in GRAPHS or precision not in PRECISIONS:
+        raise ValueError(f"unknown graph {stage!r} or precision {precision!r}")
+    return f"{stage}.engine" if precision == "fp32" else f"{stage}.{precision}.engine"
+
+
+def sidecar_path(engine: Path) -> Path:
+    return engine.with_name(engine.name + ".json")
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"10.3.0.26" -> (10, 3, 0, 26)``; trailing non-numeric parts (``"11.0.0rc1"``) are dropped."""
+    parts = []
+    for piece in text.split("."):
+        match = re.match(r"\d+", piece)
+        if not match:
+            break
+        parts.append(int(match.group()))
+    return tuple(parts)
+
+
+def require_tensorrt() -> str:
+    """The installed TensorRT's version, or ``EngineError`` saying how to install it.
+
+    ``tensorrt-stubs`` installs a bare ``tensorrt`` folder of ``.pyi`` files that would import as
+    an empty namespace package; such a folder (no ``__init__.py``) is not TensorRT and is never
+    imported here.
+    """
+    spec = importlib.util.find_spec("tensorrt")
+    if spec is None:
+        raise EngineError(f"TensorRT is not installed: {INSTALL_TRT}")
+    if spec.origin is None or not spec.origin.endswith((".py", ".so", ".pyd")):
+        raise EngineError(f"TensorRT is not installed (only its type stubs, tensorrt-stubs, are): {INSTALL_TRT}")
+    version = getattr(importlib.import_module("tensorrt"), "__version__", None)
+    if not isinstance(version, str):
+        raise EngineError(f"the installed tensorrt package has no version (broken install?): {INSTALL_TRT}")
+    return version
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """How to turn one ONNX graph into a TensorRT network."""
+
+    strongly_typed: bool              # NetworkDefinitionCreationFlag.STRONGLY_TYPED
+    builder_flags: tuple[str, ...]    # names of BuilderFlag members to set (legacy TensorRT only)
+
+    def describe(self) -> str:
+        flags = ", ".join(f"BuilderFlag.{f}" for f in self.builder_flags)
+        return "strongly typed" if self.strongly_typed else f"weakly typed with {flags or 'no flags'}"
+
+
+def build_plan(tensorrt_version: str, precision: str) -> BuildPlan:
+    """The network mode for ``precision`` on this TensorRT.
+
+    TensorRT >= 10.12: strongly typed; the FP16 graph (FP32 islands included) and the INT8 Q/DQ
+    graph carry their own types. Older TensorRT (JetPack 6.2 ships 10.3): the classic weakly typed
+    path with ``BuilderFlag.FP16`` (and ``INT8`` for Q/DQ graphs), which those versions tune best.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if parse_version(tensorrt_version)[:2] >= STRONGLY_TYPED_FROM:
+        return BuildPlan(strongly_typed=True, builder_flags=())
+    flags = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8", "FP16")}[precision]
+    return BuildPlan(strongly_typed=False, builder_flags=flags)
+
+
+def parse_batch(text: str | Sequence[int]) -> tuple[int, int, int]:
+    """``"1,4,8"`` (or ``"8"`` for 1,8,8) -> ``(min, opt, max)`` with ``1 <= min <= opt <= max``."""
+    try:
+        values = [int(v) for v in text.split(",")] if isinstance(text, str) else [int(v) for v in text]
+    except ValueError:
+        raise ValueError(f"batch must be MIN,OPT,MAX integers, like 1,4,8; got {text!r}") from None
+    if len(values) == 1:
+        values = [1, values[0], values[0]]
+    if len(values) != 3 or not 1 <= values[0] <= values[1] <= values[2]:
+        raise ValueError(f"batch must be MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX; got {text!r}")
+    return values[0], values[1], values[2]
+
+
+Shape = tuple[int, ...]
+
+
+def profile_shapes(inputs: Sequence[dict[str, Any]], batch: tuple[int, int, int],
+                   source: str = "graph") -> dict[str, tuple[Shape, Shape, Shape]]:
+    """Optimization-profile ``(min, opt, max)`` shapes for the inputs of one graph.
+
+    ``inputs`` are the manifest's ``[{"name", "shape"}]`` with a string (``"batch"``) or ``None``
+    for the dynamic batch axis, which must be the first; all other axes must be fixed. Key inputs
+    (``w_key``) are fed with batch 1, so their profile is ``1, 1, max``.
+    """
+    shapes: dict[str, tuple[Shape, Shape, Shape]] = {}
+    for spec in inputs:
+        name, dims = spec["name"], list(spec["shape"])
+        rest = dims[1:]
+        if not dims or not all(isinstance(d, int) and d > 0 for d in rest):
+            raise ExportError(f"{source}: input {name!r} has shape {dims}; only the first (batch) axis may "
+                              "be dynamic; re-export it with `anonymixer export`")
+        if isinstance(dims[0], int) and dims[0] > 0:
+            fixed = tuple(dims)
+            shapes[name] = (fixed, fixed, fixed)
+            continue
+        low, opt, high = (1, 1, batch[2]) if name in KEY_INPUTS else batch
+        shapes[name] = ((low, *rest), (opt, *rest), (high, *rest))
+    return shapes
+
+
+def rebuild_command(onnx_dir: str | None, out_dir: str | os.PathLike[str], precision: str,
+                    batch: Sequence[int] | None) -> str:
+    """The ``anonymixer build`` command line that rebuilds an engine folder."""
+    batch_text = f" --batch {','.join(str(b) for b in batch)}" if batch else ""
+    return (f"anonymixer build --onnx {onnx_dir or 'ONNX_DIR'} --out {out_dir} "
+            f"--precision {precision}{batch_text}")
+
+
+@dataclass(frozen=True)
+class EngineTarget:
+    """What an engine is tied to: this machine's TensorRT and GPU."""
+
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str           # "8.7"
+
+
+def make_sidecar(stage: str, precision: str, target: EngineTarget, plan: BuildPlan,
+                 profile: dict[str, tuple[Shape, Shape, Shape]], onnx_file: Path, onnx_sha256: str,
+                 engine_sha256: str, engine_bytes: int, onnx_dir: Path, batch: Sequence[int],
+                 anonymixer_version: str) -> dict[str, Any]:
+    """The sidecar JSON of one engine (see the module docstring)."""
+    return {
+        "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "anonymixer_version": anonymixer_version,
+        "stage": stage, "precision": precision,
+        "tensorrt_version": target.tensorrt_version, "gpu_name": target.gpu_name,
+        "compute_capability": target.compute_capability,
+        "network": plan.describe(), "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.builder_flags),
+        "profile": {name: {"min": list(s[0]), "opt": list(s[1]), "max": list(s[2])} for name, s in profile.items()},
+        "batch": list(batch),
+        "onnx": {"dir": str(onnx_dir), "file": onnx_file.name, "sha256": onnx_sha256},
+        "engine": {"sha256": engine_sha256, "bytes": engine_bytes},
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON atomically (temporary file, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_sidecar(engine: Path) -> dict[str, Any]:
+    """The sidecar of ``engine``; one-line ``EngineError`` when the engine or its sidecar is unusable."""
+    folder = engine.parent
+    generic = rebuild_command(None, folder, "PRECISION", None)
+    if not engine.is_file():
+        raise EngineError(f"{engine}: no such engine; build it with `{generic}`")
+    side = sidecar_path(engine)
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EngineError(f"{side}: missing sidecar, so {engine.name} cannot be checked against this "
+                          f"machine; rebuild with `{generic}`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EngineError(f"{side}: corrupt sidecar ({type(exc).__name__}); rebuild with `{generic}`") from None
+    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT or data.get("version") != SIDECAR_VERSION:
+        raise EngineError(f"{side}: not an anonymixer engine sidecar (version {SIDECAR_VERSION}); "
+                          f"rebuild with `{generic}`")
+    return data
+
+
+def check_engine(engine: Path, target: EngineTarget, verify_hash: bool = True) -> dict[str, Any]:
+    """Refuse an engine that is corrupt or was built for another GPU or TensorRT; return its sidecar.
+
+    Every refusal is one line ending with the ``anonymixer build`` command that rebuilds it.
+    """
+    data = read_sidecar(engine)
+    onnx = data.get("onnx") or {}
+    how = f"rebuild with `{rebuild_command(onnx.get('dir'), engine.parent, data.get('precision', 'fp16'), data.get('batch'))}`"
+    expected = data.get("engine") or {}
+    if verify_hash and (engine.stat().st_size != expected.get("bytes")
+                        or sha256_file(engine) != expected.get("sha256")):
+        raise EngineError(f"{engine}: corrupt engine file (size or sha256 differs from its sidecar); {how}")
+    built_for = (f"TensorRT {data.get('tensorrt_version')} on {data.get('gpu_name')} "
+                 f"(compute capability {data.get('compute_capability')})")
+    here = (f"TensorRT {target.tensorrt_version} on {target.gpu_name} "
+            f"(compute capability {target.compute_capability})")
+    if data.get("tensorrt_version") != target.tensorrt_version:
+        raise EngineError(f"{engine}: built with {built_for}, but this machine has {here}; "
+                          f"engines only load on the TensorRT version that built them: {how}")
+    if (data.get("compute_capability") != target.compute_capability or data.get("gpu_name") != target.gpu_name):
+        raise EngineError(f"{engine}: built for {built_for}, but this machine has {here}; "
+                          f"engines are tied to the GPU that built them: {how}")
+    return data

