@@ -293,7 +293,8 @@ def test_calibrate_needs_no_pytorch(export_dir, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("ANONYMIXER_SLOW"), reason="about 4 min on 2 cores: set ANONYMIXER_SLOW=1")
+@pytest.mark.skipif(not os.environ.get("ANONYMIXER_SLOW"),
+                    reason="1-4 min on 2 cores and 9 GB of memory: set ANONYMIXER_SLOW=1")
 def test_ffhq256_export_completes_and_passes_parity(tmp_path):
     manifest = export_onnx("random:ffhq256", tmp_path, progress=False)
     assert all(manifest["graphs"][s]["fp32"]["parity"]["passed"] for s in GRAPHS)

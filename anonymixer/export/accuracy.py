@@ -49,12 +49,14 @@ def accuracy_report(folder: str | os.PathLike[str], precisions: Sequence[str], p
     faces = synthetic_faces(fp32, samples, seed).faces
     feeds = stage_feeds(fp32, faces, seed + 1)
     ref = {stage: fp32.run(stage, feeds[stage]) for stage in GRAPHS}
+    fp32.close()
     report: dict[str, Any] = {
         "samples": samples, "seed": seed,
         "inputs": "faces drawn by the FP32 graphs (z -> mapping -> generator -> resize), one random key each",
         "psnr": "images clipped to [-1, 1], peak-to-peak 2", "precisions": {}}
     others = [p for p in precisions if p != "fp32"]
-    with tqdm(total=len(others) * (len(GRAPHS) + 1), desc="accuracy", unit="step", disable=None if progress else True) as bar:
+    with tqdm(total=len(others) * (len(GRAPHS) + 1), desc="accuracy", unit="step",
+              disable=None if progress else True) as bar:
         for precision in others:
             graphs = GraphSet(folder, precision, verify=False)
             stages: dict[str, Any] = {}
@@ -71,6 +73,7 @@ def accuracy_report(folder: str | os.PathLike[str], precisions: Sequence[str], p
                 "stages": stages,
                 "pipeline": {"image_relative_error": relative_error(image, ref["generator"]),
                              "image_psnr_db": None if math.isinf(db) else db}}
+            graphs.close()
             bar.update(1)
     (folder / ACCURACY_FILE).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return report

@@ -136,6 +136,9 @@ def open_session(path: str | os.PathLike[str]) -> ort.InferenceSession:
         raise ExportError(f"{path}: no such ONNX file; re-run `anonymixer export`")
     options = ort.SessionOptions()
     options.log_severity_level = 3  # ORT's own warnings about fp16 casts are not the user's problem
+    # Export tooling runs each graph a few times on large images: return memory after each run
+    # rather than keep the arena's high-water mark (tens of GB at 1024x1024 otherwise).
+    options.enable_cpu_mem_arena = False
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:

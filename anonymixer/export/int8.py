@@ -117,10 +117,9 @@ def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], feed
     convs = [n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS]
     excluded = sorted(set(auto) | set(by_pattern))
     reader = _Feeds(feeds, on_sample)
-    stride = next(s for s in (4, 3, 2, 1) if reader.n % s == 0)
     options = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                "DedicatedQDQPair": True, "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
-               "CalibStridedMinMax": stride}
+               "CalibStridedMinMax": 1}  # one sample's activations in memory at a time
     with tempfile.TemporaryDirectory(prefix="anonymixer-int8-") as tmp:
         out = Path(tmp) / "model.onnx"
         try:

@@ -71,6 +71,7 @@ def add_precisions(folder: str | os.PathLike[str], precisions: Sequence[str], ca
         n = len(calibration.faces)
         with tqdm(total=n, desc="calibration: fp32 pipeline", unit="face", disable=None if progress else True) as bar:
             feeds = stage_feeds(fp32, calibration.faces, seed=CALIB_SEED + 1, on_chunk=bar.update)
+        fp32.close()
         with tqdm(total=n * len(INT8_STAGES), desc=f"int8 ({calib_method})", unit="sample",
                   disable=None if progress else True) as bar:
             for stage in GRAPHS:
