@@ -51,3 +51,7 @@ class EvaluationError(AnonymixerError):
 
 class RecognizerError(AnonymixerError):
     """A face recognition model for evaluation is missing, not installed or cannot be loaded."""
+
+
+class BenchError(AnonymixerError):
+    """A benchmark cannot run as asked: bad settings, no usable backend, a failed export."""

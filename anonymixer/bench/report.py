@@ -1,0 +1,173 @@
+"""The benchmark's reports: ``bench.json`` (everything, raw samples included), ``bench.md`` (tables)
+and ``bench.png`` (latency per stage per row; throughput against batch and frames in flight)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+STAGE_LABELS = {"encoder": "encoder", "mixer": "mixer", "generator": "generator",
+                "detect_align": "detect+align", "paste": "paste", "frame": "frame"}
+
+
+def ms(value: float) -> str:
+    """Milliseconds with about three significant digits, never in exponent form."""
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def _percentiles(item: dict[str, Any] | None) -> str:
+    return "" if item is None else f"{ms(item['p50_ms'])} / {ms(item['p90_ms'])} / {ms(item['p99_ms'])}"
+
+
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}x"
+
+
+def _memory(memory: dict[str, Any]) -> str:
+    peak, start = memory.get("host_peak_mb"), memory.get("host_rss_start_mb")
+    text = "" if peak is None else f"{peak:.0f}" + ("" if start is None else f" ({start:.0f})")
+    device = memory.get("device_peak_allocated_mb") or memory.get("device_mb")
+    return text + ("" if device is None else f"; GPU {device:.0f}")
+
+
+def header_lines(data: dict[str, Any]) -> list[str]:
+    machine, versions, settings = data["machine"], data["versions"], data["settings"]
+    gpu = machine.get("gpu")
+    lines = [f"Model `{settings['model']}` ({settings['model_description']}), output {settings['output_resolution']} px, "
+             f"device `{settings['device']}`. Run {data['created']}, {data['wall_s']:.0f} s.",
+             "",
+             f"Machine: {machine['cpu']}, {machine['cores']} CPU cores ({machine['usable_cores']} usable), "
+             f"{machine['ram_gb']} GB RAM" + (f" (CPU flags: {' '.join(machine['cpu_flags'])})"
+                                               if machine.get("cpu_flags") else "") + (f", GPU {gpu['name']} ({gpu['memory_gb']} GB)" if gpu else ", no GPU")
+             + f"; load average {machine['load_average_start']} at start, {machine.get('load_average_end')} at end.",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
+             f"Settings: batch {settings['batches']}, in flight {settings['inflight']}, {settings['warmup']} warm-up + "
+             f"{settings['iters']} timed calls each; inputs: {settings['faces']}."]
+    return lines
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """``bench.md``: settings, the per-row table, throughput in flight, MACs and floor, notes."""
+    lines = ["# anonymixer bench", "", *header_lines(data), "",
+             "## Latency and ratios", "",
+             "Stage and frame cells: p50 / p90 / p99 in ms per call on B faces (a frame holds B faces). "
+             "faces/s: networks (encoder + mixer + generator p50) / whole frame. Speed-up: against "
+             "`torch fp32` in this run, same B. PSNR: final image against `torch fp32`. GMAC/s: MACs per face "
+             "(ONNX graph) over the networks' time per face. Memory: the row's resident-set peak (and the resident "
+             "set at its start, left by earlier rows); on a GPU, device memory too.", "",
+             "| row | B | encoder | mixer | generator | detect+align | paste | frame | faces/s | speed-up | "
+             "PSNR dB | GMAC/s | floor | peak RSS MB (at start) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in data["rows"]:
+        for entry in row["batches"]:
+            stages, networks = entry["stages"], entry["networks"]
+            frame = entry.get("frame")
+            speedup = entry["speedup"]
+            psnr = row["accuracy"]["psnr_db"]
+            floor = networks.get("floor_fraction")
+            lines.append(
+                f"| {row['label']} | {entry['batch']} | " + " | ".join(
+                    _percentiles(stages.get(s)) for s in ("encoder", "mixer", "generator", "detect_align", "paste",
+                                                          "frame"))
+                + f" | {networks['faces_per_s']:.3g}" + (f" / {frame['faces_per_s']:.3g}" if frame else "")
+                + f" | {_ratio(speedup['networks'])}" + (f" / {_ratio(speedup.get('frame'))}" if frame else "")
+                + f" | {'ref' if row is data['rows'][0] else ('=' if psnr is None else f'{psnr:.1f}')}"
+                + f" | {networks['gmac_per_s']:.1f} | {'' if floor is None else f'{floor:.1%}'}"
+                + f" | {_memory(row['memory'])} |")
+    if any(row["inflight"] for row in data["rows"]):
+        lines += ["", "## Throughput with frames in flight", "",
+                  "Batches of B faces through `Protector.protect_tensor_many` (one thread per stage on the CPU, "
+                  "one CUDA stream per frame on a GPU); wall time over all batches.", "",
+                  "| row | B | in flight | batches | faces/s | speed-up |", "|---|---|---|---|---|---|"]
+        for row in data["rows"]:
+            for item in row["inflight"]:
+                lines.append(f"| {row['label']} | {item['batch']} | {item['inflight']} | {item['batches']} | "
+                             f"{item['faces_per_s']:.3g} | {_ratio(item['speedup'])} |")
+    lines += ["", "## MACs per face and the floor", "", f"Counted: {data['macs']['counted']}.", ""]
+    peak = data["peak"]
+    if peak:
+        lines.append(f"Peak: **{peak['name']}**, vendor peak, dense ({peak['source']}): fp32 (TF32 where present) "
+                     f"{peak['tf32'] or peak['fp32']}, fp16 {peak['fp16']}, int8 {peak['int8']} TFLOPS/TOPS. "
+                     "Floor: the MACs' time at that peak; the table's floor column is floor / measured time.")
+    else:
+        lines.append("No device peak (a CPU, and no --peak-tflops/--peak-device): MACs and achieved GMAC/s only.")
+    lines += ["", "| stage | GMAC per face | by operator |", "|---|---|---|"]
+    for stage, per_precision in data["macs"]["per_face"].items():
+        count = per_precision["fp32"]
+        ops = ", ".join(f"{op} {value / 1e9:.3g}" for op, value in sorted(count["by_op"].items(), key=lambda kv: -kv[1]))
+        lines.append(f"| {stage} | {count['total'] / 1e9:.4g} | {ops} |")
+    if data["notes"] or data["skipped"]:
+        lines += ["", "## Notes", ""]
+        lines += [f"- {note}" for note in data["notes"]]
+        lines += [f"- skipped `{s['backend']} {s['precision']}`: {s['reason']}" for s in data["skipped"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    """``bench.png``: per-stage latency per face at the smallest batch (log scale), faces/s against
+    batch, and faces/s against frames in flight (largest batch)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = data["rows"]
+    figure, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    stages = [s for s in STAGE_LABELS if s != "frame" and any(s in e["stages"] for r in rows for e in r["batches"])]
+    width = 0.8 / max(len(rows), 1)
+    for i, row in enumerate(rows):
+        entry = row["batches"][0]
+        values = [entry["stages"][s]["p50_ms"] / entry["batch"] if s in entry["stages"] else 0.0 for s in stages]
+        axes[0].bar([k + i * width for k in range(len(stages))], values, width, label=row["label"])
+    axes[0].set_xticks([k + width * (len(rows) - 1) / 2 for k in range(len(stages))], [STAGE_LABELS[s] for s in stages])
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel(f"ms per face (p50, batch {rows[0]['batches'][0]['batch']})")
+    axes[0].set_title("latency per stage")
+    for row in rows:
+        batches = [e["batch"] for e in row["batches"]]
+        line = axes[1].plot(batches, [e["networks"]["faces_per_s"] for e in row["batches"]], "o-", label=row["label"])
+        if all("frame" in e for e in row["batches"]):
+            axes[1].plot(batches, [e["frame"]["faces_per_s"] for e in row["batches"]], "s--", color=line[0].get_color(),
+                         alpha=0.6)
+        top = max(batches)
+        items = [item for item in row["inflight"] if item["batch"] == top]
+        axes[2].plot([item["inflight"] for item in items], [item["faces_per_s"] for item in items], "o-", label=row["label"])
+    axes[1].set_xticks(sorted({e["batch"] for r in rows for e in r["batches"]}))
+    axes[2].set_xticks(sorted({i["inflight"] for r in rows for i in r["inflight"]}))
+    axes[1].set_xlabel("batch (faces per call)")
+    axes[1].set_ylabel("faces/s (solid: networks, dashed: whole frame)")
+    axes[1].set_title("throughput against batch")
+    axes[2].set_xlabel("frames in flight")
+    axes[2].set_ylabel(f"faces/s (batch {max(e['batch'] for e in rows[0]['batches'])})")
+    axes[2].set_title("throughput with frames in flight")
+    for axis in axes:
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    machine = data["machine"]
+    figure.suptitle(f"anonymixer bench: {data['settings']['model']} on {machine['cpu']} "
+                    f"({machine['cores']} cores{', ' + machine['gpu']['name'] if machine.get('gpu') else ''}), "
+                    f"{data['created'][:10]}", fontsize="medium")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_reports(data: dict[str, Any], out: Path) -> list[Path]:
+    """Write ``bench.json``, ``bench.md`` and ``bench.png`` into ``out``; return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "bench.json", out / "bench.md", out / "bench.png"]
+    paths[0].write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    paths[1].write_text(markdown(data), encoding="utf-8")
+    try:
+        plot(data, paths[2])
+    except ImportError:  # matplotlib is optional for the runtime
+        print("bench.png not written: the plot needs matplotlib (pip install matplotlib)")
+        return paths[:2]
+    return paths

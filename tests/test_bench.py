@@ -1,0 +1,272 @@
+"""`anonymixer bench`: the report's structure, measured figures, MAC counting and percentile math."""
+
+import json
+import math
+import time
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from anonymixer.bench.macs import count_macs
+from anonymixer.bench.peaks import PEAKS, custom_peak, find_peak, floor_ms, peak_for_gpu
+from anonymixer.bench.stats import percentile, summarize
+from anonymixer.cli import main
+from anonymixer.errors import BenchError
+
+ITERS = 3
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    """One real run on the tiny model: torch + ort (fp32, int8) + trt (skipped here without TensorRT)."""
+    out = tmp_path_factory.mktemp("bench")
+    start = time.perf_counter()
+    code = main(["bench", "--model", "random:tiny", "--backends", "torch,ort,trt", "--precisions", "fp32,int8",
+                 "--batch", "1,2", "--inflight", "1,2", "--warmup", "1", "--iters", str(ITERS),
+                 "--peak-tflops", "1.0", "--out", str(out)])
+    seconds = time.perf_counter() - start
+    assert code == 0
+    return out, json.loads((out / "bench.json").read_text()), seconds
+
+
+def measured_stats(data):
+    for row in data["rows"]:
+        for entry in row["batches"]:
+            for stage, item in entry["stages"].items():
+                yield row["label"], entry["batch"], stage, item
+
+
+# ---- the command ---------------------------------------------------------------------------------
+
+def test_bench_on_the_tiny_model_finishes_within_a_minute_and_writes_json_markdown_and_png(bench_run):
+    out, _, seconds = bench_run
+    assert seconds < 60 * 2, f"took {seconds:.0f} s (a minute is the target on an idle 2-core CPU)"
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (out / "bench.md").read_text()
+    assert "| row | B | encoder |" in text and "| torch fp32 | 1 |" in text and "| ort int8 | 2 |" in text
+
+
+def test_report_names_machine_versions_and_settings(bench_run):
+    _, data, _ = bench_run
+    assert data["format"] == "anonymixer-bench"
+    assert data["machine"]["cpu"] and data["machine"]["cores"] >= 1 and data["machine"]["ram_gb"] > 0
+    for name in ("python", "numpy", "torch", "onnxruntime", "anonymixer"):
+        assert data["versions"][name]
+    assert data["settings"]["iters"] == ITERS and data["settings"]["batches"] == [1, 2]
+
+
+def test_rows_start_with_the_torch_fp32_baseline_and_trt_is_skipped_with_a_reason(bench_run):
+    _, data, _ = bench_run
+    assert [row["label"] for row in data["rows"]] == ["torch fp32", "ort fp32", "ort int8"]
+    skipped = {(s["backend"], s["precision"]): s["reason"] for s in data["skipped"]}
+    assert set(skipped) >= {("trt", "fp32"), ("trt", "int8"), ("torch", "int8")}
+    assert "TensorRT" in skipped[("trt", "fp32")] and "doctor" in skipped[("trt", "fp32")]
+
+
+def test_every_stage_and_the_whole_frame_are_measured_iters_times(bench_run):
+    _, data, _ = bench_run
+    seen = set()
+    for label, batch, stage, item in measured_stats(data):
+        seen.add(stage)
+        assert item["n"] == ITERS and len(item["samples_ms"]) == ITERS, (label, batch, stage)
+        assert all(s > 0 for s in item["samples_ms"]), (label, batch, stage)
+        assert item["p50_ms"] == percentile(item["samples_ms"], 50)
+        assert item["min_ms"] <= item["p50_ms"] <= item["p90_ms"] <= item["p99_ms"] <= item["max_ms"]
+        assert item["faces_per_s"] == pytest.approx(batch * 1000.0 / item["p50_ms"])
+    assert seen == {"encoder", "mixer", "generator", "detect_align", "paste", "frame"}
+
+
+def test_the_frames_hold_as_many_faces_as_the_batch(bench_run):
+    _, data, _ = bench_run
+    assert all(entry["faces_in_frame"] == entry["batch"] for row in data["rows"] for entry in row["batches"])
+
+
+def test_ratios_are_against_the_baseline_measured_in_the_same_run(bench_run):
+    _, data, _ = bench_run
+    base = data["rows"][0]
+    for row in data["rows"]:
+        for entry, ref in zip(row["batches"], base["batches"]):
+            expected = ref["networks"]["ms_per_face"] / entry["networks"]["ms_per_face"]
+            assert entry["speedup"]["networks"] == pytest.approx(expected)
+            assert entry["speedup"]["frame"] > 0
+    assert all(entry["speedup"]["networks"] == 1.0 for entry in base["batches"])
+    assert base["accuracy"]["psnr_db"] is None and base["accuracy"]["note"] == "reference row"
+    ort_fp32, ort_int8 = data["rows"][1]["accuracy"]["psnr_db"], data["rows"][2]["accuracy"]["psnr_db"]
+    assert ort_fp32 > 60 and 0 < ort_int8 < ort_fp32   # fp32 graphs match torch; int8 is lossy
+
+
+def test_throughput_in_flight_is_measured_for_every_batch_and_depth(bench_run):
+    _, data, _ = bench_run
+    for row in data["rows"]:
+        assert {(i["batch"], i["inflight"]) for i in row["inflight"]} == {(1, 1), (1, 2), (2, 1), (2, 2)}
+        for item in row["inflight"]:
+            assert item["wall_s"] > 0 and item["faces"] == item["batches"] * item["batch"]
+            assert item["faces_per_s"] == pytest.approx(item["faces"] / item["wall_s"])
+
+
+def test_macs_floor_and_memory_are_positive_figures(bench_run):
+    _, data, _ = bench_run
+    per_face = data["macs"]["per_face"]
+    assert per_face["encoder"]["fp32"]["total"] > 0 and per_face["generator"]["fp32"]["total"] > 0
+    assert per_face["encoder"]["int8"]["total"] == per_face["encoder"]["fp32"]["total"]
+    assert data["peak"]["name"] == "custom"
+    for row in data["rows"]:
+        assert row["memory"]["host_peak_mb"] > 0
+        for entry in row["batches"]:
+            networks = entry["networks"]
+            assert networks["gmac_per_s"] > 0
+            assert networks["floor_ms_per_face"] == pytest.approx(floor_ms(networks["macs_per_face"], 1.0))
+            assert networks["floor_fraction"] == pytest.approx(networks["floor_ms_per_face"] / networks["ms_per_face"])
+
+
+def test_a_second_run_reuses_the_export_and_measures_anew(bench_run, tmp_path):
+    out, first, _ = bench_run
+    second_out = out / "second"
+    (second_out).mkdir()
+    (second_out / "onnx").symlink_to(out / "onnx")
+    assert main(["bench", "--model", "random:tiny", "--backends", "torch,ort", "--precisions", "fp32",
+                 "--batch", "1", "--inflight", "1", "--warmup", "0", "--iters", "2", "--detector", "none",
+                 "--out", str(second_out)]) == 0
+    second = json.loads((second_out / "bench.json").read_text())
+    assert "reused" in second["notes"][0]
+    old = first["rows"][0]["batches"][0]["stages"]["encoder"]["samples_ms"]
+    new = second["rows"][0]["batches"][0]["stages"]["encoder"]["samples_ms"]
+    assert len(new) == 2 and new != old[:2]
+    assert "frame" not in second["rows"][0]["batches"][0]["stages"]
+    assert second["peak"] is None and "floor_fraction" not in second["rows"][0]["batches"][0]["networks"]
+
+
+def test_bad_settings_are_one_line_errors(tmp_path, capsys):
+    assert main(["bench", "--model", "random:tiny", "--backends", "tflite", "--out", str(tmp_path)]) == 2
+    assert "unknown backend tflite" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "--batch", "0,2"])
+
+
+# ---- MAC counting --------------------------------------------------------------------------------
+
+def model_of(nodes, inputs, outputs, initializers):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def weight(name, shape, dtype=np.float32):
+    return onnx.numpy_helper.from_array(np.ones(shape, dtype), name)
+
+
+def test_a_single_conv_counts_output_elements_times_kernel_volume():
+    # Y (1, 4, 8, 8) from X (1, 3, 8, 8), 3x3 kernel, pad 1: 4*8*8 outputs x 3*3*3 MACs each.
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])
+    model = model_of([conv], [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+                     [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight("w", (4, 3, 3, 3))])
+    count = count_macs(model)
+    assert count.total == 4 * 8 * 8 * 3 * 3 * 3 == 6912
+    assert count.by_op == {"Conv": 6912} and count.uncounted == []
+
+
+def test_strided_grouped_conv_counts_its_smaller_output_and_input_group():
+    # groups=2: each output channel sees 2 of the 4 input channels; stride 2 halves H and W.
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], strides=[2, 2], group=2)
+    model = model_of([conv], [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 8, 8])],
+                     [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight("w", (6, 2, 3, 3))])
+    assert count_macs(model).total == 6 * 4 * 4 * 2 * 3 * 3
+
+
+def test_a_matmul_counts_m_n_k_per_batch_item():
+    # (B, 5, 6) @ (6, 7) at batch 1 and at batch 3.
+    matmul = helper.make_node("MatMul", ["a", "b"], ["y"])
+    model = model_of([matmul], [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", 5, 6])],
+                     [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight("b", (6, 7))])
+    assert count_macs(model).total == 5 * 7 * 6 == 210
+    assert count_macs(model, batch=3).total == 3 * 210
+
+
+def test_conv_transpose_and_gemm_follow_their_own_formulas():
+    # ConvTranspose: every input element meets C_out/group * k*k weights. Gemm with transA: K = A.shape[0].
+    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2]),
+             helper.make_node("Gemm", ["a", "b"], ["z"], transA=1)]
+    model = model_of(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4, 4]),
+                             helper.make_tensor_value_info("a", TensorProto.FLOAT, [10, 2])],
+                     [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                      helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+                     [weight("w", (4, 2, 3, 3)), weight("b", (10, 5))])
+    count = count_macs(model)
+    assert count.by_op == {"ConvTranspose": 4 * 4 * 4 * 2 * 3 * 3, "Gemm": 2 * 5 * 10}
+
+
+def test_a_dequantized_int8_weight_counts_like_the_float_one():
+    nodes = [helper.make_node("DequantizeLinear", ["wq", "scale"], ["w"], axis=0),
+             helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])]
+    model = model_of(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+                     [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                     [weight("wq", (4, 3, 3, 3), np.int8), weight("scale", (4,))])
+    assert count_macs(model).total == 6912
+
+
+# ---- percentiles and peaks -----------------------------------------------------------------------
+
+def test_percentiles_interpolate_linearly_between_ranks():
+    samples = [4.0, 1.0, 3.0, 2.0]              # sorted: 1 2 3 4; rank of q: 3 * q / 100
+    assert percentile(samples, 50) == 2.5       # rank 1.5
+    assert percentile(samples, 90) == pytest.approx(3.7)   # rank 2.7
+    assert percentile(samples, 99) == pytest.approx(3.97)  # rank 2.97
+    assert percentile(samples, 0) == 1.0 and percentile(samples, 100) == 4.0
+    assert percentile([7.0], 99) == 7.0
+
+
+def test_percentiles_agree_with_numpy():
+    values = list(np.random.default_rng(0).exponential(10.0, 37))
+    for q in (50, 90, 99):
+        assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+
+
+def test_percentile_of_nothing_or_out_of_range_is_an_error():
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+def test_summary_keeps_the_raw_samples_and_derives_faces_per_second():
+    item = summarize([10.0, 20.0, 30.0], faces=4, timer="perf_counter")
+    assert item["samples_ms"] == [10.0, 20.0, 30.0] and item["n"] == 3
+    assert item["p50_ms"] == 20.0 and item["mean_ms"] == 20.0 and item["faces_per_s"] == 200.0
+
+
+def test_floor_is_two_operations_per_mac_at_the_peak():
+    assert floor_ms(10**12, 2.0) == pytest.approx(1000.0)
+    peak = find_peak("jetson-orin-nano-8gb")
+    assert peak.tflops("int8") == 2 * peak.tflops("fp16") and math.isclose(peak.tflops("fp32"), peak.tf32 or 0)
+    assert custom_peak(5.0).tflops("int8") == 5.0
+
+
+def test_gpus_are_found_by_name_word_for_word():
+    assert peak_for_gpu("NVIDIA H100 PCIe") is PEAKS["h100-pcie"]
+    assert peak_for_gpu("NVIDIA H100 80GB HBM3") is PEAKS["h100-sxm"]
+    assert peak_for_gpu("NVIDIA L4") is PEAKS["l4"]
+    assert peak_for_gpu("NVIDIA L40S") is None and peak_for_gpu("Orin (nvgpu)") is None
+
+
+def test_an_unknown_peak_name_lists_the_known_ones():
+    with pytest.raises(BenchError, match="jetson-agx-orin-64gb"):
+        find_peak("tpu-v5")
+
+
+def test_trt_stages_are_timed_with_cuda_events_around_the_engine_on_device_buffers(monkeypatch):
+    """The TensorRT clock on the cuda-python stand-in: events give the samples, outputs come back right."""
+    from anonymixer.bench.timers import TrtClock, choose_clock
+    from anonymixer.runtime import cuda as cuda_module
+    from fakecuda import CapturingCudart
+    from test_trt_runtime import fake_backend, toy
+
+    fake = CapturingCudart()
+    monkeypatch.setattr(cuda_module, "_runtime", fake)
+    clock = choose_clock(fake_backend(fake))
+    assert isinstance(clock, TrtClock) and clock.timer == "cuda_event"
+    face = np.random.default_rng(0).normal(size=(2, 3, 4, 4)).astype(np.float32)
+    samples, out = clock.time_stage("encoder", {"face": face}, warmup=1, iters=3)
+    assert samples == [0.25, 0.25, 0.25]          # the stand-in's cudaEventElapsedTime
+    np.testing.assert_allclose(out["w_real"], toy("encoder", face=face)["w_real"], rtol=1e-6)
+    assert not fake.blocks                         # every device and pinned buffer was freed
