@@ -23,3 +23,14 @@ def key():
 @pytest.fixture
 def other_key():
     return Key(OTHER_SECRET)
+
+
+@pytest.fixture
+def key_file(tmp_path, capsys):
+    """A key written by `anonymixer keygen` (the CLI's own path), output swallowed."""
+    from anonymixer.cli import main
+
+    path = tmp_path / "site.key"
+    assert main(["keygen", "--out", str(path)]) == 0
+    capsys.readouterr()
+    return path

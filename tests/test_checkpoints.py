@@ -17,7 +17,8 @@ import torch
 from anonymixer.cli import main
 from anonymixer.errors import CheckpointError
 from anonymixer.models.arcface import ArcFace, make_arcface
-from anonymixer.models.bundle import load_bundle, resolve_spec, save_bundle, sha256_file
+from anonymixer.digest import sha256_file
+from anonymixer.models.bundle import load_bundle, resolve_spec, save_bundle
 from anonymixer.models.checkpoints import (import_arcface, import_bundle, import_e4e, import_stylegan2,
                                            infer_arcface_config, infer_encoder_config,
                                            infer_generator_config)

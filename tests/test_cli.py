@@ -14,14 +14,6 @@ from anonymixer.face.photos import main as photos_main
 
 
 @pytest.fixture
-def key_file(tmp_path, capsys):
-    path = tmp_path / "site.key"
-    assert main(["keygen", "--out", str(path)]) == 0
-    capsys.readouterr()
-    return path
-
-
-@pytest.fixture
 def astronaut_crop(tmp_path):
     """A real photo crop: the face of scikit-image's astronaut, resized to 256x256 (README's sample)."""
     path = tmp_path / "in" / "astronaut.png"

@@ -18,7 +18,7 @@ from anonymixer.errors import EngineError, ExportError
 from anonymixer.runtime.build import network_flags, parser_failure
 from anonymixer.runtime.engines import (BuildPlan, EngineTarget, build_plan, check_engine, engine_filename,
                                         make_sidecar, parse_batch, parse_version, profile_shapes, sidecar_path)
-from anonymixer.runtime.manifest import sha256_file
+from anonymixer.digest import sha256_file
 
 ORIN = EngineTarget(tensorrt_version="10.3.0.30", gpu_name="Orin", compute_capability="8.7")
 REPO = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ from anonymixer.export.layout import GRAPHS, PRECISIONS, graph_filename
 from anonymixer.export.onnx import export_onnx
 from anonymixer.export.precision import add_precisions
 from anonymixer.runtime.base import STAGE_IO
-from anonymixer.runtime.manifest import sha256_file
+from anonymixer.digest import sha256_file
 from anonymixer.runtime.torch import build_stage_modules
 
 # Measured on random:tiny (seed 0, 32 synthetic calibration faces, minmax): FP16 75.2 dB, INT8 40.8 dB

@@ -23,14 +23,6 @@ def reuse_the_tiny_model(monkeypatch, tiny_bundle):
                         lambda name, seed=0: tiny_bundle if (name, seed) == ("tiny", 0) else real(name, seed))
 
 
-@pytest.fixture
-def key_file(tmp_path, capsys):
-    path = tmp_path / "site.key"
-    assert main(["keygen", "--out", str(path)]) == 0
-    capsys.readouterr()
-    return path
-
-
 def protect(inputs, key_file, out_dir, *extra):
     return main(["protect", *map(str, inputs), "--key", str(key_file), "--model", "random:tiny",
                  "--out", str(out_dir), *extra])

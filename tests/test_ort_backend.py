@@ -184,16 +184,6 @@ def crops(tmp_path):
     return folder
 
 
-@pytest.fixture
-def key_file(tmp_path, capsys):
-    from anonymixer.cli import main
-
-    path = tmp_path / "site.key"
-    assert main(["keygen", "--out", str(path)]) == 0
-    capsys.readouterr()
-    return path
-
-
 def test_protect_aligned_on_onnx_with_frames_in_flight_matches_torch(tiny_export, tiny_bundle, crops, key_file,
                                                                        tmp_path, capsys):
     import cv2

@@ -40,7 +40,7 @@ from . import stats
 from .inputs import aligned_faces, bench_key, face_tiles, frame_with_faces, seeded_faces
 from .machine import describe_machine, load_average, versions
 from .macs import graph_macs
-from .peaks import DevicePeak, custom_peak, find_peak, floor_ms, peak_for_gpu
+from .peaks import DevicePeak, custom_peak, find_peak, peak_for_gpu
 from .timers import choose_clock, device_memory_mb
 
 BACKENDS = ("torch", "ort", "trt")
@@ -142,7 +142,7 @@ def ensure_export(config: BenchConfig, precisions: Sequence[str], folder: Path) 
 
 def _matching_manifest(folder: Path, config: BenchConfig, precisions: Sequence[str]) -> dict[str, Any] | None:
     from .. import __version__
-    from ..runtime.manifest import sha256_file
+    from ..digest import sha256_file
 
     try:
         data: dict[str, Any] = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))

@@ -17,7 +17,7 @@ import onnx
 import onnxruntime as ort
 
 from ..errors import ExportError
-from ..runtime.manifest import sha256_file
+from ..digest import sha256_file
 
 # A stage whose FP32 weights exceed this keeps them in external data (``<graph>.onnx.data``), in
 # every precision: the e4e encoder (about 1 GB at ffhq1024/256 sizes) does, the generator (113 MB

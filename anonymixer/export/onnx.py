@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..errors import ExportError
-from ..models.bundle import ModelBundle, sha256_file
+from ..digest import sha256_file
+from ..models.bundle import ModelBundle
 from ..runtime.base import STAGE_IO
 from ..runtime.torch import StageModules, build_stage_modules
 from .graphfile import (EXTERNAL_DATA_MIN_BYTES, check_graph, check_portable, graph_entry, load_graph,

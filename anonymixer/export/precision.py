@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from ..calibration import CalibrationSet, GraphSet, folder_faces, stage_feeds, synthetic_faces
 from ..errors import ExportError
-from ..runtime.manifest import ExportManifest, sha256_file
+from ..digest import sha256_file
+from ..runtime.manifest import ExportManifest
 from .accuracy import ACCURACY_FILE, accuracy_report
 from .fp16 import convert_fp16
 from .graphfile import check_graph, graph_entry, load_graph, save_graph

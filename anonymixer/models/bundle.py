@@ -16,7 +16,6 @@ A model SPEC is a bundle path or ``random:tiny|ffhq256|ffhq1024[@seed]``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -94,15 +93,6 @@ class ModelBundle:
             raise CheckpointError(f"model {self.description} has no {network}; "
                                   f"add one with `anonymixer import {flag} FILE`")
         return state
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def random_bundle(name: str, seed: int = 0) -> ModelBundle:

@@ -31,7 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
-from .bundle import BUNDLE_FORMAT, ModelBundle, sha256_file
+from ..digest import sha256_file
+from .bundle import BUNDLE_FORMAT, ModelBundle
 from .configs import CONFIGS, ArcFaceConfig, EncoderConfig, GeneratorConfig, ModelConfig
 
 log = logging.getLogger("anonymixer.models")

@@ -25,7 +25,8 @@ from ..export.layout import GRAPHS, MANIFEST
 from .cuda import device_info
 from .engines import (BuildPlan, EngineTarget, build_plan, engine_filename, make_sidecar, parse_batch,
                       profile_shapes, require_tensorrt, sidecar_path, write_json)
-from .manifest import ExportManifest, GraphEntry, sha256_file
+from ..digest import sha256_file
+from .manifest import ExportManifest, GraphEntry
 
 log = logging.getLogger("anonymixer.build")
 FP32_FALLBACK_STAGES = ("mapping", "mixer")

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import EngineError, ExportError
 from ..export.layout import GRAPHS, PRECISIONS
-from .manifest import sha256_file
+from ..digest import sha256_file
 
 SIDECAR_FORMAT = "anonymixer-engine"
 SIDECAR_VERSION = 1
