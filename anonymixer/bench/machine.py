@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 
 DISTRIBUTIONS = ("numpy", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "opencv-python-headless",
                  "opencv-python", "tensorrt", "cuda-python")
@@ -85,12 +83,3 @@ def describe_machine(device: str) -> dict[str, Any]:
     return info
 
 
-def versions() -> dict[str, str]:
-    """Python, anonymixer and the installed libraries that matter for speed."""
-    found = {"python": platform.python_version(), "anonymixer": __version__}
-    for name in DISTRIBUTIONS:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return found

@@ -38,7 +38,8 @@ from ..export.layout import MANIFEST, PRECISIONS
 from ..runtime.base import FRAME_STAGES, STAGE_IO
 from . import stats
 from .inputs import aligned_faces, bench_key, face_tiles, frame_with_faces, seeded_faces
-from .machine import describe_machine, load_average, versions
+from ..provenance import versions
+from .machine import DISTRIBUTIONS, describe_machine, load_average
 from .macs import graph_macs
 from .peaks import DevicePeak, custom_peak, find_peak, peak_for_gpu
 from .timers import choose_clock, device_memory_mb
@@ -366,7 +367,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                     output_resolution=int(manifest["output_resolution"]), model_description=manifest["model"]["description"])
     return {"format": REPORT_FORMAT, "version": REPORT_VERSION, "created": started.isoformat(timespec="seconds"),
             "wall_s": (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(),
-            "machine": machine, "versions": versions(), "settings": settings,
+            "machine": machine, "versions": versions(DISTRIBUTIONS), "settings": settings,
             "macs": {"counted": "Conv/ConvTranspose/MatMul/Gemm (and their integer forms) from ONNX shapes at batch 1; "
                                 "see anonymixer.bench.macs", "per_face": macs},
             "peak": None if peak is None else asdict(peak), "notes": notes, "skipped": plan.skipped, "rows": rows}

