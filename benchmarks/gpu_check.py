@@ -91,7 +91,7 @@ def check_buffers(checks: dict[str, bool]) -> None:
 def device_pipeline_run(protector: Any, torch: Any) -> Callable[[Iterable[np.ndarray], int], Iterable[np.ndarray]]:
     """frames -> images through DevicePipeline, with the backend's torch modules as device stages."""
     from anonymixer.runtime.cuda import DeviceBuffer, PinnedBuffer, Stream, copy_async
-    from anonymixer.runtime.stream import DevicePipeline
+    from anonymixer.runtime.stream import DevicePipeline, in_input_order
 
     info, stages = protector.info, protector.backend.stages
     shapes = {"face": (3, info.input_size, info.input_size), "w_real": (info.n_latent, info.style_dim),
@@ -120,16 +120,7 @@ def device_pipeline_run(protector: Any, torch: Any) -> Callable[[Iterable[np.nda
         frames = list(frames)
         pipeline = DevicePipeline({n: shapes[n] for n in ("face", "w_real", "w_prot", "image")}, steps, inflight,
                                   max_batch=max(f.shape[0] for f in frames), shared={"w_key": key_buffer})
-        out, pending = [], 0
-        for frame in frames:
-            pipeline.submit(frame)
-            pending += 1
-            if pending == inflight:
-                out.append(pipeline.result())
-                pending -= 1
-        out.extend(pipeline.result() for _ in range(pending))
-        pipeline.close()
-        return out
+        return list(in_input_order(pipeline, frames, inflight))
 
     return run
 

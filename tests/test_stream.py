@@ -11,7 +11,7 @@ from anonymixer.errors import AnonymixerError, BackendError, CudaError
 from anonymixer.runtime import Protector
 from anonymixer.runtime import cuda as cuda_module
 from anonymixer.runtime.protector import faces_to_input
-from anonymixer.runtime.stream import DevicePipeline, ThreadPipeline
+from anonymixer.runtime.stream import DevicePipeline, ThreadPipeline, in_input_order
 from fakecuda import Code, FakeCudart
 
 
@@ -29,16 +29,7 @@ def batches(count, batch=1, seed=0):
 
 
 def run_pipeline(pipeline, frames, inflight):
-    out, pending = [], 0
-    for frame in frames:
-        pipeline.submit(frame)
-        pending += 1
-        if pending == inflight:
-            out.append(pipeline.result())
-            pending -= 1
-    out.extend(pipeline.result() for _ in range(pending))
-    pipeline.close()
-    return out
+    return list(in_input_order(pipeline, frames, inflight))
 
 
 def test_thread_pipeline_returns_results_in_input_order_despite_uneven_stage_times():

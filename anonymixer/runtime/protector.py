@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import BackendError, InputImageError
 from ..keys import Key, derive_z
 from .base import FRAME_STAGES, Backend
-from .stream import FramePipeline, ThreadPipeline
+from .stream import FramePipeline, ThreadPipeline, in_input_order
 
 BACKENDS = ("torch", "ort", "trt")
 
@@ -137,20 +137,7 @@ class Protector:
         """
         if inflight < 1:
             raise ValueError(f"inflight must be >= 1, got {inflight}")
-        pipeline = self.open_pipeline(inflight)
-        pending = 0
-        try:
-            for face in faces:
-                pipeline.submit(face)
-                pending += 1
-                if pending == inflight:
-                    pending -= 1
-                    yield self._collect(pipeline)
-            while pending:
-                pending -= 1
-                yield self._collect(pipeline)
-        finally:
-            pipeline.close()
+        yield from in_input_order(self.open_pipeline(inflight), faces, inflight, self._collect)
 
     def protect_many(self, batches: Iterable[np.ndarray], inflight: int = 2) -> Iterator[np.ndarray]:
         """Stream of ``(B, 256, 256, 3) uint8 RGB`` batches -> ``(B, R, R, 3) uint8 RGB``, in input order.

@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -47,6 +47,31 @@ class FramePipeline(Protocol):
 
 
 _STOP = object()
+
+
+def in_input_order(pipeline: FramePipeline, items: Iterable[np.ndarray], inflight: int,
+                   collect: Callable[[FramePipeline], np.ndarray] | None = None) -> Iterator[np.ndarray]:
+    """Submit ``items`` keeping at most ``inflight`` in ``pipeline``; yield results in input order.
+
+    Items are read lazily, one ahead of the results. ``collect`` takes one result (default
+    ``pipeline.result``). The pipeline is closed at the end, or when the consumer stops early.
+    """
+    if inflight < 1:
+        raise ValueError(f"inflight must be >= 1, got {inflight}")
+    take = collect or (lambda p: p.result())
+    pending = 0
+    try:
+        for item in items:
+            pipeline.submit(item)
+            pending += 1
+            if pending == inflight:
+                pending -= 1
+                yield take(pipeline)
+        while pending:
+            pending -= 1
+            yield take(pipeline)
+    finally:
+        pipeline.close()
 
 
 class ThreadPipeline:
