@@ -16,10 +16,12 @@ from anonymixer.keys import DEFAULT_SALT, Key, derive_z, generate_key, load_key,
 
 GOLDEN_SECRET = bytes(range(32))
 GOLDEN_SALT = b"anonymixer-test-salt"
-# Computed once and frozen: any change of KDF, PRNG, sampler or dtype changes every identity.
+# Computed once and frozen (derivation anonymixer/keys/v2): any change of KDF, XOF, sampler or
+# dtype changes every identity of every deployment.
 GOLDEN_FINGERPRINT = "6253-e64c-9f21-2f06"
-GOLDEN_Z_SHA256 = "30d1b78e2b10fe0f11eec854cbc6ae447503fd752f5b9a39e7e7c0d7bbf27a64"
-GOLDEN_Z_HEAD = ["0x1.60ba320000000p-2", "0x1.a118380000000p-1", "-0x1.96225e0000000p+0", "0x1.37a9620000000p+0"]
+GOLDEN_Z_SHA256 = "7df2bee18b96da3890ef8169b8c96b60e89647c0a78316e19ae90e652ebad555"
+GOLDEN_Z_HEAD = ["0x1.39e0540000000p-1", "0x1.377ace0000000p-2", "0x1.a958fa0000000p+0", "-0x1.1dfb1c0000000p-2"]
+GOLDEN_ROTATION_HEAD = ["-0x1.bda83c7cbea80p-1", "-0x1.64997a6bc47c2p-2", "0x1.0223545f95806p-1"]
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
 
@@ -67,6 +69,65 @@ def test_golden_z_bytes(key):
 def test_golden_z_first_values_exact(key):
     z = derive_z(key, GOLDEN_SALT)
     assert [float(v).hex() for v in z[:4]] == GOLDEN_Z_HEAD
+
+
+def test_golden_rotation_stream_float64_exact(key):
+    values = keys.derive_normals(key, GOLDEN_SALT, {"rotation": 3})["rotation"]
+    assert values.dtype == np.float64
+    assert [float(v).hex() for v in values] == GOLDEN_ROTATION_HEAD
+
+
+def test_derivation_spec_is_versioned():
+    assert keys.KEY_DERIVATION == "anonymixer/keys/v2"
+
+
+def test_key_path_uses_no_numpy_random_generator(key, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("numpy.random used on the key path")
+
+    for name in ("Generator", "Philox", "PCG64", "default_rng", "standard_normal", "normal", "seed"):
+        monkeypatch.setattr(np.random, name, refuse)
+    z = derive_z(key, GOLDEN_SALT)
+    assert hashlib.sha256(z.tobytes()).hexdigest() == GOLDEN_Z_SHA256
+
+
+def test_streams_follow_the_documented_spec(key):
+    """SHAKE-256 of prefix + name + NUL + scrypt seed, 53-bit uniforms, then the normal quantile.
+
+    The reference quantile is Python's ``statistics.NormalDist`` (its own AS241, possibly C)."""
+    import statistics
+
+    seed = hashlib.scrypt(GOLDEN_SECRET, salt=GOLDEN_SALT, n=2**14, r=8, p=1, maxmem=64 * 2**20, dklen=32)
+    raw = hashlib.shake_256(b"anonymixer/v2/project\0" + seed).digest(8 * 64)
+    uniforms = [((int.from_bytes(raw[i:i + 8], "little") >> 12) + 0.5) / 2**52 for i in range(0, len(raw), 8)]
+    expected = [statistics.NormalDist().inv_cdf(u) for u in uniforms]
+    got = keys.derive_normals(key, GOLDEN_SALT, {"project": 64})["project"]
+    np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-15)
+
+
+def test_streams_are_domain_separated(key):
+    streams = keys.derive_normals(key, GOLDEN_SALT, {"z": 16, "rotation": 16})
+    assert not np.array_equal(streams["z"], streams["rotation"])
+    assert np.array_equal(streams["z"].astype(np.float32), derive_z(key, GOLDEN_SALT, dim=16))
+
+
+def test_a_longer_stream_starts_with_the_shorter_one(key):
+    seed = keys.key_seed(key, GOLDEN_SALT)
+    assert np.array_equal(keys.stream_normals(seed, "z", 100)[:10], keys.stream_normals(seed, "z", 10))
+
+
+def test_own_log_matches_libm_to_an_ulp_or_two():
+    import math
+
+    for x in (1e-300, 2.0**-54, 1e-10, 0.001, 0.0749, 0.3, 0.7071067811865476, 0.999999):
+        assert keys._log(x) == pytest.approx(math.log(x), rel=5e-16)
+
+
+def test_extreme_uniforms_give_finite_tails():
+    lowest = keys._normal_quantile(0.5 * 2.0**-52)
+    highest = keys._normal_quantile(((2**52 - 1) + 0.5) * 2.0**-52)
+    assert highest == -lowest
+    assert 8.0 < highest < 8.5
 
 
 def test_z_is_float32_of_requested_dim(key):
