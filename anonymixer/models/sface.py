@@ -40,10 +40,14 @@ BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (
           (512, 1), (512, 1), (1024, 2), (1024, 1))
 STEM_CHANNELS = 32
 
-# Where the faces64 generator's face sits, as a square box in its 64x64 frame (left, top, side in
-# pixels, pixel edges): chosen so that the five landmarks of generated faces land on ArcFace's 112 px
-# template after resizing the box to 112 (see ``faces64_to_sface``).
-FACES64_BOX = (0.0, 0.0, 64.0)
+# The square of a faces64 frame (left, top, side; 64-px pixel edges) that maps onto SFace's 112 px
+# ArcFace crop. The generator frames faces nearly as ArcFace does: YuNet's five landmarks on 198 of 200
+# seeded samples (upscaled 4x) average eyes (22.3, 29.3), (41.4, 29.6), nose (30.9, 41.4), mouth
+# (23.7, 50.6), (39.1, 51.0) (std 1.3-3.7 px), and the least-squares scale + shift onto the template
+# is this box (residuals <= 2 px at 112). Measured on those faces, the SFace cosine between this
+# fixed crop and each face's own landmark-aligned crop averages 0.911 (whole frame: 0.901; a 48 px
+# centre crop: 0.646), while different faces stay at 0.18.
+FACES64_BOX = (2.0, 2.4, 59.5)
 
 
 class ConvPReLU(nn.Module):
@@ -109,24 +113,21 @@ def faces64_to_sface(images: Tensor, box: tuple[float, float, float] = FACES64_B
     """faces64 generator output -> SFace input, differentiably.
 
     ``images``: ``(B, 3, 64, 64)`` float RGB in [-1, 1]. Returns ``(B, 3, 112, 112)`` RGB in 0..255.
-    The square ``box`` = (left, top, side) in 64-px frame pixels (edges, not centres) is resampled
-    to 112x112 with bilinear interpolation (``align_corners=False``: box edges map to crop edges),
-    so the generator's face lands where SFace's ArcFace template expects it.
+    The square ``box`` = (left, top, side) in frame pixels (edges, not centres) is resampled to
+    112x112 bilinearly (``grid_sample``; box edges map to crop edges, samples outside the frame take
+    the border pixel), so the generator's face lands where SFace's ArcFace template expects it.
+    ``box=(0, 0, 64)`` is exactly ``F.interpolate(images, 112, mode="bilinear")``.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"faces64 images must be (B, 3, H, W) RGB in [-1, 1]; got {tuple(images.shape)}")
     left, top, side = box
     h, w = images.shape[-2:]
-    if (left, top, side) == (0.0, 0.0, float(w)) and h == w:
-        crop = F.interpolate(images, size=(SFACE_SIZE, SFACE_SIZE), mode="bilinear", align_corners=False,
-                             antialias=False)
-    else:
-        # Normalised [-1, 1] grid coordinates of the box (align_corners=False convention).
-        theta = images.new_tensor([[side / w, 0.0, (2 * left + side) / w - 1.0],
-                                   [0.0, side / h, (2 * top + side) / h - 1.0]])
-        grid = F.affine_grid(theta.expand(len(images), 2, 3), [len(images), 3, SFACE_SIZE, SFACE_SIZE],
-                             align_corners=False)
-        crop = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # The box in grid_sample's normalised coordinates ([-1, 1] spans the frame's outer pixel edges).
+    theta = images.new_tensor([[side / w, 0.0, (2 * left + side) / w - 1.0],
+                               [0.0, side / h, (2 * top + side) / h - 1.0]])
+    grid = F.affine_grid(theta.expand(len(images), 2, 3), [len(images), 3, SFACE_SIZE, SFACE_SIZE],
+                         align_corners=False)
+    crop = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return (crop + 1.0) * 127.5
 
 
