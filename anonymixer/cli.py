@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import AnonymixerError
+from .keymaterial import MIXER_MODES
 
 if TYPE_CHECKING:
     from .keys import Key
@@ -193,13 +194,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .models.bundle import save_bundle
+    from .models.bundle import bundle_code_stats, save_bundle
     from .models.checkpoints import import_bundle, summary_lines
 
     out = Path(args.out)
     if out.exists() and not args.force:
         raise AnonymixerError(f"{out} already exists; pass --force to replace it")
     bundle = import_bundle(e4e=args.e4e, psp=args.psp, stylegan2=args.stylegan2, arcface=args.arcface)
+    if bundle.generator is not None:
+        bundle_code_stats(bundle, bundle.build_generator())   # the mixer's (mu, C), stored in the bundle
     save_bundle(bundle, out)
     print(f"wrote model bundle {out}")
     for line in summary_lines(bundle):
@@ -317,6 +320,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     manifest = export_onnx(args.model, out, precisions=args.precision.split(","), output_resolution=args.resolution,
                            layer_mask=parse_layer_mask(args.layer_mask) if args.layer_mask else None,
+                           mixer_mode=args.mixer, project_rank=args.rank, radius_guard=not args.no_radius_guard,
                            opset=args.opset, calib=args.calib, calib_synthetic=args.calib_synthetic,
                            calib_method=args.calib_method, keep_fp=args.keep_fp or ())
     print(summary(out, manifest, time.perf_counter() - start))
@@ -470,6 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop the generator at this resolution (e.g. 256 from a 1024 model)")
     p.add_argument("--layer-mask", default=None, metavar="LAYERS",
                    help="W+ layers taken from the key, e.g. 3-7 (default: the model's)")
+    p.add_argument("--mixer", default=None, choices=MIXER_MODES,
+                   help="mixer mode baked into mixer.onnx (default: learned if the bundle has one, else rotate)")
+    p.add_argument("--rank", type=int, default=None, metavar="R",
+                   help="project mode: dimensions of the whitened code kept (default: D/2)")
+    p.add_argument("--no-radius-guard", action="store_true",
+                   help="rotate/project: do not rescale mixed codes to the prior's typical radius")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
     _add_calibration_options(p)
     p.add_argument("--force", action="store_true", help="replace an existing export in DIR")

@@ -13,6 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from anonymixer import codestats
+
 from anonymixer.cli import main
 from anonymixer.errors import EngineError, ExportError
 from anonymixer.runtime.build import network_flags, parser_failure
@@ -65,11 +67,18 @@ def test_batch_option_parses_min_opt_max():
             parse_batch(bad)
 
 
-def test_profile_covers_the_batch_range_and_feeds_w_key_with_batch_one():
-    inputs = [{"name": "w_real", "shape": ["batch", 18, 512]}, {"name": "w_key", "shape": [-1, 18, 512]}]
+def test_profile_covers_the_batch_range_and_fixes_the_key_material():
+    inputs = [{"name": "w_real", "shape": ["batch", 18, 512]}, {"name": "key_matrix", "shape": [512, 512]},
+              {"name": "key_offset", "shape": [18, 512]}]
     shapes = profile_shapes(inputs, (1, 2, 8))
     assert shapes["w_real"] == ((1, 18, 512), (2, 18, 512), (8, 18, 512))
-    assert shapes["w_key"] == ((1, 18, 512), (1, 18, 512), (8, 18, 512))
+    assert shapes["key_matrix"] == ((512, 512),) * 3
+    assert shapes["key_offset"] == ((18, 512),) * 3
+
+
+def test_profile_refuses_key_material_with_a_batch_axis():
+    with pytest.raises(ExportError, match="no batch"):
+        profile_shapes([{"name": "key_offset", "shape": ["batch", 18, 512]}], (1, 2, 8))
 
 
 def test_profile_keeps_fixed_shapes_and_refuses_other_dynamic_axes():
@@ -154,9 +163,10 @@ def manifest_only(tmp_path):
     folder = tmp_path / "export"
     folder.mkdir()
     (folder / "manifest.json").write_text(json.dumps({
-        "format": "anonymixer-onnx", "version": 1, "graphs": {},
+        "format": "anonymixer-onnx", "version": 2, "graphs": {},
         "model": {"name": "tiny", "description": "test", "is_random": True},
-        "input_size": 256, "style_dim": 64, "n_latent": 10, "output_resolution": 64}))
+        "input_size": 256, "style_dim": 64, "n_latent": 10, "output_resolution": 64, "mixer_mode": "rotate"}))
+    codestats.save(codestats.identity(64), folder)
     return folder
 
 

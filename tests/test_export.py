@@ -51,7 +51,8 @@ def stage_inputs(batch, seed=0):
     return {"encoder": {"face": rng.uniform(-1, 1, (batch, 3, 256, 256)).astype(np.float32)},
             "mapping": {"z": rng.standard_normal((batch, 64)).astype(np.float32)},
             "mixer": {"w_real": rng.standard_normal((batch, 10, 64)).astype(np.float32),
-                      "w_key": rng.standard_normal((1, 10, 64)).astype(np.float32)},
+                      "key_matrix": rng.standard_normal((64, 64)).astype(np.float32) / 8,
+                      "key_offset": rng.standard_normal((10, 64)).astype(np.float32)},
             "generator": {"w_prot": 0.3 * rng.standard_normal((batch, 10, 64)).astype(np.float32)}}
 
 
@@ -76,14 +77,37 @@ def test_manifest_records_passing_parity_and_a_harmless_simplification(manifest)
         assert parity["slim_vs_unsimplified"] <= 1e-6
 
 
-def test_mixer_takes_one_key_for_the_batch_or_one_key_per_face(export_dir):
-    rng = np.random.default_rng(1)
-    w_real = rng.standard_normal((3, 10, 64)).astype(np.float32)
-    for keys in (1, 3):
-        w_key = rng.standard_normal((keys, 10, 64)).astype(np.float32)
-        w_prot = run(export_dir / "mixer.onnx", {"w_real": w_real, "w_key": w_key})
-        assert np.array_equal(w_prot[:, 3:8], np.broadcast_to(w_key, w_real.shape)[:, 3:8])
-        assert np.array_equal(w_prot[:, [0, 1, 2, 8, 9]], w_real[:, [0, 1, 2, 8, 9]])
+def test_mixer_maps_masked_layers_with_batch_free_key_material_and_copies_the_rest(export_dir, manifest):
+    for batch in (1, 3):
+        feeds = stage_inputs(batch, seed=batch)["mixer"]
+        w_prot = run(export_dir / "mixer.onnx", feeds)
+        assert np.array_equal(w_prot[:, [0, 1, 2, 8, 9]], feeds["w_real"][:, [0, 1, 2, 8, 9]])
+        assert not np.allclose(w_prot[:, 3:8], feeds["w_real"][:, 3:8])
+    assert manifest["mixer_mode"] == "rotate" and manifest["radius_guard"] is True
+
+
+@pytest.mark.parametrize("mode", ["rotate", "project", "swap", "learned"])
+def test_mixer_graph_matches_torch_in_every_mode(tmp_path, tiny_bundle, mode):
+    from tqdm import tqdm
+
+    from anonymixer.export.onnx import export_stage, reference_run
+
+    built = build_stage_modules(tiny_bundle, mixer_mode=mode, project_rank=8)
+    with torch.no_grad():
+        feeds, refs = reference_run(built, batch=3, seed=0)
+    (tmp_path / "raw").mkdir()
+    entry = export_stage("mixer", built.modules["mixer"], feeds["mixer"], refs["mixer"], tmp_path / "raw", tmp_path,
+                         17, False, tqdm(disable=True))
+    assert entry["parity"]["passed"], entry["parity"]
+    assert [i["shape"] for i in entry["inputs"]] == [["batch", 10, 64], [64, 64], [10, 64]]
+
+
+def test_export_writes_the_code_statistics(export_dir, manifest):
+    from anonymixer import codestats
+
+    stats = codestats.load(export_dir)
+    assert manifest["code_stats"] == codestats.STATS_FILE
+    assert stats.dim == 64 and np.all(stats.eigenvalues > 0)
 
 
 def test_manifest_hashes_and_sizes_match_every_file(export_dir, manifest):
@@ -102,7 +126,8 @@ def test_manifest_hashes_and_sizes_match_every_file(export_dir, manifest):
 
 def test_manifest_describes_names_shapes_and_dtypes_with_a_dynamic_batch(export_dir, manifest):
     expected = {"face": ["batch", 3, 256, 256], "z": ["batch", 64], "w_real": ["batch", 10, 64],
-                "w_key": ["batch", 10, 64], "w_prot": ["batch", 10, 64], "image": ["batch", 3, 64, 64]}
+                "w_key": ["batch", 10, 64], "w_prot": ["batch", 10, 64], "image": ["batch", 3, 64, 64],
+                "key_matrix": [64, 64], "key_offset": [10, 64]}
     assert (manifest["n_latent"], manifest["style_dim"], manifest["output_resolution"]) == (10, 64, 64)
     assert manifest["model"]["spec"] == "random:tiny" and manifest["model"]["is_random"]
     assert len(manifest["model"]["weights_sha256"]) == 64
@@ -112,8 +137,7 @@ def test_manifest_describes_names_shapes_and_dtypes_with_a_dynamic_batch(export_
             assert [i["name"] for i in entry["inputs"]] == list(inputs)
             assert [o["name"] for o in entry["outputs"]] == list(outputs)
             for tensor in entry["inputs"] + entry["outputs"]:
-                shape = ["key_batch", 10, 64] if (stage, tensor["name"]) == ("mixer", "w_key") \
-                    else expected[tensor["name"]]
+                shape = expected[tensor["name"]]
                 assert tensor["shape"] == shape and tensor["dtype"] == "float32", (stage, precision, tensor)
             session = open_session(export_dir / entry["file"])
             assert [i.type for i in session.get_inputs()] == ["tensor(float)"] * len(inputs)

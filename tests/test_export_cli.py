@@ -19,11 +19,12 @@ def cli_export(tmp_path_factory):
 def test_export_writes_the_fp32_graphs_and_a_manifest(cli_export, capsys):
     code, out = cli_export
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["encoder.onnx", "generator.onnx", "manifest.json",
-                                                     "mapping.onnx", "mixer.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["code_stats.npz", "encoder.onnx", "generator.onnx",
+                                                     "manifest.json", "mapping.onnx", "mixer.onnx"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["layer_mask"] == [2, 3, 4, 5, 6]
-    assert sorted(manifest["files"]) == ["encoder.onnx", "generator.onnx", "mapping.onnx", "mixer.onnx"]
+    assert sorted(manifest["files"]) == ["code_stats.npz", "encoder.onnx", "generator.onnx", "mapping.onnx",
+                                         "mixer.onnx"]
     assert all(manifest["graphs"][s]["fp32"]["parity"]["passed"] for s in manifest["graphs"])
 
 

@@ -53,7 +53,18 @@ def test_ort_gives_the_same_protected_faces_as_torch_in_order(tiny_export, torch
     assert len(got) == len(expected)
     for a, b in zip(got, expected):     # every batch differs, so a swap would show
         assert relative_error(a, b) <= 1e-5
-    assert np.abs(protector.w_key - torch_protector.w_key).max() <= 1e-5
+    for name, value in protector.key_feeds.items():
+        assert np.abs(value - torch_protector.key_feeds[name]).max() <= 1e-5
+
+
+def test_all_backends_give_the_same_protected_faces_for_the_same_key(tiny_export, torch_protector, key):
+    """ORT vs torch on uint8 faces: PSNR >= 40 dB (the keyed-mixer acceptance figure)."""
+    protector = Protector(str(tiny_export), key, backend="ort")
+    assert protector.info.mixer_mode == torch_protector.info.mixer_mode == "rotate"
+    batch = frames(1, batch=3)[0]
+    a, b = protector.protect(batch).astype(np.float64), torch_protector.protect(batch).astype(np.float64)
+    mse = max(float(np.mean((a - b) ** 2)), 1e-12)
+    assert 10 * np.log10(255.0**2 / mse) >= 40.0
 
 
 def test_ort_uint8_faces_match_torch_within_one_level(tiny_export, torch_protector, key):
@@ -128,6 +139,23 @@ def test_missing_onnx_file_is_a_one_line_error_naming_it(export_copy):
     with pytest.raises(ExportError) as info:
         OrtBackend(export_copy)
     one_line(info, export_copy / "generator.onnx", "missing")
+
+
+def test_changed_code_statistics_are_refused(export_copy):
+    """Other statistics would give every key another map: the file is checked against the manifest."""
+    from anonymixer import codestats
+
+    codestats.save(codestats.identity(64), export_copy)
+    with pytest.raises(ExportError) as info:
+        OrtBackend(export_copy)
+    one_line(info, export_copy / "code_stats.npz", "sha256")
+
+
+def test_missing_code_statistics_are_a_one_line_error(export_copy):
+    (export_copy / "code_stats.npz").unlink()
+    with pytest.raises(ExportError) as info:
+        OrtBackend(export_copy)
+    one_line(info, export_copy / "code_stats.npz", "anonymixer export")
 
 
 def test_corrupt_onnx_file_is_a_one_line_error_naming_it(export_copy):

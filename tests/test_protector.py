@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from anonymixer.errors import InputImageError
+from anonymixer.keys import derive_z
 from anonymixer.runtime import Protector
 from anonymixer.runtime.protector import faces_to_input, output_to_faces
 
@@ -31,14 +32,32 @@ def test_different_salt_gives_different_output(tiny_bundle, key):
     assert not np.array_equal(a, b)
 
 
-def test_w_prot_keeps_real_layers_and_takes_key_layers(tiny_bundle, key):
-    protector = Protector(tiny_bundle, key)
+def test_w_prot_keeps_real_layers_and_takes_key_layers_in_swap_mode(tiny_bundle, key):
+    protector = Protector(tiny_bundle, key, mixer_mode="swap")
     w_real = protector.backend.stage("encoder").run({"face": faces_to_input(faces(), 256)})["w_real"]
-    w_prot = protector.backend.stage("mixer").run({"w_real": w_real, "w_key": protector.w_key})["w_prot"]
+    w_prot = protector.backend.stage("mixer").run({"w_real": w_real, **protector.key_feeds})["w_prot"]
     mask = list(tiny_bundle.config.layer_mask)
     outside = [i for i in range(w_real.shape[1]) if i not in mask]
     assert np.array_equal(w_prot[:, outside], w_real[:, outside])
-    assert np.array_equal(w_prot[:, mask], np.broadcast_to(protector.w_key, w_real.shape)[:, mask])
+    w_key = protector.backend.stage("mapping").run({"z": derive_z(key, None, w_real.shape[2])[None]})["w_key"]
+    assert np.array_equal(w_prot[:, mask], np.broadcast_to(w_key, w_real.shape)[:, mask])
+
+
+def test_rotate_mode_keeps_faces_apart(tiny_bundle, key):
+    """Unlike swap, the default mixer gives two different faces two different protected codes."""
+    protector = Protector(tiny_bundle, key)
+    assert protector.info.mixer_mode == "rotate"
+    w_real = protector.backend.stage("encoder").run({"face": faces_to_input(faces(2), 256)})["w_real"]
+    w_prot = protector.backend.stage("mixer").run({"w_real": w_real, **protector.key_feeds})["w_prot"]
+    mask = list(tiny_bundle.config.layer_mask)
+    assert not np.allclose(w_prot[0, mask], w_prot[1, mask])
+
+
+def test_key_material_has_no_batch_axis(tiny_bundle, key):
+    protector = Protector(tiny_bundle, key)
+    d, n_latent = protector.info.style_dim, protector.info.n_latent
+    assert protector.key_feeds["key_matrix"].shape == (d, d)
+    assert protector.key_feeds["key_offset"].shape == (n_latent, d)
 
 
 def test_key_path_runs_once_per_key_not_per_frame(tiny_bundle, key):

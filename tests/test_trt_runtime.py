@@ -22,7 +22,8 @@ from conftest import TEST_SECRET
 from fakecuda import CapturingCudart
 
 IO = type("IO", (), {"INPUT": "INPUT", "OUTPUT": "OUTPUT"})
-SAMPLES = {"face": (3, 4, 4), "z": (3,), "w_real": (2, 3), "w_key": (2, 3), "w_prot": (2, 3), "image": (3, 2, 2)}
+SAMPLES = {"face": (3, 4, 4), "z": (3,), "w_real": (2, 3), "w_key": (2, 3), "w_prot": (2, 3), "image": (3, 2, 2),
+           "key_matrix": (3, 3), "key_offset": (2, 3)}
 INFO = ModelInfo(name="toy", description="toy", input_size=4, style_dim=3, n_latent=2, output_resolution=2,
                  is_random=True)
 
@@ -34,13 +35,13 @@ def toy(stage, **x):
     if stage == "encoder":
         return {"w_real": x["face"].sum(axis=(1, 2, 3))[:, None, None] + np.arange(6, dtype=np.float32).reshape(2, 3)}
     if stage == "mixer":
-        return {"w_prot": x["w_real"] + x["w_key"]}
+        return {"w_prot": x["w_real"] @ x["key_matrix"] + x["key_offset"]}
     return {"image": np.broadcast_to(x["w_prot"].mean(axis=(1, 2))[:, None, None, None],
                                      (x["w_prot"].shape[0], 3, 2, 2)).copy()}
 
 
 IO_NAMES = {"mapping": (("z",), ("w_key",)), "encoder": (("face",), ("w_real",)),
-            "mixer": (("w_real", "w_key"), ("w_prot",)), "generator": (("w_prot",), ("image",))}
+            "mixer": (("w_real", "key_matrix", "key_offset"), ("w_prot",)), "generator": (("w_prot",), ("image",))}
 
 
 def host_array(ptr, shape):
@@ -114,8 +115,8 @@ def fake_backend(cudart, cuda_graphs=False):
     return backend
 
 
-def reference(face, w_key):
-    return toy("generator", **toy("mixer", w_real=toy("encoder", face=face)["w_real"], w_key=w_key))["image"]
+def reference(face, key_feeds):
+    return toy("generator", **toy("mixer", w_real=toy("encoder", face=face)["w_real"], **key_feeds))["image"]
 
 
 def frames(batches=(1, 2, 4, 3, 2, 1, 4)):
@@ -135,16 +136,16 @@ def test_a_stage_runs_numpy_through_pinned_and_device_buffers(cudart):
 def test_protector_on_the_trt_plumbing_gives_each_frame_its_result_in_order(cudart, inflight, cuda_graphs):
     backend = fake_backend(cudart, cuda_graphs)
     protector = Protector(None, Key(TEST_SECRET), backend=backend)
-    assert protector.w_key.shape == (1, 2, 3)
+    assert protector.key_feeds["key_matrix"].shape == (3, 3) and protector.key_feeds["key_offset"].shape == (2, 3)
     # A graph is kept per slot for its current batch size (TensorRT must re-capture when shapes change).
     inputs = frames((2,) * 6 + (3,) * 6 if cuda_graphs else (1, 2, 4, 3, 2, 1, 4))
     out = list(protector.protect_tensor_many(inputs, inflight=inflight))
     for got, face in zip(out, inputs):
-        np.testing.assert_allclose(got, reference(face, protector.w_key), rtol=1e-6)
+        np.testing.assert_allclose(got, reference(face, protector.key_feeds), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(protector.protect_tensor(inputs[-1]), out[-1], rtol=1e-6)
     mixer_contexts = backend.stages["mixer"].engine.contexts
     assert len(mixer_contexts) == inflight + 1          # one per slot, one for protect_tensor
-    assert all(c.shapes["w_key"] == (1, 2, 3) for c in mixer_contexts)
+    assert all(c.shapes["key_matrix"] == (3, 3) and c.shapes["key_offset"] == (2, 3) for c in mixer_contexts)
     if cuda_graphs:
         assert cudart.launches > 0
     backend.close()

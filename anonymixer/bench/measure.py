@@ -222,7 +222,7 @@ class RowRunner:
         image = None
         for batch in config.batches:
             entry: dict[str, Any] = {"batch": batch, "stages": {}}
-            values = {"face": self.faces[:batch], "w_key": protector.w_key}
+            values = {"face": self.faces[:batch], **protector.key_feeds}
             for stage in FRAME_STAGES:
                 self.bar.set_postfix_str(f"{row['label']} b{batch} {stage}")
                 feeds = {name: values[name] for name in STAGE_IO[stage][0]}

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import numpy as np
 
 from ..errors import ExportError, InputImageError
 from ..face.io import read_image
+from ..keymaterial import key_material
+from ..keys import Key
 from .graphs import GraphSet
 
 log = logging.getLogger("anonymixer.calibration")
@@ -89,19 +92,32 @@ def synthetic_faces(graphs: GraphSet, n: int, seed: int = 1,
 
 def stage_feeds(graphs: GraphSet, faces: np.ndarray, seed: int = 2,
                 on_chunk: Callable[[int], object] | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """The inputs every graph sees when the FP32 pipeline protects ``faces`` under random keys.
+    """The inputs every graph sees when the FP32 pipeline protects ``faces`` under a test key.
 
-    One key per face (``z`` from ``seed``): ``{"encoder": {"face"}, "mapping": {"z"},
-    "mixer": {"w_real", "w_key"}, "generator": {"w_prot"}}``, each ``(N, ...)`` float32.
-    ``on_chunk(k)`` reports progress (k faces encoded).
+    ``{"encoder": {"face"}, "mapping": {"z"}, "mixer": {"w_real", "key_matrix", "key_offset"},
+    "generator": {"w_prot"}}``, float32, ``(N, ...)`` but the key material (one key, derived from
+    ``seed``, in the folder's mixer mode); ``z`` are random codes. ``on_chunk(k)`` reports progress
+    (k faces encoded).
     """
-    n, style_dim = len(faces), int(graphs.manifest.data["style_dim"])
-    z = np.random.default_rng(seed).standard_normal((n, style_dim)).astype(np.float32)
-    w_key = graphs.run("mapping", {"z": z})
+    info = graphs.manifest.model_info()
+    z = np.random.default_rng(seed).standard_normal((len(faces), info.style_dim)).astype(np.float32)
+    key = Key(hashlib.sha256(f"anonymixer calibration key {seed}".encode()).digest())
+    material = key_material(key, b"calibration", info.mixer_mode, info.stats(), info.n_latent,
+                            mapping=GraphMapping(graphs), rank=info.project_rank).feeds()
     w_real = graphs.run("encoder", {"face": faces}, on_chunk=on_chunk)
-    w_prot = graphs.run("mixer", {"w_real": w_real, "w_key": w_key})
-    return {"encoder": {"face": faces}, "mapping": {"z": z}, "mixer": {"w_real": w_real, "w_key": w_key},
+    w_prot = graphs.run("mixer", {"w_real": w_real, **material})
+    return {"encoder": {"face": faces}, "mapping": {"z": z}, "mixer": {"w_real": w_real, **material},
             "generator": {"w_prot": w_prot}}
+
+
+class GraphMapping:
+    """The mapping graph of a ``GraphSet`` behind the runner protocol (for ``key_material``)."""
+
+    def __init__(self, graphs: GraphSet) -> None:
+        self.graphs = graphs
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"w_key": self.graphs.run("mapping", feeds)}
 
 
 def resize_faces(images: np.ndarray, size: int) -> np.ndarray:

@@ -15,6 +15,7 @@ import onnxruntime as ort
 
 from ..export.graphfile import open_session, run_session
 from ..export.layout import GRAPHS
+from ..keymaterial import KEY_INPUTS
 from ..runtime.manifest import ExportManifest
 
 
@@ -43,7 +44,7 @@ class GraphSet:
         Small batches keep memory bounded at 1024x1024 (a feature map is 134 MB per face there)
         and cost little speed on a CPU.
 
-        ``w_key`` (mixer) may have batch 1 against any batch of ``w_real``. ``on_chunk(n)`` is
+        Key material (``KEY_INPUTS``, no batch axis) goes whole to every chunk. ``on_chunk(n)`` is
         called after each chunk of ``n`` samples (a progress bar's ``update``).
         """
         if stage not in self._sessions:
@@ -53,7 +54,7 @@ class GraphSet:
         n = len(feeds[names[0]])
         chunks = []
         for start in range(0, n, batch):
-            part = {k: v if k == "w_key" and len(v) == 1 else v[start:start + batch]
+            part = {k: v if k in KEY_INPUTS else v[start:start + batch]
                     for k, v in feeds.items() if k in names}
             chunks.append(run_session(session, part))
             if on_chunk is not None:

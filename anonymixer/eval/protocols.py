@@ -22,9 +22,9 @@ Protocols (each a list of scores, ``metrics`` convention: similarity, match when
   person across A and B, non-mated = different people; ``D_sys`` and ``D<->(s)``; *renewal rate* =
   share of mated A/B pairs that do not match (a renewed template does not match the revoked one).
 - ``irreversibility``: an attacker re-encodes each protected face with our encoder and renders it
-  (``naive``); with a stolen key (``stolen_key``) they also undo the mixer as if it added a
-  key-dependent offset: ``w = w_rec - (mixer(w_rec, w_key) - w_rec)`` (exact for additive
-  mixers; the best cheap guess for ``swap``, whose identity layers are not recoverable). ASR =
+  (``naive``); with a stolen key (``stolen_key``) they also undo the mixer as far as its key
+  material allows (``keymaterial.inverse``: exact for ``rotate``, the kept subspace for
+  ``project``, nothing for ``swap``, whose identity layers are not recoverable). ASR =
   share of (reconstruction, original of the same person) pairs that match.
 - ``stability``: the same faces and keys through each precision of an ONNX export (and torch): the
   cosine between templates and whether they still match the reference's.
@@ -46,6 +46,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import AnonymixerError, EvaluationError
+from ..keymaterial import KeyMaterial, inverse
 from ..keys import Key
 from ..runtime.base import Backend
 from ..runtime.protector import Protector, faces_to_input, open_backend, output_to_faces
@@ -130,12 +131,12 @@ def resize_faces(faces: np.ndarray, size: int) -> np.ndarray:
 
 
 def protect_faces(backend: Backend, faces: list[EvalFace], keys: list[Key], salt: str | None, batch: int,
-                  desc: str) -> tuple[np.ndarray, np.ndarray]:
+                  desc: str) -> tuple[np.ndarray, list[KeyMaterial]]:
     """Protect each face under its key -> ``(N, S, S, 3) uint8 RGB`` (resized to the crop size S) and
-    each face's ``w_key (N, L, D) float32``. The backend is opened once; one Protector per key."""
+    each face's key material. The backend is opened once; one Protector per key."""
     size = faces[0].crop.shape[0]
     out = np.zeros((len(faces), size, size, 3), np.uint8)
-    w_keys: list[np.ndarray | None] = [None] * len(faces)
+    materials: list[KeyMaterial | None] = [None] * len(faces)
     groups: dict[str, tuple[Key, list[int]]] = {}
     for index, key in enumerate(keys):
         groups.setdefault(key.fingerprint, (key, []))[1].append(index)
@@ -147,27 +148,36 @@ def protect_faces(backend: Backend, faces: list[EvalFace], keys: list[Key], salt
                 protected = protector.protect(np.stack([faces[i].crop for i in chunk]))
                 out[chunk] = resize_faces(protected, size)
                 for i in chunk:
-                    w_keys[i] = protector.w_key[0]
+                    materials[i] = protector.key_material
                 bar.update(len(chunk))
-    return out, np.stack([w for w in w_keys if w is not None])
+    return out, [m for m in materials if m is not None]
 
 
-def reconstruct(backend: Backend, protected: np.ndarray, w_keys: np.ndarray | None, batch: int,
+def reconstruct(backend: Backend, protected: np.ndarray, materials: list[KeyMaterial] | None, batch: int,
                 desc: str) -> np.ndarray:
     """The irreversibility attacker: ``(N, S, S, 3) uint8 RGB`` protected faces -> reconstructions of
-    the same shape, ``G(E(x))``, or with stolen keys ``(N, L, D)`` the mixer undone (module docstring)."""
+    the same shape, ``G(E(x))``, or with each face's stolen key material the mixer undone as far as
+    it can be (``keymaterial.inverse``, run through the same mixer graph)."""
     size = protected.shape[1]
     out = np.zeros_like(protected)
     encoder, mixer, generator = (backend.stage(s) for s in ("encoder", "mixer", "generator"))
-    for start in tqdm(range(0, len(protected), batch), desc=desc, unit="batch", disable=None):
-        x = faces_to_input(resize_faces(protected[start:start + batch], backend.info.input_size),
-                           backend.info.input_size)
-        w = encoder.run({"face": x})["w_real"]
-        if w_keys is not None:
-            mixed = mixer.run({"w_real": w, "w_key": w_keys[start:start + batch]})["w_prot"]
-            w = 2.0 * w - mixed
-        image = generator.run({"w_prot": w.astype(np.float32)})["image"]
-        out[start:start + batch] = resize_faces(output_to_faces(image), size)
+    groups: dict[int, tuple[KeyMaterial | None, list[int]]] = {}
+    for index in range(len(protected)):
+        material = None if materials is None else materials[index]
+        groups.setdefault(id(material), (material, []))[1].append(index)
+    mean = backend.info.stats().mean
+    with tqdm(total=len(protected), desc=desc, unit="face", disable=None) as bar:
+        for material, indices in groups.values():
+            undo = None if material is None else inverse(material, mean).feeds()
+            for start in range(0, len(indices), batch):
+                chunk = indices[start:start + batch]
+                x = faces_to_input(resize_faces(protected[chunk], backend.info.input_size), backend.info.input_size)
+                w = encoder.run({"face": x})["w_real"]
+                if undo is not None:
+                    w = mixer.run({"w_real": w, **undo})["w_prot"]
+                image = generator.run({"w_prot": w.astype(np.float32)})["image"]
+                out[chunk] = resize_faces(output_to_faces(image), size)
+                bar.update(len(chunk))
     return out
 
 
@@ -292,7 +302,7 @@ def _run_protocols(config: EvalConfig, backend: Backend, evalset: EvalSet, fr: F
 
     keys_a = keys_for(faces, config.key_mode, "A", config.seed)
     keys_b = keys_for(faces, config.key_mode, "B", config.seed)
-    protected_a, w_keys_a = protect_faces(backend, faces, keys_a, config.salt, config.batch, "protect (keys A)")
+    protected_a, materials_a = protect_faces(backend, faces, keys_a, config.salt, config.batch, "protect (keys A)")
     protected_b, _ = protect_faces(backend, faces, keys_b, config.salt, config.batch, "protect (keys B)")
     t_a, t_b = templates(fr, faces, protected_a), templates(fr, faces, protected_b)
 
@@ -319,8 +329,8 @@ def _run_protocols(config: EvalConfig, backend: Backend, evalset: EvalSet, fr: F
     protocols["unlinkability"] = unlinkability
 
     attacks: dict[str, Any] = {}
-    for name, w_keys in (("naive", None), ("stolen_key", w_keys_a)):
-        recon = reconstruct(backend, protected_a, w_keys, config.batch, f"attack ({name})")
+    for name, materials in (("naive", None), ("stolen_key", materials_a)):
+        recon = reconstruct(backend, protected_a, materials, config.batch, f"attack ({name})")
         found, _ = across_pairs(fr.score_matrix(templates(fr, faces, recon), original), ids, ids)
         scores[f"irreversibility/{name}"] = found
         attacks[name] = {"scores": _summary(found), "asr": rates(found, thresholds, matching=True)}

@@ -65,8 +65,7 @@ def accuracy_report(folder: str | os.PathLike[str], precisions: Sequence[str], p
                 stages[stage] = {"relative_error": relative_error(out, ref[stage]),
                                  "max_abs_error": float(np.max(np.abs(out - ref[stage])))}
                 bar.update(1)
-            w_key = graphs.run("mapping", feeds["mapping"])
-            w_prot = graphs.run("mixer", {"w_real": graphs.run("encoder", {"face": faces}), "w_key": w_key})
+            w_prot = graphs.run("mixer", {**feeds["mixer"], "w_real": graphs.run("encoder", {"face": faces})})
             image = graphs.run("generator", {"w_prot": w_prot})
             db = psnr(image, ref["generator"])
             report["precisions"][precision] = {

@@ -6,9 +6,10 @@
     DIR/encoder.int8.onnx ...                                                     (--precision int8)
     DIR/<graph>.onnx.data                                       (external weights when a graph is large)
     DIR/accuracy.json                                 (errors against fp32, when fp16/int8 are present)
+    DIR/code_stats.npz           (the model's code statistics mu, C for the mixer's key material)
 
 Graph I/O names and shapes are ``anonymixer.runtime.base.STAGE_IO``; the batch axis is dynamic
-(``"batch"``; the mixer's ``w_key`` has its own, ``"key_batch"``: 1 or the batch). Every graph
+(``"batch"``; the mixer's key inputs ``key_matrix (D, D)``, ``key_offset (L, D)`` have none). Every graph
 takes and returns float32 whatever its precision, so callers never change. A precision, once
 written, has all four files; mapping and mixer are FP32 graphs in every precision (see
 ``export.precision``). A stage whose FP32 weights exceed ``external_data_min_bytes`` (the e4e
@@ -16,12 +17,13 @@ encoder) keeps them in ``<file>.data`` in every precision.
 
 ``manifest.json`` (``MANIFEST_FORMAT``, version ``MANIFEST_VERSION``)::
 
-    {"format": "anonymixer-onnx", "version": 1, "anonymixer_version": "...", "opset": 17,
+    {"format": "anonymixer-onnx", "version": 2, "anonymixer_version": "...", "opset": 17,
      "model": {"name", "description", "is_random", "sha256" (of the bundle file, or null),
                "spec" (the SPEC string, or null), "weights_sha256" (over the bundle's tensors),
                "sources": [...], "config": ModelConfig.to_dict()},
      "input_size": 256, "style_dim": 512, "n_latent": 18, "output_resolution": 256,
-     "layer_mask": [3, 4, 5, 6, 7], "mixer_mode": "swap", "truncation_psi": 0.7,
+     "layer_mask": [3, 4, 5, 6, 7], "mixer_mode": "rotate", "truncation_psi": 0.7,
+     "project_rank": null (or r for "project"), "radius_guard": true, "code_stats": "code_stats.npz",
      "tools": {"torch", "onnx", "onnxruntime", "onnxslim"}, "external_data_min_bytes": 268435456,
      "graphs": {"<stage>": {"<precision>": {"file", "sha256", "bytes", "external_data": [files],
                 "inputs": [{"name", "dtype", "shape"}], "outputs": [...],
@@ -49,7 +51,7 @@ from typing import Any
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "anonymixer-onnx"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2   # 2: mixer takes key_matrix/key_offset (keyed mixer); code_stats.npz
 PRECISIONS = ("fp32", "fp16", "int8")
 GRAPHS = ("encoder", "mapping", "mixer", "generator")
 

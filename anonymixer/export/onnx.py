@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .. import __version__
+from .. import __version__, codestats
 from ..errors import ExportError
 from ..digest import sha256_file
+from ..keymaterial import KEY_INPUTS, key_material
+from ..keys import Key
 from ..models.bundle import ModelBundle
 from ..runtime.base import STAGE_IO
 from ..runtime.torch import StageModules, build_stage_modules
@@ -47,6 +49,7 @@ MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear
 def export_onnx(model: str | ModelBundle, out_dir: str | Path, precisions: Sequence[str] = ("fp32",),
                 output_resolution: int | None = None, layer_mask: tuple[int, ...] | None = None,
                 mixer_mode: str | None = None, truncation_psi: float | None = None, opset: int = 17,
+                project_rank: int | None = None, radius_guard: bool = True,
                 calib: str | Path | None = None, calib_synthetic: int | None = None,
                 calib_method: str = "minmax", keep_fp: Sequence[str] = (), progress: bool = True,
                 external_data: bool | None = None) -> dict[str, Any]:
@@ -56,7 +59,8 @@ def export_onnx(model: str | ModelBundle, out_dir: str | Path, precisions: Seque
     (see ``export.precision.add_precisions`` for ``calib*``/``keep_fp``), ``accuracy.json`` when a
     reduced precision is written, and ``manifest.json``; returns the manifest (``export.layout``).
     Graph I/O: ``face (B, 3, 256, 256)``, ``z (B, D)``, ``w_real/w_key/w_prot (B, L, D)``,
-    ``image (B, 3, R, R)``, all float32; ``w_key`` has its own batch axis (``key_batch``, 1 or B).
+    ``image (B, 3, R, R)``, all float32; the mixer's key inputs ``key_matrix (D, D)`` and
+    ``key_offset (L, D)`` have no batch axis. The model's code statistics go to ``code_stats.npz``.
     ``external_data`` forces (True) or forbids (False) external weights; by default a stage whose
     FP32 weights exceed ``EXTERNAL_DATA_MIN_BYTES`` gets them. Graph files already in ``out_dir``
     are replaced. Raises ``ExportError`` when a graph fails a check (the manifest is still written,
@@ -69,13 +73,15 @@ def export_onnx(model: str | ModelBundle, out_dir: str | Path, precisions: Seque
     if "int8" in wanted:
         check_calibration_options(calib, calib_synthetic, calib_method)
     try:
-        built = build_stage_modules(model, output_resolution, layer_mask, mixer_mode, truncation_psi)
+        built = build_stage_modules(model, output_resolution, layer_mask, mixer_mode, truncation_psi,
+                                    project_rank, radius_guard)
     except ValueError as exc:  # e.g. an output resolution that is not a power of two
         raise ExportError(str(exc)) from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     remove_export_files(out)
     manifest = new_manifest(built, model, opset)
+    codestats.save(built.code_stats, out)
     failures: list[str] = []
     with torch.no_grad():  # not inference_mode: these tensors are traced by the exporter later
         feeds, refs = reference_run(built, batch=3, seed=PARITY_SEED)
@@ -113,7 +119,7 @@ def normalize_precisions(precisions: Sequence[str] | str) -> list[str]:
 
 def remove_export_files(out: Path) -> None:
     """Delete graph files, manifest and accuracy report that a previous export left in ``out``."""
-    names = ["manifest.json", "accuracy.json"]
+    names = ["manifest.json", "accuracy.json", codestats.STATS_FILE]
     for stage in GRAPHS:
         for precision in PRECISIONS:
             names += [graph_filename(stage, precision), graph_filename(stage, precision) + ".data"]
@@ -127,23 +133,37 @@ def reference_run(built: StageModules, batch: int, seed: int) -> tuple[dict[str,
 
     ``z (B, D) ~ N(0, I) -> mapping -> w``; the generator reads ``w`` with the key layers of the
     next sample mixed in (so the W+ layers differ, as ``w_prot``'s do) and draws faces, which are
-    resized for the encoder; the mixer mixes ``w_real`` with the first sample's key code ``(1, L, D)``.
-    Returns ``(inputs, outputs)``, keyed by stage.
+    resized for the encoder; the mixer mixes ``w_real`` with the key material of a fixed test key
+    (``KeyMaterial`` for the mixer's mode). Returns ``(inputs, outputs)``, keyed by stage.
     """
     m = built.modules
     z = torch.randn(batch, built.info.style_dim, generator=torch.Generator().manual_seed(seed))
     w = m["mapping"](z)
-    w_mixed = m["mixer"](w, w.roll(1, dims=0)).contiguous()
+    select = built.modules["mixer"].get_buffer("select")
+    w_mixed = torch.where(select, w.roll(1, dims=0), w).contiguous()
     image = m["generator"](w_mixed)
     size = built.info.input_size
     face = F.interpolate(image.clamp(-1, 1), size=(size, size), mode="bilinear", align_corners=False,
                          antialias=True).contiguous()
     w_real = m["encoder"](face)
-    w_key = w[:1].contiguous()
-    inputs = {"encoder": {"face": face}, "mapping": {"z": z}, "mixer": {"w_real": w_real, "w_key": w_key},
+    material = key_material(Key(hashlib.sha256(b"anonymixer export parity key").digest()), b"parity",
+                            built.mixer_mode, built.code_stats, built.info.n_latent,
+                            mapping=TorchMapping(m["mapping"]), rank=built.info.project_rank)
+    key_feeds = {name: torch.from_numpy(array) for name, array in material.feeds().items()}
+    inputs = {"encoder": {"face": face}, "mapping": {"z": z}, "mixer": {"w_real": w_real, **key_feeds},
               "generator": {"w_prot": w_mixed}}
-    outputs = {"encoder": w_real, "mapping": w, "mixer": m["mixer"](w_real, w_key), "generator": image}
+    outputs = {"encoder": w_real, "mapping": w, "mixer": m["mixer"](w_real, *key_feeds.values()), "generator": image}
     return inputs, outputs
+
+
+class TorchMapping:
+    """The mapping module behind the runner protocol, for ``key_material`` (NumPy in and out)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"w_key": self.module(torch.from_numpy(feeds["z"])).detach().numpy()}
 
 
 def export_stage(stage: str, module: nn.Module, feeds: dict[str, torch.Tensor], ref: torch.Tensor, raw_dir: Path,
@@ -154,10 +174,9 @@ def export_stage(stage: str, module: nn.Module, feeds: dict[str, torch.Tensor], 
     """
     input_names, output_names = STAGE_IO[stage]
     raw_path = raw_dir / f"{stage}.onnx"
-    # Trace at batch 2 (keys at 1) so that no axis is specialised to 1 by accident.
-    example = tuple(feeds[n][:1] if n == "w_key" else feeds[n][:2] for n in input_names)
-    axes = {n: {0: "key_batch" if n == "w_key" and n in input_names else "batch"}
-            for n in input_names + output_names}
+    # Trace at batch 2 so that no axis is specialised to 1 by accident; key inputs have no batch axis.
+    example = tuple(feeds[n] if n in KEY_INPUTS else feeds[n][:2] for n in input_names)
+    axes = {n: {0: "batch"} for n in input_names + output_names if n not in KEY_INPUTS}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy-exporter deprecation and tracer notes
@@ -179,8 +198,8 @@ def export_stage(stage: str, module: nn.Module, feeds: dict[str, torch.Tensor], 
     del inferred
     if not isinstance(slim, onnx.ModelProto):
         raise ExportError(f"{stage}: onnxslim returned no model")
-    # Shape inference may merge the mixer's batch and key_batch axes: the interface is the
-    # exporter's, so restore it, and drop inferred intermediate shapes with it.
+    # The interface is the exporter's: restore it after shape inference, and drop inferred
+    # intermediate shapes with it.
     for field, values in interface.items():
         del getattr(slim.graph, field)[:]
         getattr(slim.graph, field).extend(values)
@@ -210,7 +229,7 @@ def measure_parity(session: ort.InferenceSession, raw_session: ort.InferenceSess
                    feeds: dict[str, np.ndarray], ref: np.ndarray) -> dict[str, Any]:
     """Relative errors of ORT CPU against PyTorch (``ref``, batch 3) at batch 1 and 3, and of the
     simplified graph against the unsimplified one (batch 1)."""
-    first = {n: a[:1] for n, a in feeds.items()}
+    first = {n: a if n in KEY_INPUTS else a[:1] for n, a in feeds.items()}
     out_1 = run_session(session, first)
     result: dict[str, Any] = {"reference": f"torch {torch.__version__} cpu",
                               "runtime": f"onnxruntime {ort.__version__} cpu",
@@ -238,6 +257,8 @@ def new_manifest(built: StageModules, model: str | ModelBundle, opset: int) -> d
         "input_size": info.input_size, "style_dim": info.style_dim, "n_latent": info.n_latent,
         "output_resolution": info.output_resolution, "layer_mask": list(built.layer_mask),
         "mixer_mode": built.mixer_mode, "truncation_psi": built.truncation_psi,
+        "project_rank": built.info.project_rank, "radius_guard": built.radius_guard,
+        "code_stats": codestats.STATS_FILE,
         "tools": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__,
                   "onnxslim": onnxslim.__version__},
         "external_data_min_bytes": EXTERNAL_DATA_MIN_BYTES,

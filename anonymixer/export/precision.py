@@ -117,7 +117,8 @@ def check_calibration_options(calib: str | Path | None, calib_synthetic: int | N
 
 
 def file_table(folder: Path, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{file name: {"sha256", "bytes"}}`` for every graph file, external data file and the report."""
+    """``{file name: {"sha256", "bytes"}}`` for every graph file, external data file, the report and
+    the code statistics."""
     names: list[str] = []
     for stage in GRAPHS:
         for precision in PRECISIONS:
@@ -126,6 +127,8 @@ def file_table(folder: Path, manifest: dict[str, Any]) -> dict[str, dict[str, An
                 names += [entry["file"], *entry.get("external_data", [])]
     if (folder / ACCURACY_FILE).is_file():
         names.append(ACCURACY_FILE)
+    if manifest.get("code_stats") and (folder / manifest["code_stats"]).is_file():
+        names.append(manifest["code_stats"])   # the mixer's key material depends on it
     return {n: {"sha256": sha256_file(folder / n), "bytes": (folder / n).stat().st_size} for n in names}
 
 

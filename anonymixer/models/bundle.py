@@ -8,6 +8,8 @@ A bundle is a ``torch.save`` dict read back with ``weights_only=True`` (no pickl
     generator: state dict of models.stylegan2.Generator (w_avg included), or None,
     mixer: state dict of a learned Mixer, or None,
     arcface: state dict of models.arcface.ArcFace (config.arcface), or None,
+    code_stats: {"mean", "eigenvalues", "eigenvectors"} float64 tensors (anonymixer.codestats),
+                measured from the mapping network when the bundle is made, or None (measured on use),
     sources: [{"kind", "file", "sha256"}] of the official files it was imported from,
     random_seed: int for seeded random weights, else None.
 
@@ -24,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..errors import CheckpointError, ModelSpecError
+from ..codestats import CodeStats, from_samples, identity
+from ..errors import CheckpointError, ExportError, ModelSpecError
 from .configs import CONFIGS, ModelConfig
 
 if TYPE_CHECKING:
@@ -50,6 +53,7 @@ class ModelBundle:
     arcface: dict[str, torch.Tensor] | None = None
     sources: list[dict[str, str]] = field(default_factory=list)
     random_seed: int | None = None
+    code_stats: dict[str, torch.Tensor] | None = None
 
     @property
     def is_random(self) -> bool:
@@ -112,7 +116,40 @@ def random_bundle(name: str, seed: int = 0) -> ModelBundle:
     with torch.no_grad():
         encoder.latent_avg.copy_(w_avg.expand(config.encoder.n_styles, -1))
     return ModelBundle(config=config, encoder=encoder.state_dict(), generator=generator.state_dict(),
-                       random_seed=seed)
+                       random_seed=seed, code_stats=stats_tensors(measure_code_stats(generator, seed)))
+
+
+CODE_STATS_SAMPLES_PER_DIM = 4
+
+
+def measure_code_stats(generator: torch.nn.Module, seed: int = 0) -> CodeStats:
+    """``(mu, C)`` of the mapping network's codes: ``4 D`` (at least 1024) seeded ``z ~ N(0, I)``
+    mapped, mean and floored eigendecomposition (``codestats.from_samples``). A mapping that is
+    the identity (faces64: the code is ``z``) has exactly ``mu = 0, C = I``."""
+    dim = int(generator.get_buffer("w_avg").shape[-1])
+    count = max(1024, CODE_STATS_SAMPLES_PER_DIM * dim)
+    z = torch.randn(count, dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
+    with torch.no_grad():
+        codes = generator.get_submodule("mapping")(z)
+    if torch.equal(codes, z):
+        return identity(dim)
+    return from_samples(codes.double().numpy())
+
+
+def stats_tensors(stats: CodeStats) -> dict[str, torch.Tensor]:
+    """Code statistics as the bundle stores them (float64 tensors: ``weights_only`` loads them)."""
+    return {name: torch.from_numpy(array.copy()) for name, array in stats.to_arrays().items()}
+
+
+def bundle_code_stats(bundle: ModelBundle, generator: torch.nn.Module) -> CodeStats:
+    """The bundle's code statistics; measured now (and kept in ``bundle``) when it has none."""
+    if bundle.code_stats is None:
+        log.info("model %s has no code statistics: measuring them from its mapping network", bundle.description)
+        bundle.code_stats = stats_tensors(measure_code_stats(generator))
+    try:
+        return CodeStats.from_arrays({k: v.numpy() for k, v in bundle.code_stats.items()}, bundle.description)
+    except ExportError as exc:
+        raise CheckpointError(f"{exc}; re-run `anonymixer import`") from None
 
 
 def save_bundle(bundle: ModelBundle, path: str | os.PathLike[str]) -> None:
@@ -128,6 +165,7 @@ def save_bundle(bundle: ModelBundle, path: str | os.PathLike[str]) -> None:
         "arcface": bundle.arcface,
         "sources": bundle.sources,
         "random_seed": bundle.random_seed,
+        "code_stats": bundle.code_stats,
     }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
@@ -158,6 +196,7 @@ def load_bundle(path: str | os.PathLike[str]) -> ModelBundle:
         arcface=payload.get("arcface"),
         sources=list(payload.get("sources") or []),
         random_seed=payload.get("random_seed"),
+        code_stats=payload.get("code_stats"),
     )
 
 

@@ -1,15 +1,20 @@
 """The FaceAnonyMixer latent mixer, feed-forward, and the key path that feeds it.
 
 The paper optimises each face's latent for 50 steps; a runtime cannot, so the mixer is a single
-pass over W+ codes:
+pass over codes ``(B, L, D)``:
 
-- ``layer_mask`` names the W+ layers that come from the key side (default 3-7: identity);
-  every other layer is copied from the real face bit for bit (pose, shape, colour, texture).
-- ``swap``: masked layers are taken from ``w_key`` as they are (training-free).
-- ``learned``: a small residual network refines the masked layers from ``(w_real, w_key)``.
-  Its last layer starts at zero, so an untrained learned mixer equals ``swap`` exactly.
+- ``layer_mask`` names the layers that come from the key side (StyleGAN2: W+ layers 3-7, identity;
+  faces64: its one layer); every other layer is copied from the real face bit for bit.
+- The key side is ``w_real @ key_matrix + key_offset``: one affine map per key, computed once per
+  key by ``anonymixer.keymaterial`` for every mode (``rotate``, ``project``, ``swap``, ``learned``);
+  the key tensors are graph inputs without a batch axis.
+- ``radius_guard`` (``rotate``/``project``): the mixed code is rescaled, about the code mean, to the
+  prior's typical whitened radius ``sqrt(D)``, so that an off-distribution code (a weak encoder's)
+  is drawn where the generator has seen codes.
+- ``learned``: a small residual network refines the key side from ``(w_real, key_offset)``. Its last
+  layer starts at zero, so an untrained learned mixer equals ``swap`` exactly.
 
-The key path (``KeyMapping``) runs once per key: ``z -> mapping -> truncation -> w_key``.
+The key path (``KeyMapping``) runs once per key: ``z -> mapping -> truncation -> w_key`` (``swap``).
 """
 
 from __future__ import annotations
@@ -17,21 +22,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..codestats import CodeStats, identity
 from ..errors import AnonymixerError
+from ..keymaterial import AFFINE_MODES, MIXER_MODES, check_mode
 from .configs import DEFAULT_LAYER_MASK, DEFAULT_TRUNCATION_PSI
 
-MIXER_MODES = ("swap", "learned")
+__all__ = ["MIXER_MODES", "KeyMapping", "Mixer", "parse_layer_mask", "validate_layer_mask"]
 
 
 def validate_layer_mask(layer_mask: tuple[int, ...] | list[int], n_latent: int) -> tuple[int, ...]:
     """Return the mask as a sorted tuple, or raise a one-line error naming the bad layer."""
     mask = tuple(sorted(set(int(i) for i in layer_mask)))
     if not mask:
-        raise AnonymixerError("layer mask is empty: at least one W+ layer must come from the key")
+        raise AnonymixerError("layer mask is empty: at least one code layer must come from the key")
     bad = [i for i in mask if not 0 <= i < n_latent]
     if bad:
         raise AnonymixerError(f"layer mask {list(mask)} names layer(s) {bad} outside 0..{n_latent - 1}")
-    if len(mask) == n_latent:
+    if len(mask) == n_latent > 1:
         raise AnonymixerError("layer mask covers every W+ layer: nothing of the real face would remain")
     return mask
 
@@ -68,31 +75,45 @@ class MixerRefiner(nn.Module):
 
 
 class Mixer(nn.Module):
-    """Mix a face's code with a key's code: ``(w_real (B, L, D), w_key (1|B, L, D)) -> w_prot (B, L, D)``.
+    """``(w_real (B, L, D), key_matrix (D, D), key_offset (L, D)) -> w_prot (B, L, D)``, all float32.
 
     Layers outside ``layer_mask`` are selected from ``w_real`` with ``torch.where``, so they are
-    bit-identical to the input (no arithmetic touches them).
+    bit-identical to the input (no arithmetic touches them). ``stats`` (default ``mu = 0, C = I``)
+    place the radius guard.
     """
 
     select: torch.Tensor
+    code_mean: torch.Tensor
+    whiten: torch.Tensor
 
     def __init__(self, n_latent: int, style_dim: int, layer_mask: tuple[int, ...] = DEFAULT_LAYER_MASK,
-                 mode: str = "swap", hidden: int | None = None) -> None:
+                 mode: str = "rotate", hidden: int | None = None, stats: CodeStats | None = None,
+                 radius_guard: bool = True) -> None:
         super().__init__()
-        if mode not in MIXER_MODES:
-            raise AnonymixerError(f"unknown mixer mode {mode!r}: choose one of {', '.join(MIXER_MODES)}")
         self.layer_mask = validate_layer_mask(layer_mask, n_latent)
-        self.mode = mode
+        self.mode = check_mode(mode)
         self.n_latent = n_latent
         self.style_dim = style_dim
+        self.radius_guard = bool(radius_guard) and mode in AFFINE_MODES
         select = torch.zeros(1, n_latent, 1, dtype=torch.bool)
         select[0, list(self.layer_mask), 0] = True
         self.register_buffer("select", select, persistent=False)
+        stats = stats or identity(style_dim)
+        if stats.dim != style_dim:
+            raise AnonymixerError(f"code statistics are for D = {stats.dim}, the model's codes have D = {style_dim}")
+        self.register_buffer("code_mean", torch.tensor(stats.mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("whiten", torch.tensor(stats.inv_sqrt_cov(), dtype=torch.float32), persistent=False)
+        self.radius = stats.radius
         self.refiner = MixerRefiner(style_dim, hidden or style_dim) if mode == "learned" else None
 
-    def forward(self, w_real: torch.Tensor, w_key: torch.Tensor) -> torch.Tensor:
-        w_key = w_key.expand_as(w_real)
-        key_side = w_key if self.refiner is None else w_key + self.refiner(w_real, w_key)
+    def forward(self, w_real: torch.Tensor, key_matrix: torch.Tensor, key_offset: torch.Tensor) -> torch.Tensor:
+        key_side = torch.matmul(w_real, key_matrix) + key_offset
+        if self.refiner is not None:
+            key_side = key_side + self.refiner(w_real, key_offset.expand_as(w_real))
+        if self.radius_guard:
+            centred = key_side - self.code_mean
+            norm = torch.linalg.vector_norm(torch.matmul(centred, self.whiten), dim=-1, keepdim=True)
+            key_side = self.code_mean + centred * (self.radius / norm.clamp_min(1e-6))
         return torch.where(self.select, key_side, w_real)
 
 

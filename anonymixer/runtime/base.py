@@ -8,20 +8,23 @@ tests) is written once against this protocol.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
+from ..codestats import CodeStats, identity
+
 # Graph name -> (input names, output names). Shapes (B = batch, L = W+ layers, D = style dim):
 #   encoder   face (B, 3, 256, 256) float32 in [-1, 1]        -> w_real (B, L, D)
 #   mapping   z (B, D) float32                                -> w_key (B, L, D), truncated
-#   mixer     w_real (B, L, D), w_key (1|B, L, D)             -> w_prot (B, L, D)
+#   mixer     w_real (B, L, D), key_matrix (D, D),            -> w_prot (B, L, D)
+#             key_offset (L, D): key material, no batch axis (anonymixer.keymaterial)
 #   generator w_prot (B, L, D)                                -> image (B, 3, R, R) float32, ~[-1, 1]
 STAGE_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "encoder": (("face",), ("w_real",)),
     "mapping": (("z",), ("w_key",)),
-    "mixer": (("w_real", "w_key"), ("w_prot",)),
+    "mixer": (("w_real", "key_matrix", "key_offset"), ("w_prot",)),
     "generator": (("w_prot",), ("image",)),
 }
 FRAME_STAGES = ("encoder", "mixer", "generator")
@@ -38,6 +41,13 @@ class ModelInfo:
     n_latent: int             # L
     output_resolution: int    # R
     is_random: bool           # seeded random weights: pipeline and latency checks only
+    mixer_mode: str = "rotate"                 # baked into the mixer graph (anonymixer.keymaterial)
+    project_rank: int | None = None            # ``project``'s kept dimensions (None: D // 2)
+    code_stats: CodeStats | None = field(default=None, compare=False)   # None: mu = 0, C = I
+
+    def stats(self) -> CodeStats:
+        """The model's code statistics (``mu``, ``C``) for the key material."""
+        return self.code_stats or identity(self.style_dim)
 
 
 class StageRunner(Protocol):

@@ -26,6 +26,7 @@ from .cuda import device_info
 from .engines import (BuildPlan, EngineTarget, build_plan, engine_filename, make_sidecar, parse_batch,
                       profile_shapes, require_tensorrt, sidecar_path, write_json)
 from ..digest import sha256_file
+from ..codestats import STATS_FILE
 from .manifest import ExportManifest, GraphEntry
 
 log = logging.getLogger("anonymixer.build")
@@ -64,8 +65,8 @@ def build_engines(onnx_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
                   device_id: int = 0, report: Callable[[str], None] | None = None) -> list[Path]:
     """Build one engine per graph of ``onnx_dir`` into ``out_dir``; return the engine paths.
 
-    ``batch``: ``(min, opt, max)`` faces per call for the optimization profile (``w_key`` is always
-    batch 1). ``workspace_mb``: TensorRT's workspace memory pool limit. ``timing_cache``: a file
+    ``batch``: ``(min, opt, max)`` faces per call for the optimization profile (the mixer's key
+    material has no batch axis: fixed shapes). ``workspace_mb``: TensorRT's workspace memory pool limit. ``timing_cache``: a file
     reused across builds (created if missing).
     """
     say = report or log.info
@@ -123,6 +124,7 @@ def build_engines(onnx_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
         say(f"wrote {path} ({len(engine_bytes) >> 20} MiB)")
         written.append(path)
     shutil.copyfile(manifest.path, out / MANIFEST)   # the runtime's model info travels with the engines
+    shutil.copyfile(manifest.folder / STATS_FILE, out / STATS_FILE)   # and the mixer's code statistics
     return written
 
 

@@ -25,13 +25,13 @@ from typing import Any
 from ..errors import EngineError, ExportError
 from ..export.layout import GRAPHS, PRECISIONS
 from ..digest import sha256_file
+from ..keymaterial import KEY_INPUTS   # the mixer's key material: fixed shapes, no batch axis
 
 SIDECAR_FORMAT = "anonymixer-engine"
 SIDECAR_VERSION = 1
 # TensorRT 10.12 deprecated weakly typed networks and BuilderFlag.FP16/INT8 (TensorRT 11 removed
 # them): from there on, precision comes from the ONNX graph itself (strongly typed network).
 STRONGLY_TYPED_FROM = (10, 12)
-KEY_INPUTS = ("w_key",)   # fed with batch 1 (one key for the whole batch)
 INSTALL_TRT = "pip install 'anonymixer[trt]' (JetPack ships TensorRT already)"
 
 
@@ -124,7 +124,8 @@ def profile_shapes(inputs: Sequence[dict[str, Any]], batch: tuple[int, int, int]
 
     ``inputs`` are the manifest's ``[{"name", "shape"}]`` with a string (``"batch"``) or ``None``
     for the dynamic batch axis, which must be the first; all other axes must be fixed. Key inputs
-    (``w_key``) are fed with batch 1, so their profile is ``1, 1, max``.
+    (``KEY_INPUTS``: ``key_matrix (D, D)``, ``key_offset (L, D)``) have no batch axis: their
+    profile is their one fixed shape.
     """
     shapes: dict[str, tuple[Shape, Shape, Shape]] = {}
     for spec in inputs:
@@ -133,11 +134,14 @@ def profile_shapes(inputs: Sequence[dict[str, Any]], batch: tuple[int, int, int]
         if not dims or not all(isinstance(d, int) and d > 0 for d in rest):
             raise ExportError(f"{source}: input {name!r} has shape {dims}; only the first (batch) axis may "
                               "be dynamic; re-export it with `anonymixer export`")
+        if name in KEY_INPUTS and not all(isinstance(d, int) and d > 0 for d in dims):
+            raise ExportError(f"{source}: key input {name!r} has shape {dims}; key material has no batch "
+                              "axis; re-export it with `anonymixer export`")
         if isinstance(dims[0], int) and dims[0] > 0:
             fixed = tuple(dims)
             shapes[name] = (fixed, fixed, fixed)
             continue
-        low, opt, high = (1, 1, batch[2]) if name in KEY_INPUTS else batch
+        low, opt, high = batch
         shapes[name] = ((low, *rest), (opt, *rest), (high, *rest))
     return shapes
 

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..digest import sha256_file
-from ..errors import ExportError
+from .. import codestats
+from ..errors import AnonymixerError, ExportError
+from ..keymaterial import check_mode
 from ..export.layout import GRAPHS, MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, PRECISIONS
 from .base import ModelInfo
 
@@ -97,9 +99,24 @@ class ExportManifest:
                              input_size=int(self.data["input_size"]), style_dim=int(self.data["style_dim"]),
                              n_latent=int(self.data["n_latent"]),
                              output_resolution=int(self.data["output_resolution"]),
-                             is_random=bool(model.get("is_random", False)))
+                             is_random=bool(model.get("is_random", False)),
+                             mixer_mode=check_mode(str(self.data["mixer_mode"])),
+                             project_rank=None if self.data.get("project_rank") is None else int(self.data["project_rank"]),
+                             code_stats=self._code_stats())
+        except ExportError:
+            raise
+        except AnonymixerError as exc:   # an unknown mixer mode
+            raise ExportError(f"{self.path}: {exc}; {REEXPORT}") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise ExportError(f"{self.path}: manifest lacks or garbles field {exc}; {REEXPORT}") from None
+
+    def _code_stats(self) -> codestats.CodeStats:
+        """``code_stats.npz``, checked against the manifest's sha256 (the key material depends on it)."""
+        listed = (self.data.get("files") or {}).get(codestats.STATS_FILE) or {}
+        path = self.folder / codestats.STATS_FILE
+        if listed.get("sha256") and path.is_file() and sha256_file(path) != listed["sha256"]:
+            raise ExportError(f"{path}: corrupt code statistics (its sha256 does not match {MANIFEST}); {REEXPORT}")
+        return codestats.load(self.folder)
 
     def check_output_resolution(self, wanted: int | None) -> None:
         """Refuse a resolution the folder was not exported at (early exit is baked into the graph)."""

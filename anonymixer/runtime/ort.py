@@ -180,22 +180,23 @@ class OrtBackend:
         binding = ", IO binding" if self.stages and self.stages["encoder"].io_binding else ""
         return f"onnxruntime {ort.__version__} on {short} ({self.precision}{binding})"
 
-    def open_pipeline(self, w_key: np.ndarray, inflight: int) -> FramePipeline:
+    def open_pipeline(self, key_feeds: Mapping[str, np.ndarray], inflight: int) -> FramePipeline:
         """Frames through encoder -> mixer -> generator with ``inflight`` frames in flight (threads).
 
-        With IO binding, ``w_key`` is copied to the device once here, and ``w_real``/``w_prot`` never
-        leave it; ONNX Runtime releases the GIL while a session runs, so stages overlap.
+        ``key_feeds``: the mixer's key inputs (``KeyMaterial.feeds()``). With IO binding they are
+        copied to the device once here, and ``w_real``/``w_prot`` never leave it; ONNX Runtime
+        releases the GIL while a session runs, so stages overlap.
         """
         encoder, mixer, generator = (self.stages[s] for s in ("encoder", "mixer", "generator"))
         steps: list[Callable[[Any], Any]]
         if encoder.io_binding:
-            key = mixer.to_device(w_key)
+            keys = {name: mixer.to_device(array) for name, array in key_feeds.items()}
             steps = [lambda face: encoder.run_bound({"face": face})["w_real"],
-                     lambda w_real: mixer.run_bound({"w_real": w_real, "w_key": key})["w_prot"],
+                     lambda w_real: mixer.run_bound({"w_real": w_real, **keys})["w_prot"],
                      lambda w_prot: generator.run_bound({"w_prot": w_prot})["image"].numpy()]
         else:
             steps = [lambda face: encoder.run({"face": face})["w_real"],
-                     lambda w_real: mixer.run({"w_real": w_real, "w_key": w_key})["w_prot"],
+                     lambda w_real: mixer.run({"w_real": w_real, **key_feeds})["w_prot"],
                      lambda w_prot: generator.run({"w_prot": w_prot})["image"]]
         return ThreadPipeline(steps, inflight, names=("encoder", "mixer", "generator"))
 

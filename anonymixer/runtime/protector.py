@@ -8,7 +8,8 @@
     Protector("export/ffhq", key, backend="ort")              # ONNX folder from `anonymixer export`
     Protector("engines/ffhq", key, backend="trt")             # engine folder from `anonymixer build`
 
-``w_key`` is computed once, when the Protector is made (the key path runs once per key).
+The key material (the mixer's ``key_matrix`` and ``key_offset``, ``anonymixer.keymaterial``) is
+computed once, when the Protector is made; every frame then runs encoder -> mixer -> generator.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError, InputImageError
-from ..keys import Key, derive_z
+from ..keymaterial import key_material
+from ..keys import Key
 from .base import FRAME_STAGES, Backend
 from .stream import FramePipeline, ThreadPipeline, in_input_order
 
@@ -85,8 +87,9 @@ class Protector:
         self.info = self.backend.info
         self.fingerprint = key.fingerprint
         self.input_size = self.info.input_size
-        z = derive_z(key, salt, self.info.style_dim)[None]
-        self.w_key = self.backend.stage("mapping").run({"z": z})["w_key"]
+        self.key_material = key_material(key, salt, self.info.mixer_mode, self.info.stats(), self.info.n_latent,
+                                         mapping=self.backend.stage("mapping"), rank=self.info.project_rank)
+        self.key_feeds = self.key_material.feeds()
         self.last_timings_ms: dict[str, float] = {}
 
     def __repr__(self) -> str:
@@ -99,7 +102,7 @@ class Protector:
         t0 = time.perf_counter()
         w_real = self.backend.stage("encoder").run({"face": face})["w_real"]
         t1 = time.perf_counter()
-        w_prot = self.backend.stage("mixer").run({"w_real": w_real, "w_key": self.w_key})["w_prot"]
+        w_prot = self.backend.stage("mixer").run({"w_real": w_real, **self.key_feeds})["w_prot"]
         t2 = time.perf_counter()
         image = self.backend.stage("generator").run({"w_prot": w_prot})["image"]
         t3 = time.perf_counter()
@@ -115,17 +118,17 @@ class Protector:
     def open_pipeline(self, inflight: int) -> FramePipeline:
         """A ``FramePipeline`` on this backend and key (see ``runtime.stream``).
 
-        Backends with their own (``open_pipeline(w_key, inflight)``: device buffers, streams,
+        Backends with their own (``open_pipeline(key_feeds, inflight)``: device buffers, streams,
         IO binding) use it; any other backend gets one thread per stage.
         """
         opener = getattr(self.backend, "open_pipeline", None)
         if opener is not None:
-            pipeline: FramePipeline = opener(self.w_key, inflight)
+            pipeline: FramePipeline = opener(self.key_feeds, inflight)
             return pipeline
         encoder, mixer, generator = (self.backend.stage(s) for s in FRAME_STAGES)
-        w_key = self.w_key
+        key_feeds = self.key_feeds
         return ThreadPipeline([lambda face: encoder.run({"face": face})["w_real"],
-                               lambda w_real: mixer.run({"w_real": w_real, "w_key": w_key})["w_prot"],
+                               lambda w_real: mixer.run({"w_real": w_real, **key_feeds})["w_prot"],
                                lambda w_prot: generator.run({"w_prot": w_prot})["image"]],
                               inflight, names=FRAME_STAGES)
 

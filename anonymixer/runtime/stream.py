@@ -10,7 +10,7 @@ A ``FramePipeline`` takes ``(B, 3, 256, 256)`` float32 faces with ``submit`` and
 - ``DevicePipeline`` (cuda-python; TensorRT, or any stage that can enqueue work on a stream):
   every in-flight frame has its own slot: a CUDA stream, pinned host buffers, and device buffers
   for each tensor of the frame. Copy-in, the stages and copy-out are queued on the slot's stream,
-  with an event after each; a shared device tensor (``w_key``) is written once and each stream
+  with an event after each; shared device tensors (the key material) are written once and each stream
   waits on its ready event. Copy-in of frame N+1, compute of frame N and copy-out of frame N-1
   overlap on the GPU; ``result`` waits only for the oldest frame's last event.
 """

@@ -16,6 +16,9 @@ from torch import nn
 
 from ..errors import BackendError
 from ..models.bundle import ModelBundle, resolve_spec
+from ..codestats import CodeStats
+from ..keymaterial import check_rank
+from ..models.bundle import bundle_code_stats
 from ..models.mixer import KeyMapping, Mixer
 from .base import FRAME_STAGES, STAGE_IO, ModelInfo
 from .stream import FramePipeline, ThreadPipeline
@@ -48,29 +51,39 @@ class StageModules:
     layer_mask: tuple[int, ...]
     mixer_mode: str
     truncation_psi: float
+    code_stats: CodeStats
+    radius_guard: bool
+
+
+DEFAULT_MIXER_MODE = "rotate"
 
 
 def build_stage_modules(model: str | ModelBundle, output_resolution: int | None = None,
                         layer_mask: tuple[int, ...] | None = None, mixer_mode: str | None = None,
-                        truncation_psi: float | None = None) -> StageModules:
+                        truncation_psi: float | None = None, project_rank: int | None = None,
+                        radius_guard: bool = True) -> StageModules:
     """Encoder, key mapping, mixer and generator of a bundle or model SPEC, as the runtimes see them.
 
     ``layer_mask``/``mixer_mode``/``truncation_psi`` default to the bundle's (``learned`` when the
-    bundle holds a mixer, else ``swap``); ``output_resolution`` stops the generator early. The torch
+    bundle holds a mixer, else ``DEFAULT_MIXER_MODE``); ``project_rank`` and ``radius_guard`` shape
+    the mixer (``anonymixer.keymaterial``); ``output_resolution`` stops the generator early. The torch
     backend and the ONNX export both build their graphs here, so they cannot drift apart.
     """
     bundle = resolve_spec(model)
     cfg = bundle.config
     generator = bundle.build_generator(output_resolution)
-    mode = mixer_mode or ("learned" if bundle.mixer is not None else "swap")
-    mixer = Mixer(cfg.n_latent, cfg.generator.style_dim, layer_mask or cfg.layer_mask, mode)
+    mode = mixer_mode or ("learned" if bundle.mixer is not None else DEFAULT_MIXER_MODE)
+    stats = bundle_code_stats(bundle, generator)
+    mixer = Mixer(cfg.n_latent, cfg.generator.style_dim, layer_mask or cfg.layer_mask, mode, stats=stats,
+                  radius_guard=radius_guard)
     if mode == "learned" and bundle.mixer is not None:
         mixer.load_state_dict(bundle.mixer, strict=True)
     psi = cfg.truncation_psi if truncation_psi is None else float(truncation_psi)
+    rank = check_rank(project_rank, cfg.generator.style_dim) if mode == "project" else None
     info = ModelInfo(name=cfg.name, description=bundle.description, input_size=cfg.encoder.input_size,
                      style_dim=cfg.generator.style_dim, n_latent=cfg.n_latent,
                      output_resolution=generator.synthesis.output_resolution or cfg.generator.size,
-                     is_random=bundle.is_random)
+                     is_random=bundle.is_random, mixer_mode=mode, project_rank=rank, code_stats=stats)
     modules: dict[str, nn.Module] = {
         "encoder": bundle.build_encoder(),
         "mapping": KeyMapping(generator.mapping, generator.w_avg, cfg.n_latent, psi).eval(),
@@ -78,7 +91,7 @@ def build_stage_modules(model: str | ModelBundle, output_resolution: int | None 
         "generator": generator,
     }
     return StageModules(bundle=bundle, modules=modules, info=info, layer_mask=mixer.layer_mask,
-                        mixer_mode=mode, truncation_psi=psi)
+                        mixer_mode=mode, truncation_psi=psi, code_stats=stats, radius_guard=mixer.radius_guard)
 
 
 class TorchBackend:
@@ -92,12 +105,14 @@ class TorchBackend:
 
     def __init__(self, model: str | ModelBundle, device: str = "cpu", output_resolution: int | None = None,
                  layer_mask: tuple[int, ...] | None = None, mixer_mode: str | None = None,
-                 truncation_psi: float | None = None) -> None:
+                 truncation_psi: float | None = None, project_rank: int | None = None,
+                 radius_guard: bool = True) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendError(f"torch backend: device {device!r} asked for, but this PyTorch has no CUDA "
                                "device; use --device cpu")
         self.device = torch.device(device)
-        built = build_stage_modules(model, output_resolution, layer_mask, mixer_mode, truncation_psi)
+        built = build_stage_modules(model, output_resolution, layer_mask, mixer_mode, truncation_psi,
+                                    project_rank, radius_guard)
         self.info = built.info
         self.stages = {name: TorchStage(name, module, self.device) for name, module in built.modules.items()}
 
@@ -107,13 +122,14 @@ class TorchBackend:
     def describe(self) -> str:
         return f"torch {torch.__version__} on {self.device} (fp32)"
 
-    def open_pipeline(self, w_key: np.ndarray, inflight: int) -> FramePipeline:
-        """``inflight`` frames at once: CUDA streams on a GPU, one thread per stage on the CPU."""
+    def open_pipeline(self, key_feeds: Mapping[str, np.ndarray], inflight: int) -> FramePipeline:
+        """``inflight`` frames at once: CUDA streams on a GPU, one thread per stage on the CPU.
+        ``key_feeds``: the mixer's key inputs (``KeyMaterial.feeds()``)."""
         if self.device.type == "cuda":
-            return TorchCudaPipeline(self, w_key, inflight)
+            return TorchCudaPipeline(self, key_feeds, inflight)
         encoder, mixer, generator = (self.stages[s] for s in FRAME_STAGES)
         return ThreadPipeline([lambda face: encoder.run({"face": face})["w_real"],
-                               lambda w_real: mixer.run({"w_real": w_real, "w_key": w_key})["w_prot"],
+                               lambda w_real: mixer.run({"w_real": w_real, **key_feeds})["w_prot"],
                                lambda w_prot: generator.run({"w_prot": w_prot})["image"]],
                               inflight, names=FRAME_STAGES)
 
@@ -130,19 +146,20 @@ class TorchBackend:
 class TorchCudaPipeline:
     """Frames in flight on their own CUDA streams (PyTorch); see ``runtime.stream`` for the contract.
 
-    Slot ``i % inflight`` owns a stream and pinned host buffers for input and output. ``w_key`` is
-    copied to the device once; every slot stream waits on its ready event. Each frame's copy-in,
+    Slot ``i % inflight`` owns a stream and pinned host buffers for input and output. The key
+    material is copied to the device once; every slot stream waits on its ready event. Each frame's copy-in,
     encoder, mixer, generator and copy-out are queued on its slot's stream, with a timing event
     after each stage; ``result`` waits for the oldest frame's last event only. Tensors allocated on
     a slot's stream are only reused by that stream (PyTorch's caching allocator is stream-aware).
     """
 
-    def __init__(self, backend: TorchBackend, w_key: np.ndarray, inflight: int) -> None:
+    def __init__(self, backend: TorchBackend, key_feeds: Mapping[str, np.ndarray], inflight: int) -> None:
         if inflight < 1:
             raise ValueError(f"inflight must be >= 1, got {inflight}")
         self.device, self.inflight = backend.device, inflight
         self.modules = [backend.stages[s].module for s in FRAME_STAGES]
-        self.w_key = torch.from_numpy(np.ascontiguousarray(w_key, dtype=np.float32)).to(self.device)
+        self.key_inputs = [torch.from_numpy(np.ascontiguousarray(key_feeds[name], dtype=np.float32)).to(self.device)
+                           for name in STAGE_IO["mixer"][0][1:]]
         self.key_ready = torch.cuda.Event()
         self.key_ready.record(torch.cuda.current_stream(self.device))
         self.streams = [torch.cuda.Stream(self.device) for _ in range(inflight)]
@@ -175,7 +192,7 @@ class TorchCudaPipeline:
             events[0].record(stream)
             w_real = self.modules[0](x)
             events[1].record(stream)
-            w_prot = self.modules[1](w_real, self.w_key)
+            w_prot = self.modules[1](w_real, *self.key_inputs)
             events[2].record(stream)
             image = self.modules[2](w_prot).float()
             events[3].record(stream)

@@ -77,8 +77,10 @@ class TrtStage:
         return self.contexts[slot]
 
     def shape(self, name: str, batch: int) -> tuple[int, ...]:
-        """The shape of tensor ``name`` at ``batch`` (``w_key`` as the mixer's input always has batch 1)."""
-        return (1 if name in KEY_INPUTS and name in self.input_names else batch, *self.sample_shapes[name])
+        """The shape of tensor ``name`` at ``batch`` (key material has no batch axis)."""
+        if name in KEY_INPUTS:
+            return tuple(self.sample_shapes[name])
+        return (batch, *self.sample_shapes[name])
 
     def enqueue(self, slot: int, buffers: Mapping[str, Any], stream: Stream, batch: int) -> None:
         """Queue this engine on ``stream``: inputs read from and outputs written to ``buffers[name].ptr``."""
@@ -199,6 +201,7 @@ class TrtBackend:
         info = self.info
         samples = {"face": (3, info.input_size, info.input_size), "z": (info.style_dim,),
                    "w_real": (info.n_latent, info.style_dim), "w_key": (info.n_latent, info.style_dim),
+                   "key_matrix": (info.style_dim, info.style_dim), "key_offset": (info.n_latent, info.style_dim),
                    "w_prot": (info.n_latent, info.style_dim),
                    "image": (3, info.output_resolution, info.output_resolution)}
         self.stages: dict[str, TrtStage] = {}
@@ -233,9 +236,9 @@ class TrtBackend:
     def describe(self) -> str:
         return f"TensorRT on {self.device_name} ({self.precision} engines)"
 
-    def device_key(self, w_key: np.ndarray) -> DeviceBuffer:
-        """``w_key`` in device memory, copied once per key and kept for the backend's lifetime."""
-        array = np.ascontiguousarray(w_key, dtype=np.float32)
+    def device_key(self, key_array: np.ndarray) -> DeviceBuffer:
+        """A key input in device memory, copied once per key and kept for the backend's lifetime."""
+        array = np.ascontiguousarray(key_array, dtype=np.float32)
         tag = array.tobytes()
         if tag not in self.keys:
             buffer, host, stream = DeviceBuffer(array.nbytes), PinnedBuffer(array.nbytes), Stream()
@@ -247,14 +250,15 @@ class TrtBackend:
             self.keys[tag] = buffer
         return self.keys[tag]
 
-    def open_pipeline(self, w_key: np.ndarray, inflight: int) -> FramePipeline:
-        """``inflight`` frames on their own streams; buffers sized from the engines' profiles."""
+    def open_pipeline(self, key_feeds: Mapping[str, np.ndarray], inflight: int) -> FramePipeline:
+        """``inflight`` frames on their own streams; buffers sized from the engines' profiles.
+        ``key_feeds``: the mixer's key inputs (``KeyMaterial.feeds()``), copied to the device once."""
         shapes = self.stages["encoder"].sample_shapes | self.stages["generator"].sample_shapes | {
             "w_prot": self.stages["mixer"].sample_shapes["w_prot"]}
         return DevicePipeline({name: shapes[name] for name in ("face", "w_real", "w_prot", "image")},
                               [(s, self.stages[s].enqueue) for s in FRAME_STAGES], inflight,
                               max_batch=min(self.stages[s].max_batch for s in FRAME_STAGES),
-                              shared={"w_key": self.device_key(w_key)})
+                              shared={name: self.device_key(array) for name, array in key_feeds.items()})
 
     def close(self) -> None:
         for stage in self.stages.values():
