@@ -216,6 +216,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .eval.protocols import EvalConfig, evaluate
     from .eval.report import summary_lines, write_reports
 
+    if args.synthetic is not None:
+        return _evaluate_synthetic(args)
+    if args.data is None:
+        raise AnonymixerError("give --data DIR (one sub-folder of photos per identity) or --synthetic N")
     if args.model is None and args.onnx is None and args.engines is None:
         raise AnonymixerError("give the model to evaluate: --model BUNDLE (or random:tiny|ffhq256|ffhq1024 "
                               "for a pipeline check), --onnx EXPORT_DIR and/or --engines ENGINE_DIR")
@@ -236,6 +240,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if result.settings.get("model_is_random"):
         print("NOTE: random weights: a pipeline check; the numbers say nothing about protection")
     return 0 if not result.data["skipped"] else 1
+
+
+def _evaluate_synthetic(args: argparse.Namespace) -> int:
+    from .eval.synthetic import SyntheticConfig, evaluate_synthetic
+    from .eval.synthetic_report import markdown, write_synthetic_reports
+
+    if args.data is not None or args.onnx is not None or args.engines is not None:
+        raise AnonymixerError("--synthetic runs on --model (torch); drop --data, --onnx and --engines")
+    config = SyntheticConfig(model=args.model or "faces64", identities=args.synthetic, fr=args.fr,
+                             seed=args.seed, batch=args.batch, rank=args.rank,
+                             through_encoder=False if args.generator_only else None)
+    if args.modes:
+        config.modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    result = evaluate_synthetic(config)
+    paths = write_synthetic_reports(result, Path(args.out))
+    for line in markdown(result):
+        print(line)
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -418,7 +441,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="biometric evaluation with a face recognition system: utility, "
                                         "protection, unlinkability, irreversibility, template stability")
-    p.add_argument("--data", required=True, metavar="DIR", help="one sub-folder of photos per identity")
+    p.add_argument("--data", default=None, metavar="DIR", help="one sub-folder of photos per identity")
+    p.add_argument("--synthetic", type=_positive_int, default=None, metavar="N",
+                   help="instead of --data: N identities that are model codes, with synthetic mated samples; "
+                        "reports every mixer mode and the project rank sweep (see anonymixer.eval.synthetic)")
+    p.add_argument("--modes", default=None, metavar="LIST",
+                   help="--synthetic: mixer modes to compare (default: rotate,rotate-noguard,project,swap)")
+    p.add_argument("--rank", type=_positive_int, default=None, metavar="R",
+                   help="--synthetic: project's rank in the mode table (default: D/2)")
+    p.add_argument("--generator-only", action="store_true",
+                   help="--synthetic: protect known codes, G(mix(w)), instead of going through the encoder")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for eval.json, report.md, scores.npz, plots")
     p.add_argument("--model", default=None, metavar="SPEC",
                    help="bundle file from `anonymixer import`, or random:tiny|ffhq256|ffhq1024[@seed] (torch)")
