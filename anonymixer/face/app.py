@@ -25,6 +25,17 @@ from .track import LandmarkSmoother
 MAX_LINES_PER_SOURCE = 5  # a video that fails on every frame should not flood the terminal
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one input: its ``output`` (``None``: nothing written), whether it ``failed``
+    (unreadable, a masked face, an unwritable output) and the report lines about it."""
+
+    source: Source
+    output: Path | None
+    failed: bool
+    problems: tuple[str, ...] = ()
+
+
 @dataclass
 class RunReport:
     """What a run did. ``failures``: one line per failed input or masked face (capped per video);
@@ -40,6 +51,20 @@ class RunReport:
     masked: int = 0
     seconds: float = 0.0
     stage_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def merge(self, other: RunReport) -> None:
+        """Append ``other`` (the report of later inputs) to this one; ``seconds`` is left alone."""
+        self.written.extend(other.written)
+        self.failures.extend(other.failures)
+        self.failed_inputs += other.failed_inputs
+        self.notes.extend(other.notes)
+        self.frames += other.frames
+        self.faces += other.faces
+        self.masked += other.masked
+        for stage, ms in other.stage_ms.items():
+            self.stage_ms[stage] = self.stage_ms.get(stage, 0.0) + ms
+        self.outcomes.extend(other.outcomes)
 
     def add_timings(self, result: FrameResult) -> None:
         for stage, ms in result.timings_ms.items():
@@ -64,25 +89,26 @@ class RunReport:
 
 def protect_sources(face_protector: FaceProtector, sources: list[Source], out_dir: Path | None, *,
                     preview: Preview | None = None, max_frames: int | None = None) -> RunReport:
-    """Protect every source; write outputs under ``out_dir`` (``None``: preview only)."""
+    """Protect every source; write outputs under ``out_dir`` (``None``: preview only).
+
+    Photos come first, then videos, cameras and streams (``processing_order``); the report is the
+    merge of one report per source in that order, which is also how ``anonymixer.cluster`` puts
+    together the reports of its Ray actors, so both print the same lines.
+    """
     report = RunReport()
     start = time.perf_counter()
     preview = preview or Preview(False)
     targets: dict[Path, Source] = {}
-    photos = [s for s in sources if s.kind == "image"]
-    if photos:
-        with tqdm(total=len(photos), unit="photo", desc="photos", disable=None) as bar:
-            for source in photos:
-                usable, target = _target(source, out_dir, targets, report)
-                if usable:
-                    _protect_photo(face_protector, source, target, report, preview)
+    photos = sum(source.kind == "image" for source in sources)
+    with tqdm(total=photos, unit="photo", desc="photos", disable=None if photos else True) as bar:
+        for source in processing_order(sources):
+            usable, target = plan_output(source, out_dir, targets, report)
+            if usable:
+                report.merge(protect_source(face_protector, source, target, preview=preview,
+                                            max_frames=max_frames))
+            if source.kind == "image":
                 bar.update(1)
                 bar.set_postfix(faces=report.faces, masked=report.masked)
-    for source in sources:
-        if source.kind != "image":
-            usable, target = _target(source, out_dir, targets, report)
-            if usable:
-                _protect_video(face_protector, source, target, report, preview, max_frames)
     preview.close()
     if preview.note:
         report.notes.append(preview.note)
@@ -90,8 +116,27 @@ def protect_sources(face_protector: FaceProtector, sources: list[Source], out_di
     return report
 
 
-def _target(source: Source, out_dir: Path | None, targets: dict[Path, Source],
-            report: RunReport) -> tuple[bool, Path | None]:
+def processing_order(sources: list[Source]) -> list[Source]:
+    """Photos first, then videos, cameras and streams; each group in input order."""
+    return [s for s in sources if s.kind == "image"] + [s for s in sources if s.kind != "image"]
+
+
+def protect_source(face_protector: FaceProtector, source: Source, target: Path | None, *,
+                   preview: Preview | None = None, max_frames: int | None = None) -> RunReport:
+    """One photo or one whole video (landmarks smoothed over its frames) -> its own report, with
+    one ``outcomes`` entry. The step that a single process and a Ray actor both run per input."""
+    report = RunReport()
+    if source.kind == "image":
+        _protect_photo(face_protector, source, target, report, preview or Preview(False))
+    else:
+        _protect_video(face_protector, source, target, report, preview or Preview(False), max_frames)
+    output = report.written[-1] if report.written else None
+    report.outcomes.append(Outcome(source, output, report.failed_inputs > 0, tuple(report.failures)))
+    return report
+
+
+def plan_output(source: Source, out_dir: Path | None, targets: dict[Path, Source],
+                report: RunReport) -> tuple[bool, Path | None]:
     """``(usable, output path)``; the path is ``None`` without an output folder. An unusable
     output (it would overwrite the input or another output) is reported here."""
     if out_dir is None:
@@ -106,6 +151,7 @@ def _target(source: Source, out_dir: Path | None, targets: dict[Path, Source],
     if problem:
         report.failures.append(f"{source}: {problem}")
         report.failed_inputs += 1
+        report.outcomes.append(Outcome(source, None, True, (report.failures[-1],)))
         return False, None
     targets[key] = source
     return True, target
