@@ -190,3 +190,30 @@ def test_the_secret_is_nowhere_in_rays_session_folder(secret_key, on_ray, with_a
             assert not any(needle in data for needle in needles), f"the secret is in {path}"
     assert searched > 10  # logs were there to search
     assert secret.hex() not in on_ray[1] + with_a_fault[1]
+
+
+def test_a_call_that_fails_for_good_names_each_of_its_inputs_and_the_rest_finish(ray_session, archive, secret_key,
+                                                                                 tmp_path, monkeypatch):
+    """No restarts: actor 0 dies on its 3rd photo; that call's 2 photos are one failure line each."""
+    import argparse
+
+    from anonymixer.cli import build_parser
+    from anonymixer.cluster import ClusterOptions, protect_on_cluster
+    from anonymixer.face.sources import expand_sources
+    from anonymixer.keys import load_key
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(8):
+        (photos / f"p{i:02d}.png").write_bytes((archive / f"p{i:02d}.png").read_bytes())
+    settings: argparse.Namespace = build_parser().parse_args(
+        ["protect", str(photos), "--key", str(secret_key[0]), "--model", "random:tiny"])
+    monkeypatch.setenv(FAULT_ENV, "3")
+    report = protect_on_cluster(settings, load_key(secret_key[0]), expand_sources([str(photos)]), tmp_path / "out",
+                                ClusterOptions(actors=2, batch=2, max_restarts=0))
+    lost = [line for line in report.failures if "not protected: its Ray actor died" in line]
+    assert len(lost) == 2 and report.failed_inputs == 2 and len(report.written) == 6
+    for i in range(8):
+        name = f"p{i:02d}.png"
+        assert (tmp_path / "out" / name).exists() == (not any(name in line for line in lost)), name
+    assert [outcome.failed for outcome in report.outcomes].count(True) == 2
