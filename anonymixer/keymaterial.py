@@ -38,6 +38,7 @@ from .keys import Key, derive_normals
 MIXER_MODES = ("rotate", "project", "swap", "learned")
 AFFINE_MODES = ("rotate", "project")     # the modes whose output depends on w_real (radius guard)
 KEY_INPUTS = ("key_matrix", "key_offset")
+PINV_RCOND = 1e-4   # singular values below this x the largest are float32 noise of erased directions
 
 
 class MappingRunner(Protocol):
@@ -131,7 +132,8 @@ def inverse(material: KeyMaterial, mean: np.ndarray) -> KeyMaterial:
     Exact for ``rotate`` (up to the radius guard's scale); the kept subspace for ``project``; the
     mean for ``swap`` (``M = 0``)."""
     matrix = material.matrix.astype(np.float64)
-    pinv = np.linalg.pinv(matrix)
+    # The matrix is float32: directions project erased come back as ~1e-7 singular values, not 0.
+    pinv = np.linalg.pinv(matrix, rcond=PINV_RCOND)
     mean = np.asarray(mean, dtype=np.float64)
     offset = -material.offset.astype(np.float64) @ pinv + (mean - mean @ matrix @ pinv)
     return KeyMaterial(pinv.astype(np.float32), offset.astype(np.float32))

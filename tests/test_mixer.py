@@ -148,6 +148,17 @@ def test_stolen_rotate_key_undoes_the_rotation():
     torch.testing.assert_close(back, w, atol=1e-3, rtol=1e-3)
 
 
+def test_stolen_project_key_recovers_exactly_the_kept_subspace():
+    nrm = normals("project")
+    material = affine_material("project", codestats.identity(D), L, nrm, rank=12)   # float32, rank 12
+    basis = haar_orthogonal(nrm["project"], D)[:, :12]
+    mixer = Mixer(L, D, MASK, mode="project", radius_guard=False).double()
+    w = codes().double()
+    back = run(mixer, run(mixer, w, material), inverse(material, np.zeros(D))).numpy()
+    kept = w.numpy()[:, list(MASK)] @ basis @ basis.T
+    np.testing.assert_allclose(back[:, list(MASK)], kept, atol=1e-3)
+
+
 def test_stolen_swap_key_recovers_only_the_mean():
     undo = inverse(swap_material(codes(1, 5)[0]), np.zeros(D))
     assert not undo.matrix.any() and not undo.offset.any()
