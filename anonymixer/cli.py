@@ -612,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer-mask", default=None, metavar="LAYERS",
                    help="W+ layers taken from the key, e.g. 3-7 (default: the model's)")
     p.add_argument("--mixer", default=None, choices=MIXER_MODES,
-                   help="mixer mode baked into mixer.onnx (default: learned if the bundle has one, else rotate)")
+                   help="mixer mode baked into mixer.onnx (default: learned if the bundle has one, else project)")
     p.add_argument("--rank", type=int, default=None, metavar="R",
                    help="project mode: dimensions of the whitened code kept (default: D/2)")
     p.add_argument("--no-radius-guard", action="store_true",

@@ -83,7 +83,7 @@ def test_mixer_maps_masked_layers_with_batch_free_key_material_and_copies_the_re
         w_prot = run(export_dir / "mixer.onnx", feeds)
         assert np.array_equal(w_prot[:, [0, 1, 2, 8, 9]], feeds["w_real"][:, [0, 1, 2, 8, 9]])
         assert not np.allclose(w_prot[:, 3:8], feeds["w_real"][:, 3:8])
-    assert manifest["mixer_mode"] == "rotate" and manifest["radius_guard"] is True
+    assert manifest["mixer_mode"] == "project" and manifest["project_rank"] == 32 and manifest["radius_guard"] is True
 
 
 @pytest.mark.parametrize("mode", ["rotate", "project", "swap", "learned"])

@@ -60,7 +60,7 @@ def test_ort_gives_the_same_protected_faces_as_torch_in_order(tiny_export, torch
 def test_all_backends_give_the_same_protected_faces_for_the_same_key(tiny_export, torch_protector, key):
     """ORT vs torch on uint8 faces: PSNR >= 40 dB (the keyed-mixer acceptance figure)."""
     protector = Protector(str(tiny_export), key, backend="ort")
-    assert protector.info.mixer_mode == torch_protector.info.mixer_mode == "rotate"
+    assert protector.info.mixer_mode == torch_protector.info.mixer_mode == "project"
     batch = frames(1, batch=3)[0]
     a, b = protector.protect(batch).astype(np.float64), torch_protector.protect(batch).astype(np.float64)
     mse = max(float(np.mean((a - b) ** 2)), 1e-12)

@@ -43,14 +43,20 @@ def test_w_prot_keeps_real_layers_and_takes_key_layers_in_swap_mode(tiny_bundle,
     assert np.array_equal(w_prot[:, mask], np.broadcast_to(w_key, w_real.shape)[:, mask])
 
 
-def test_rotate_mode_keeps_faces_apart(tiny_bundle, key):
-    """Unlike swap, the default mixer gives two different faces two different protected codes."""
-    protector = Protector(tiny_bundle, key)
-    assert protector.info.mixer_mode == "rotate"
+@pytest.mark.parametrize("mode", ["project", "rotate"])
+def test_keyed_modes_keep_faces_apart(tiny_bundle, key, mode):
+    """Unlike swap, the keyed mixers give two different faces two different protected codes."""
+    protector = Protector(tiny_bundle, key, mixer_mode=mode)
+    assert protector.info.mixer_mode == mode
     w_real = protector.backend.stage("encoder").run({"face": faces_to_input(faces(2), 256)})["w_real"]
     w_prot = protector.backend.stage("mixer").run({"w_real": w_real, **protector.key_feeds})["w_prot"]
     mask = list(tiny_bundle.config.layer_mask)
     assert not np.allclose(w_prot[0, mask], w_prot[1, mask])
+
+
+def test_default_mode_is_project_at_half_the_code(tiny_bundle, key):
+    protector = Protector(tiny_bundle, key)
+    assert (protector.info.mixer_mode, protector.info.project_rank) == ("project", protector.info.style_dim // 2)
 
 
 def test_key_material_has_no_batch_axis(tiny_bundle, key):

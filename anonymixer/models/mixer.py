@@ -87,7 +87,7 @@ class Mixer(nn.Module):
     whiten: torch.Tensor
 
     def __init__(self, n_latent: int, style_dim: int, layer_mask: tuple[int, ...] = DEFAULT_LAYER_MASK,
-                 mode: str = "rotate", hidden: int | None = None, stats: CodeStats | None = None,
+                 mode: str = "project", hidden: int | None = None, stats: CodeStats | None = None,
                  radius_guard: bool = True) -> None:
         super().__init__()
         self.layer_mask = validate_layer_mask(layer_mask, n_latent)

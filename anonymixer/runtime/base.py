@@ -41,7 +41,7 @@ class ModelInfo:
     n_latent: int             # L
     output_resolution: int    # R
     is_random: bool           # seeded random weights: pipeline and latency checks only
-    mixer_mode: str = "rotate"                 # baked into the mixer graph (anonymixer.keymaterial)
+    mixer_mode: str = "project"                # baked into the mixer graph (anonymixer.keymaterial)
     project_rank: int | None = None            # ``project``'s kept dimensions (None: D // 2)
     code_stats: CodeStats | None = field(default=None, compare=False)   # None: mu = 0, C = I
 

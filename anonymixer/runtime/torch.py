@@ -55,7 +55,7 @@ class StageModules:
     radius_guard: bool
 
 
-DEFAULT_MIXER_MODE = "rotate"
+DEFAULT_MIXER_MODE = "project"   # chosen on faces64 + dlib: README "Mixer modes", benchmarks/RESULTS.md
 
 
 def build_stage_modules(model: str | ModelBundle, output_resolution: int | None = None,
