@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .atomic import prepare_folder
 from .errors import AnonymixerError
 from .keymaterial import MIXER_MODES
 
@@ -236,6 +237,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .face.pipeline import FaceProtector
     from .keys import generate_key
 
+    prepare_folder(Path(args.out))  # a file named like --out fails now, not after the model has loaded
     random_note = "NOTE: random weights: for pipeline and latency checks only; the faces are not realistic"
     if not (args.onnx or args.engines) and args.model.startswith("random:"):
         print(f"{random_note} (pass --model BUNDLE from `anonymixer import` for real faces)")
@@ -292,6 +294,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.model is None and args.onnx is None and args.engines is None:
         raise AnonymixerError("give the model to evaluate: --model BUNDLE (or random:tiny|ffhq256|ffhq1024 "
                               "for a pipeline check), --onnx EXPORT_DIR and/or --engines ENGINE_DIR")
+    prepare_folder(Path(args.out))
     fr_options: dict[str, object] = {"accept_noncommercial": args.accept_noncommercial}
     if args.fr not in FR_NAMES:  # an ONNX model given by path
         fr_options.update(input_size=args.fr_size, mean=args.fr_mean, std=args.fr_std, bgr=args.fr_bgr,
@@ -360,6 +363,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          iters=args.iters, out=Path(args.out), device=args.device, peak_tflops=args.peak_tflops,
                          peak_device=args.peak_device, calib_synthetic=args.calib_synthetic,
                          detector=None if args.detector == "none" else args.detector)
+    prepare_folder(Path(args.out))
     data = run_bench(config)
     paths = write_reports(data, Path(args.out))
     print(markdown(data))
@@ -446,6 +450,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if (out / "manifest.json").exists() and not args.force:
         raise AnonymixerError(f"{out} already holds an export; pass --force to replace it")
+    prepare_folder(out)
     start = time.perf_counter()
     manifest = export_onnx(args.model, out, precisions=args.precision.split(","), output_resolution=args.resolution,
                            layer_mask=parse_layer_mask(args.layer_mask) if args.layer_mask else None,

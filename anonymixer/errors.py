@@ -55,3 +55,28 @@ class RecognizerError(AnonymixerError):
 
 class BenchError(AnonymixerError):
     """A benchmark cannot run as asked: bad settings, no usable backend, a failed export."""
+
+
+class OutputError(AnonymixerError):
+    """An output cannot be written: folder not writable, disk full, a writer failed, or it would
+    overwrite an input or another output of the same run."""
+
+
+class ResolutionError(AnonymixerError, ValueError):
+    """An output resolution that is not a power of two within the model's range."""
+
+
+class IntegrityError(AnonymixerError):
+    """A file of an export folder, engine folder or bundle is unlisted, lacks its digest, or does not match it."""
+
+
+class ExportIntegrityError(ExportError, IntegrityError):
+    """A file of an export folder is unlisted in ``manifest.json``, lacks its sha256, or does not match it."""
+
+
+class EngineIntegrityError(EngineError, IntegrityError):
+    """An engine or sidecar is unlisted in the engine folder's ``manifest.json`` or does not match it."""
+
+
+class BundleIntegrityError(CheckpointError, IntegrityError):
+    """A bundle's tensors or config do not match the digest written with them."""

@@ -51,12 +51,14 @@ import math
 import os
 import re
 import secrets
+import stat
 import struct
-import tempfile
+from pathlib import Path
 
 import numpy as np
 
-from anonymixer.errors import AnonymixerError, KeyFileError
+from anonymixer.atomic import write_bytes
+from anonymixer.errors import AnonymixerError, KeyFileError, OutputError
 
 __all__ = ["DEFAULT_SALT", "KEY_DERIVATION", "Key", "derive_normals", "derive_z", "key_seed", "stream_normals", "generate_key", "load_key", "resolve_salt", "save_key"]
 
@@ -75,6 +77,7 @@ KEY_DERIVATION = "anonymixer/keys/v2"   # the spec in the module docstring and R
 STREAM_PREFIX = b"anonymixer/v2/"
 KEY_FILE_FORMAT = "anonymixer-key"
 KEY_FILE_VERSION = 1
+MAX_KEY_FILE_BYTES = 4096   # a key file is ~170 bytes; anything much larger is not one
 _SECRET_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -117,7 +120,7 @@ def save_key(key: Key, path: str | os.PathLike[str], overwrite: bool = False) ->
     """Write ``key`` to ``path`` as a key file created with mode 0600 (never written, then chmod-ed).
 
     Without ``overwrite`` the file is created with O_EXCL, so an existing key is never clobbered;
-    with it, a 0600 temp file in the same directory is written and then atomically renamed.
+    with it, a 0600 temporary file in the same folder is written and renamed (``atomic.write_bytes``).
     """
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
@@ -128,13 +131,7 @@ def save_key(key: Key, path: str | os.PathLike[str], overwrite: bool = False) ->
     data = (json.dumps(record, indent=2) + "\n").encode("utf-8")
     try:
         if overwrite:
-            fd, tmp = tempfile.mkstemp(dir=parent, prefix=".anonymixer-key-", suffix=".tmp")  # 0600
-            _write_all(fd, data, tmp)
-            try:
-                os.replace(tmp, path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            write_bytes(Path(path), data, mode=0o600)   # 0600 temporary file, fsync, rename
         else:
             flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0)
             try:
@@ -143,6 +140,8 @@ def save_key(key: Key, path: str | os.PathLike[str], overwrite: bool = False) ->
                 raise KeyFileError(f"key file {path} already exists; pass --force (overwrite=True) "
                                    "to replace it, or choose another path") from None
             _write_all(fd, data, path)
+    except OutputError as exc:
+        raise KeyFileError(f"cannot save key file: {exc}") from None
     except OSError as exc:
         raise KeyFileError(f"cannot save key file {path}: {exc.strerror or type(exc).__name__}") from exc
     logger.info("saved key %s to %s", key.fingerprint, path)
@@ -170,15 +169,25 @@ def load_key(path: str | os.PathLike[str]) -> Key:
     if os.path.isdir(path):
         raise fail("is a directory, not a key file")
     try:
-        with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            raw = f.read()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise fail("does not exist; check the path or create a key first") from None
     except PermissionError:
         raise fail("cannot be read (permission denied); check its owner and mode") from None
     except OSError as exc:
         raise fail(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise fail("is not a regular file (a device, FIFO or socket); a key file is a small JSON file")
+        try:
+            raw = f.read(MAX_KEY_FILE_BYTES + 1)    # bounded: a huge or growing file is never read whole
+        except OSError as exc:
+            raise fail(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if len(raw) > MAX_KEY_FILE_BYTES:
+        raise fail(f"is larger than {MAX_KEY_FILE_BYTES} bytes, so it is not a key file "
+                   "(a key file is about 170 bytes)")
     if os.name == "posix" and mode & 0o077:
         logger.warning("key file %s is readable by group or others (mode %03o); run: chmod 600 %s",
                        path, mode & 0o777, path)

@@ -34,3 +34,16 @@ def key_file(tmp_path, capsys):
     assert main(["keygen", "--out", str(path)]) == 0
     capsys.readouterr()
     return path
+
+
+def cli_refuses(capsys, args, *needles):
+    """``anonymixer ARGS`` exits 2 with one line on stderr, no traceback, containing every needle."""
+    from anonymixer.cli import main
+
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert str(needle) in err, (needle, err)
+    return err

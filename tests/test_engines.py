@@ -17,6 +17,7 @@ from anonymixer import codestats
 
 from anonymixer.cli import main
 from anonymixer.errors import EngineError, ExportError
+from anonymixer.export.layout import GRAPHS
 from anonymixer.runtime.build import network_flags, parser_failure
 from anonymixer.runtime.engines import (BuildPlan, EngineTarget, build_plan, check_engine, engine_filename,
                                         make_sidecar, parse_batch, parse_version, profile_shapes, sidecar_path)
@@ -167,6 +168,10 @@ def manifest_only(tmp_path):
         "model": {"name": "tiny", "description": "test", "is_random": True},
         "input_size": 256, "style_dim": 64, "n_latent": 10, "output_resolution": 64, "mixer_mode": "rotate"}))
     codestats.save(codestats.identity(64), folder)
+    stats = folder / codestats.STATS_FILE
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"] = {stats.name: {"sha256": sha256_file(stats), "bytes": stats.stat().st_size}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 
 
@@ -196,7 +201,13 @@ def test_trt_backend_on_a_folder_without_engines_says_how_to_build_them(manifest
 def test_trt_backend_without_tensorrt_names_the_pip_command(manifest_only):
     from anonymixer.runtime.trt import TrtBackend
 
-    (manifest_only / engine_filename("encoder", "fp16")).write_bytes(b"x")
+    manifest = json.loads((manifest_only / "manifest.json").read_text())
+    manifest["engine_folder"] = {"onnx_dir": "export", "batch": [1, 1, 8]}
+    for stage in GRAPHS:
+        for name in (engine_filename(stage, "fp16"), engine_filename(stage, "fp16") + ".json"):
+            (manifest_only / name).write_bytes(b"x")
+            manifest["files"][name] = {"sha256": sha256_file(manifest_only / name), "bytes": 1}
+    (manifest_only / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(EngineError, match="pip install"):
         TrtBackend(manifest_only)
 

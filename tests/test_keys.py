@@ -307,7 +307,7 @@ def test_load_permission_error_is_reported(key_file, monkeypatch):
     def deny(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(key_file))
 
-    monkeypatch.setattr(keys, "open", deny, raising=False)
+    monkeypatch.setattr(keys.os, "open", deny)
     with pytest.raises(KeyFileError, match="permission denied") as excinfo:
         load_key(key_file)
     _assert_clean_error(excinfo, key_file)

@@ -7,6 +7,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from anonymixer.digest import sha256_file
 from anonymixer.errors import BackendError, ExportError
 from anonymixer.export.onnx import export_onnx
 from anonymixer.runtime import Protector, open_backend
@@ -166,11 +167,16 @@ def test_corrupt_onnx_file_is_a_one_line_error_naming_it(export_copy):
     one_line(info, path, "sha256")
 
 
-def test_unloadable_onnx_file_is_a_one_line_error_even_without_hash_check(export_copy):
+def test_unloadable_onnx_file_is_a_one_line_error_even_when_its_hash_is_listed(export_copy):
     path = export_copy / "mixer.onnx"
     path.write_bytes(b"garbage")
+    manifest = json.loads((export_copy / "manifest.json").read_text())
+    listed = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    manifest["files"]["mixer.onnx"] = listed
+    manifest["graphs"]["mixer"]["fp32"]["sha256"] = listed["sha256"]
+    (export_copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ExportError) as info:
-        OrtBackend(export_copy, verify=False)
+        OrtBackend(export_copy)
     one_line(info, path, "onnxruntime cannot load")
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ..atomic import prepare_folder
 from ..errors import AnonymixerError, BenchError
 from ..export.layout import MANIFEST, PRECISIONS
 from ..runtime.base import FRAME_STAGES, STAGE_IO
@@ -314,7 +315,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     machine = describe_machine(config.device)
     plan = plan_rows(config, tensorrt_missing() if "trt" in config.backends else None)
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_folder(out)
     onnx_dir, engines_dir = out / "onnx", out / "engines"
     graph_precisions = sorted({p for b, p in plan.rows if b != "torch"} | {"fp32"}, key=PRECISIONS.index)
     manifest, reused = ensure_export(config, graph_precisions, onnx_dir)

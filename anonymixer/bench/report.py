@@ -3,9 +3,10 @@ and ``bench.png`` (latency per stage per row; throughput against batch and frame
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from ..atomic import prepare_folder, replacing, write_json, write_text
 
 STAGE_LABELS = {"encoder": "encoder", "mixer": "mixer", "generator": "generator",
                 "detect_align": "detect+align", "paste": "paste", "frame": "frame"}
@@ -155,16 +156,17 @@ def plot(data: dict[str, Any], path: Path) -> None:
                     f"({machine['cores']} cores{', ' + machine['gpu']['name'] if machine.get('gpu') else ''}), "
                     f"{data['created'][:10]}", fontsize="medium")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with replacing(path) as tmp:
+        figure.savefig(tmp, dpi=110)
     plt.close(figure)
 
 
 def write_reports(data: dict[str, Any], out: Path) -> list[Path]:
     """Write ``bench.json``, ``bench.md`` and ``bench.png`` into ``out``; return their paths."""
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_folder(out)
     paths = [out / "bench.json", out / "bench.md", out / "bench.png"]
-    paths[0].write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    paths[1].write_text(markdown(data), encoding="utf-8")
+    write_json(paths[0], data, indent=1)
+    write_text(paths[1], markdown(data))
     try:
         plot(data, paths[2])
     except ImportError:  # matplotlib is optional for the runtime

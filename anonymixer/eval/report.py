@@ -12,13 +12,13 @@ Plots use matplotlib's Agg backend (no display needed).
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import prepare_folder, replacing, replacing_file, write_json, write_text
 from ..provenance import versions
 from . import metrics
 from .protocols import EvalResult
@@ -34,19 +34,20 @@ VERIFICATION_ROWS = (("baseline", "baseline (originals)"), ("utility", "utility 
 def write_reports(result: EvalResult, out_dir: str | Path) -> list[Path]:
     """Write every report file into ``out_dir`` (created); returns their paths."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_folder(out)
     written = [_plot_histograms(result, out / "histograms.png"), _plot_det(result, out / "det.png")]
     if result.linkability is not None:
         written.append(_plot_linkability(result.linkability, out / "linkability.png"))
     arrays: dict[str, Any] = {k.replace("/", "__"): v for k, v in result.scores.items()}
-    np.savez_compressed(out / "scores.npz", **arrays)
+    with replacing_file(out / "scores.npz") as f:
+        np.savez_compressed(f, **arrays)
     record = {
         "format": REPORT_FORMAT, "version": REPORT_VERSION, "settings": result.settings, "versions": versions(PACKAGES),
         "data": result.data, "thresholds": result.thresholds, "protocols": result.protocols,
         "files": [p.name for p in written] + ["scores.npz", "report.md"], "seconds": round(result.seconds, 2),
     }
-    (out / "eval.json").write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    (out / "report.md").write_text(markdown(result), encoding="utf-8")
+    write_json(out / "eval.json", record, indent=2, allow_nan=False)
+    write_text(out / "report.md", markdown(result))
     return [out / "eval.json", out / "report.md", out / "scores.npz", *written]
 
 
@@ -148,7 +149,8 @@ def _plot_histograms(result: EvalResult, path: Path) -> Path:
         ax.legend(fontsize=7)
     fig.suptitle("score distributions; dotted: baseline thresholds at FAR, dashed: EER / model threshold", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
 
@@ -180,7 +182,8 @@ def _plot_det(result: EvalResult, path: Path) -> Path:
     ax.grid(True, lw=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
 
@@ -203,7 +206,8 @@ def _plot_linkability(link: metrics.Linkability, path: Path) -> Path:
     more = twin.get_legend_handles_labels()
     ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=8, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
 

@@ -9,7 +9,6 @@ and its image is compared with the FP32 pipeline's: relative error and PSNR, ima
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ..atomic import write_json
 from ..calibration import GraphSet, stage_feeds, synthetic_faces
 from .graphfile import relative_error
 from .layout import GRAPHS
@@ -74,7 +74,7 @@ def accuracy_report(folder: str | os.PathLike[str], precisions: Sequence[str], p
                              "image_psnr_db": None if math.isinf(db) else db}}
             graphs.close()
             bar.update(1)
-    (folder / ACCURACY_FILE).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_json(folder / ACCURACY_FILE, report, indent=1)
     return report
 
 

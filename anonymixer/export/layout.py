@@ -19,7 +19,7 @@ encoder) keeps them in ``<file>.data`` in every precision.
 
     {"format": "anonymixer-onnx", "version": 2, "anonymixer_version": "...", "opset": 17,
      "model": {"name", "description", "is_random", "sha256" (of the bundle file, or null),
-               "spec" (the SPEC string, or null), "weights_sha256" (over the bundle's tensors),
+               "spec" (the SPEC string, or null), "weights_sha256" (models.bundle.bundle_digest),
                "sources": [...], "config": ModelConfig.to_dict()},
      "input_size": 256, "style_dim": 512, "n_latent": 18, "output_resolution": 256,
      "layer_mask": [3, 4, 5, 6, 7], "mixer_mode": "project", "truncation_psi": 0.7,
@@ -44,15 +44,17 @@ Relative errors are ``||out - ref|| / ||ref||``.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
+
+from ..atomic import write_json
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "anonymixer-onnx"
 MANIFEST_VERSION = 2   # 2: mixer takes key_matrix/key_offset (keyed mixer); code_stats.npz
 PRECISIONS = ("fp32", "fp16", "int8")
+ENGINE_FOLDER = "engine_folder"   # the manifest table that marks an engine folder (runtime.engines)
 GRAPHS = ("encoder", "mapping", "mixer", "generator")
 
 
@@ -66,9 +68,7 @@ def graph_filename(stage: str, precision: str = "fp32") -> str:
 
 
 def write_manifest(folder: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:
-    """Write ``folder/manifest.json`` atomically (a temporary file, then rename); return its path."""
+    """Write ``folder/manifest.json`` atomically (``atomic.write_json``); return its path."""
     path = Path(folder) / MANIFEST
-    tmp = path.with_name(MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, manifest, indent=1)
     return path

@@ -29,11 +29,12 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import __version__, codestats
+from ..atomic import prepare_folder
 from ..errors import ExportError
 from ..digest import sha256_file
 from ..keymaterial import KEY_INPUTS, key_material
 from ..keys import Key
-from ..models.bundle import ModelBundle
+from ..models.bundle import ModelBundle, bundle_digest
 from ..runtime.base import STAGE_IO
 from ..runtime.torch import StageModules, build_stage_modules
 from .graphfile import (EXTERNAL_DATA_MIN_BYTES, check_graph, check_portable, graph_entry, load_graph,
@@ -78,7 +79,7 @@ def export_onnx(model: str | ModelBundle, out_dir: str | Path, precisions: Seque
     except ValueError as exc:  # e.g. an output resolution that is not a power of two
         raise ExportError(str(exc)) from None
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_folder(out)
     remove_export_files(out)
     manifest = new_manifest(built, model, opset)
     codestats.save(built.code_stats, out)
@@ -252,7 +253,7 @@ def new_manifest(built: StageModules, model: str | ModelBundle, opset: int) -> d
         "opset": opset,
         "model": {"name": info.name, "description": info.description, "is_random": info.is_random,
                   "spec": spec, "sha256": sha256_file(spec) if is_file and spec else None,
-                  "weights_sha256": weights_digest(bundle), "sources": bundle.sources,
+                  "weights_sha256": bundle_digest(bundle), "sources": bundle.sources,
                   "config": bundle.config.to_dict()},
         "input_size": info.input_size, "style_dim": info.style_dim, "n_latent": info.n_latent,
         "output_resolution": info.output_resolution, "layer_mask": list(built.layer_mask),
@@ -264,18 +265,3 @@ def new_manifest(built: StageModules, model: str | ModelBundle, opset: int) -> d
         "external_data_min_bytes": EXTERNAL_DATA_MIN_BYTES,
         "graphs": {},
     }
-
-
-def weights_digest(bundle: ModelBundle) -> str:
-    """SHA-256 over the bundle's tensors (names, shapes, dtypes, bytes): same weights, same digest.
-
-    Unlike a file hash it also identifies ``random:`` models, which have no file.
-    """
-    digest = hashlib.sha256()
-    for part in ("encoder", "generator", "mixer"):
-        state = getattr(bundle, part)
-        for key in sorted(state or {}):
-            tensor = state[key].detach().cpu().contiguous()
-            digest.update(f"{part}.{key}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()

@@ -57,8 +57,14 @@ def add_precisions(folder: str | os.PathLike[str], precisions: Sequence[str], ca
         raise ExportError(f"unknown precision {', '.join(unknown)}: choose from fp16, int8")
     if "int8" in wanted:
         check_calibration_options(calib, calib_synthetic, calib_method)
-    manifest = ExportManifest(folder).data
-    fp32 = GraphSet(folder, "fp32", verify=True)
+    existing = ExportManifest(folder)
+    # Every graph already there is checked, not only fp32: the files table is re-hashed at the end,
+    # which must never bless a file that was altered before this run.
+    for stage in GRAPHS:
+        for precision in existing.precisions(stage):
+            existing.graph(stage, precision).verify()
+    manifest = existing.data
+    fp32 = GraphSet(folder, "fp32", verify=False)  # verified just above
     external = {s: bool(manifest["graphs"][s]["fp32"].get("external_data")) for s in GRAPHS}
 
     if "fp16" in wanted:

@@ -2,7 +2,7 @@
 
 A bundle is a ``torch.save`` dict read back with ``weights_only=True`` (no pickled code runs):
 
-    format: "anonymixer-bundle", version: 1,
+    format: "anonymixer-bundle", version: 2,
     config: ModelConfig.to_dict(),
     encoder: state dict of models.encoder.Encoder (latent_avg included), or None,
     generator: state dict of models.stylegan2.Generator (w_avg included), or None,
@@ -11,24 +11,32 @@ A bundle is a ``torch.save`` dict read back with ``weights_only=True`` (no pickl
     code_stats: {"mean", "eigenvalues", "eigenvectors"} float64 tensors (anonymixer.codestats),
                 measured from the mapping network when the bundle is made, or None (measured on use),
     sources: [{"kind", "file", "sha256"}] of the official files it was imported from,
-    random_seed: int for seeded random weights, else None.
+    random_seed: int for seeded random weights, else None,
+    digest: bundle_digest() of the above (config and every tensor), checked by load_bundle.
+
+Version 1 had no digest; it is refused with the command that re-creates the file (there were no
+version-1 bundles outside this repository's own runs).
 
 A model SPEC is a bundle path or ``random:tiny|ffhq256|ffhq1024[@seed]``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
+from ..atomic import replacing_file
 from ..codestats import CodeStats, from_samples, identity
-from ..errors import CheckpointError, ExportError, ModelSpecError
-from .configs import CONFIGS, ModelConfig
+from ..errors import BundleIntegrityError, CheckpointError, ExportError, ModelSpecError
+from .configs import CONFIGS, ModelConfig, check_output_resolution
 
 if TYPE_CHECKING:
     from .arcface import ArcFace
@@ -36,9 +44,12 @@ if TYPE_CHECKING:
     from .stylegan2 import Generator
 
 log = logging.getLogger("anonymixer.models")
+M = TypeVar("M", bound=torch.nn.Module)
 
 BUNDLE_FORMAT = "anonymixer-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
+NETWORKS = ("encoder", "generator", "mixer", "arcface")
+TENSOR_TABLES = (*NETWORKS, "code_stats")   # every table of tensors a bundle holds (all in its digest)
 RANDOM_WEIGHTS_WARNING = "random weights: for pipeline and latency checks only"
 
 
@@ -54,6 +65,7 @@ class ModelBundle:
     sources: list[dict[str, str]] = field(default_factory=list)
     random_seed: int | None = None
     code_stats: dict[str, torch.Tensor] | None = None
+    path: Path | None = None          # the file it was read from (for messages); not saved
 
     @property
     def is_random(self) -> bool:
@@ -70,26 +82,52 @@ class ModelBundle:
         """The e4e/pSp encoder in eval mode: ``(B, 3, 256, 256) -> (B, n_styles, style_dim)``."""
         from .encoder import Encoder
 
-        encoder = Encoder(self.config.encoder)
-        encoder.load_state_dict(self._require("encoder", "--e4e or --psp"), strict=True)
-        return encoder.eval()
+        state = self._require("encoder", "--e4e or --psp")
+        return self.load_module("encoder", lambda: Encoder(self.config.encoder), state).eval()
 
     def build_generator(self, output_resolution: int | None = None) -> Generator:
         """The StyleGAN2 generator in eval mode, optionally stopping early at ``output_resolution``."""
         from .stylegan2 import Generator
 
-        generator = Generator(self.config.generator, output_resolution=output_resolution)
-        generator.load_state_dict(self._require("generator", "--e4e, --psp or --stylegan2"), strict=True)
-        return generator.eval()
+        state = self._require("generator", "--e4e, --psp or --stylegan2")
+        if output_resolution is not None:  # a bad --resolution is the user's error, not the bundle's
+            check_output_resolution(int(output_resolution), self.config.generator.size)
+        return self.load_module("generator", lambda: Generator(self.config.generator, output_resolution=output_resolution),
+                          state).eval()
 
     def build_arcface(self) -> ArcFace:
         """The ArcFace IR-SE model in eval mode: ``(B, 3, 112, 112) -> (B, 512)`` unit vectors."""
         from .arcface import ArcFace
         from .configs import ArcFaceConfig
 
-        arcface = ArcFace(self.config.arcface or ArcFaceConfig())
-        arcface.load_state_dict(self._require("arcface", "--arcface"), strict=True)
-        return arcface.eval()
+        state = self._require("arcface", "--arcface")
+        return self.load_module("arcface", lambda: ArcFace(self.config.arcface or ArcFaceConfig()), state).eval()
+
+    @property
+    def source(self) -> str:
+        """How messages name this bundle: its file, or its description."""
+        return str(self.path) if self.path is not None else f"model {self.description}"
+
+    def reimport_command(self) -> str:
+        """The ``anonymixer import`` command that re-creates this bundle from its recorded sources."""
+        flags = " ".join(f"--{s.get('kind', '?')} {s.get('file', 'FILE')}" for s in self.sources
+                         if s.get("kind") in ("e4e", "psp", "stylegan2", "arcface"))
+        return f"anonymixer import {flags or '--e4e FILE'} --out {self.path or 'BUNDLE'} --force"
+
+    def load_module(self, network: str, build: Callable[[], M], state: dict[str, torch.Tensor]) -> M:
+        """``build()`` with ``state`` loaded strictly; a one-line ``CheckpointError`` when they disagree."""
+        try:
+            module = build()
+        except (ValueError, TypeError, KeyError, ZeroDivisionError, OverflowError, RuntimeError) as exc:
+            raise CheckpointError(f"{self.source}: bad {network} config ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); "
+                                  f"re-create it with `{self.reimport_command()}`") from None
+        problem = state_mismatch(module.state_dict(), state)
+        if problem:
+            raise CheckpointError(f"{self.source}: {network} weights do not match the config "
+                                  f"({problem}); re-create it with `{self.reimport_command()}`")
+        module.load_state_dict(state, strict=True)
+        return module
 
     def _require(self, network: str, flag: str) -> dict[str, torch.Tensor]:
         state = getattr(self, network)
@@ -97,6 +135,39 @@ class ModelBundle:
             raise CheckpointError(f"model {self.description} has no {network}; "
                                   f"add one with `anonymixer import {flag} FILE`")
         return state
+
+
+def state_mismatch(expected: dict[str, torch.Tensor], state: dict[str, Any]) -> str:
+    """What differs between a module's state dict and ``state`` (names and shapes), or ``""``."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape) if isinstance(state[k], torch.Tensor) else type(state[k]).__name__} "
+             f"vs {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and (not isinstance(state[k], torch.Tensor) or state[k].shape != v.shape)]
+    parts = [f"{len(items)} {noun} (e.g. {items[0]})" for items, noun in
+             ((missing, "missing"), (unexpected, "unexpected"), (wrong, "with another shape")) if items]
+    return ", ".join(parts)
+
+
+def bundle_digest(bundle: ModelBundle) -> str:
+    """Hex SHA-256 over the config (canonical JSON) and every tensor of every network and of the
+    code statistics.
+
+    Per tensor, in sorted ``network.name`` order: the name, dtype, shape and byte count, then the
+    raw bytes (little-endian on every platform we run on). Same config and weights, same digest,
+    whatever the file's layout; it also identifies ``random:`` models, which have no file.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps(bundle.config.to_dict(), sort_keys=True, separators=(",", ":")).encode())
+    for network in TENSOR_TABLES:
+        state = getattr(bundle, network)
+        digest.update(f"\0{network}:{'none' if state is None else len(state)}\0".encode())
+        for name in sorted(state or {}):
+            tensor = state[name].detach().cpu().contiguous()
+            data = tensor.reshape(-1).view(torch.uint8).numpy()
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}:{data.nbytes}\0".encode())
+            digest.update(data.tobytes())
+    return digest.hexdigest()
 
 
 def random_bundle(name: str, seed: int = 0) -> ModelBundle:
@@ -153,7 +224,7 @@ def bundle_code_stats(bundle: ModelBundle, generator: torch.nn.Module) -> CodeSt
 
 
 def save_bundle(bundle: ModelBundle, path: str | os.PathLike[str]) -> None:
-    """Write a bundle file (atomically: a temporary file in the same folder, then rename)."""
+    """Write a bundle file atomically (``atomic.replacing_file``: same folder, fsync, rename)."""
     path = Path(path)
     payload: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
@@ -166,10 +237,10 @@ def save_bundle(bundle: ModelBundle, path: str | os.PathLike[str]) -> None:
         "sources": bundle.sources,
         "random_seed": bundle.random_seed,
         "code_stats": bundle.code_stats,
+        "digest": bundle_digest(bundle),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with replacing_file(path) as f:
+        torch.save(payload, f)
 
 
 def load_bundle(path: str | os.PathLike[str]) -> ModelBundle:
@@ -185,11 +256,24 @@ def load_bundle(path: str | os.PathLike[str]) -> ModelBundle:
     if not isinstance(payload, dict) or payload.get("format") != BUNDLE_FORMAT:
         raise CheckpointError(f"{path}: not an anonymixer model bundle; official e4e/StyleGAN2 files "
                               "must first be converted with `anonymixer import`")
+    how = "re-create it with `anonymixer import`"
+    if payload.get("version") == 1:
+        raise CheckpointError(f"{path}: bundle format version 1 carries no digest of its weights, so it cannot be "
+                              f"checked (this anonymixer reads version {BUNDLE_VERSION}); {how}")
     if payload.get("version") != BUNDLE_VERSION:
         raise CheckpointError(f"{path}: bundle format version {payload.get('version')} is not supported "
-                              f"(this anonymixer reads version {BUNDLE_VERSION}); re-run `anonymixer import`")
-    return ModelBundle(
-        config=ModelConfig.from_dict(payload["config"]),
+                              f"(this anonymixer reads version {BUNDLE_VERSION}); {how}")
+    try:
+        config = ModelConfig.from_dict(payload["config"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: bad model config in the bundle ({type(exc).__name__}: {exc}); {how}") from None
+    for network in TENSOR_TABLES:
+        state = payload.get(network)
+        if state is not None and not (isinstance(state, dict)
+                                      and all(isinstance(v, torch.Tensor) for v in state.values())):
+            raise CheckpointError(f"{path}: {network} is not a table of tensors; {how}")
+    bundle = ModelBundle(
+        config=config,
         encoder=payload.get("encoder"),
         generator=payload.get("generator"),
         mixer=payload.get("mixer"),
@@ -197,7 +281,16 @@ def load_bundle(path: str | os.PathLike[str]) -> ModelBundle:
         sources=list(payload.get("sources") or []),
         random_seed=payload.get("random_seed"),
         code_stats=payload.get("code_stats"),
+        path=path,
     )
+    how = f"re-create it with `{bundle.reimport_command()}`"
+    recorded = payload.get("digest")
+    if not isinstance(recorded, str):
+        raise BundleIntegrityError(f"{path}: bundle has no digest of its weights, so it cannot be checked; {how}")
+    if bundle_digest(bundle) != recorded:
+        raise BundleIntegrityError(f"{path}: weights or config do not match the bundle's digest (damaged or "
+                                   f"altered file); {how}")
+    return bundle
 
 
 def resolve_spec(spec: str | ModelBundle) -> ModelBundle:

@@ -10,9 +10,25 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import ResolutionError
+
 # W+ layers whose codes come from the key side by default: 3-7 carry identity (FaceAnonyMixer).
 DEFAULT_LAYER_MASK: tuple[int, ...] = (3, 4, 5, 6, 7)
 DEFAULT_TRUNCATION_PSI = 0.7
+
+
+MIN_OUTPUT_RESOLUTION = 4  # the generator's constant input: the first ToRGB
+
+
+def check_output_resolution(resolution: int, size: int) -> int:
+    """``resolution`` if it is a power of two in ``[4, size]`` (where the generator can stop), else
+    a one-line ``ResolutionError`` listing the choices."""
+    if not MIN_OUTPUT_RESOLUTION <= resolution <= size or resolution & (resolution - 1):
+        choices = [2**i for i in range(2, int(math.log2(size)) + 1)]
+        raise ResolutionError(f"output resolution {resolution} is not a power of two between "
+                              f"{MIN_OUTPUT_RESOLUTION} and {size} (this model's size); choose one of "
+                              f"{', '.join(map(str, choices))}, or drop --resolution")
+    return resolution
 
 
 @dataclass(frozen=True)

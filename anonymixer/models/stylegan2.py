@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configs import GeneratorConfig
+from .configs import GeneratorConfig, check_output_resolution
 
 
 class EqualLinear(nn.Module):
@@ -312,11 +312,8 @@ class SynthesisNetwork(nn.Module):
 
     @output_resolution.setter
     def output_resolution(self, resolution: int | None) -> None:
-        resolution = self.cfg.size if resolution is None else int(resolution)
-        if resolution < 4 or resolution > self.cfg.size or resolution & (resolution - 1):
-            raise ValueError(f"output resolution {resolution} is not a power of two between 4 and "
-                             f"{self.cfg.size}; choose one of "
-                             f"{[2**i for i in range(2, self.cfg.log_size + 1)]}")
+        resolution = check_output_resolution(self.cfg.size if resolution is None else int(resolution),
+                                             self.cfg.size)
         self._output_resolution = resolution
 
     @property

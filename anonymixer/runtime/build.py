@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..atomic import prepare_folder, write_bytes, write_json
 from ..errors import EngineError
-from ..export.layout import GRAPHS, MANIFEST
+from ..export.layout import GRAPHS, write_manifest
 from .cuda import device_info
-from .engines import (BuildPlan, EngineTarget, build_plan, engine_filename, make_sidecar, parse_batch,
-                      profile_shapes, require_tensorrt, sidecar_path, write_json)
+from .engines import (BuildPlan, EngineTarget, build_plan, engine_filename, engine_manifest, make_sidecar, parse_batch,
+                      profile_shapes, require_tensorrt, sidecar_path)
 from ..digest import sha256_file
 from ..codestats import STATS_FILE
 from .manifest import ExportManifest, GraphEntry
@@ -78,7 +78,7 @@ def build_engines(onnx_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
     gpu = device_info(device_id)
     target = EngineTarget(tensorrt_version=version, gpu_name=gpu.name, compute_capability=gpu.compute_capability)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_folder(out)
     cache_file = Path(timing_cache) if timing_cache is not None else None
     cache_bytes = cache_file.read_bytes() if cache_file is not None and cache_file.is_file() else b""
     logger = trt.Logger(trt.Logger.WARNING)
@@ -123,14 +123,10 @@ def build_engines(onnx_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
             batch=batch, anonymixer_version=__version__))
         say(f"wrote {path} ({len(engine_bytes) >> 20} MiB)")
         written.append(path)
-    shutil.copyfile(manifest.path, out / MANIFEST)   # the runtime's model info travels with the engines
-    shutil.copyfile(manifest.folder / STATS_FILE, out / STATS_FILE)   # and the mixer's code statistics
+    # The mixer's code statistics and the model info travel with the engines; the engine folder's
+    # manifest lists the sha256 of every engine, sidecar and the statistics.
+    manifest.verify_file(STATS_FILE)
+    write_bytes(out / STATS_FILE, (manifest.folder / STATS_FILE).read_bytes())
+    write_manifest(out, engine_manifest(manifest.data, out, written, manifest.folder.resolve(), batch))
     return written
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write a file atomically (temporary file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 

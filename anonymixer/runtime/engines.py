@@ -1,8 +1,15 @@
 """TensorRT engine folders, without TensorRT: names, sidecars, compatibility, build plans, profiles.
 
-    DIR/manifest.json                       copied from the export folder (model info for the runtime)
+    DIR/manifest.json                       the export's manifest (model info for the runtime), with
+                                            "engine_folder": {"onnx_dir", "batch"} and "files":
+                                            {name: {"sha256", "bytes"}} of every engine, sidecar
+                                            and code_stats.npz
+    DIR/code_stats.npz                      copied from the export folder (the mixer's key material)
     DIR/encoder.fp16.engine                 one serialized engine per graph (fp32: encoder.engine)
     DIR/encoder.fp16.engine.json            its sidecar (``SIDECAR_FORMAT``)
+
+The runtime hashes every engine and sidecar it loads against the manifest's ``files`` table first
+(``runtime.manifest.ExportManifest.verify_file``); an unlisted file is refused.
 
 An engine only runs on the GPU model and the TensorRT version that built it. The sidecar records
 both (with the precision, the profile shapes, the ONNX sha256 and the engine's own sha256), and
@@ -23,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EngineError, ExportError
-from ..export.layout import GRAPHS, PRECISIONS
+from ..export.layout import ENGINE_FOLDER, GRAPHS, MANIFEST, PRECISIONS
 from ..digest import sha256_file
+from ..codestats import STATS_FILE
 from ..keymaterial import KEY_INPUTS   # the mixer's key material: fixed shapes, no batch axis
 
 SIDECAR_FORMAT = "anonymixer-engine"
@@ -181,11 +189,27 @@ def make_sidecar(stage: str, precision: str, target: EngineTarget, plan: BuildPl
     }
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON atomically (temporary file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def engine_manifest(export: dict[str, Any], folder: Path, written: Sequence[Path], onnx_dir: Path,
+                    batch: Sequence[int]) -> dict[str, Any]:
+    """The manifest of engine folder ``folder`` after ``written`` engines (and their sidecars) were built.
+
+    The export's manifest with ``ENGINE_FOLDER`` added and ``files`` listing engines, sidecars and
+    the mixer's code statistics (copied from the export folder).
+    Entries of an earlier build of the same model into ``folder`` (another precision) are kept;
+    they are checked at load like the new ones.
+    """
+    kept: dict[str, Any] = {}
+    try:
+        previous = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        same_model = (previous["model"]["weights_sha256"] == export["model"]["weights_sha256"]
+                      and ENGINE_FOLDER in previous)
+        kept = dict(previous["files"]) if same_model else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        kept = {}
+    for path in [*written, *map(sidecar_path, written), folder / STATS_FILE]:
+        if path.is_file():
+            kept[path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    return {**export, ENGINE_FOLDER: {"onnx_dir": str(onnx_dir), "batch": list(batch)}, "files": kept}
 
 
 def read_sidecar(engine: Path) -> dict[str, Any]:

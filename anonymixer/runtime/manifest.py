@@ -4,24 +4,34 @@ The folder layout and ``manifest.json`` are defined in ``anonymixer.export.layou
 only reads them, checks them, and answers the questions a backend asks: which file holds graph G
 at precision P, is it intact, what are its input shapes, and what ``ModelInfo`` does it describe.
 Every problem is one line naming the file, with what to do about it.
+
+Integrity: every file a runtime reads from the folder (graphs, external weight files, the code
+statistics ``code_stats.npz``; engines and their sidecars in an engine folder) must be listed in the manifest's ``files`` table with its
+sha256, and is hashed before use (``verify_file``). A file that is not listed, or listed without a
+sha256, is refused, never skipped; so is a name that leaves the folder. A graph's own hash pins the
+external data files it reads, and those are listed and hashed too. The manifest itself is not
+signed: whoever can rewrite it can rewrite the hashes (see README, Reliability).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..digest import sha256_file
 from .. import codestats
-from ..errors import AnonymixerError, ExportError
+from ..errors import AnonymixerError, EngineIntegrityError, ExportError, ExportIntegrityError, IntegrityError
 from ..keymaterial import check_mode
-from ..export.layout import GRAPHS, MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, PRECISIONS
+from ..export.layout import ENGINE_FOLDER, GRAPHS, MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, PRECISIONS
+from ..models.configs import check_output_resolution
 from .base import ModelInfo
 
 REEXPORT = "re-export it with `anonymixer export`"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -35,15 +45,20 @@ class GraphEntry:
     external_data: tuple[Path, ...]
     inputs: tuple[dict[str, Any], ...]     # [{"name", "dtype", "shape"}], "batch" for the dynamic axis
     outputs: tuple[dict[str, Any], ...]
+    manifest: "ExportManifest"
 
-    def verify(self, check_hash: bool = True) -> None:
-        """Raise a one-line ``ExportError`` if the file or its external data is missing or changed."""
-        for path in (self.path, *self.external_data):
-            if not path.is_file():
-                raise ExportError(f"{path}: missing ONNX file listed in {MANIFEST}; {REEXPORT}")
-        if check_hash and self.sha256 and sha256_file(self.path) != self.sha256:
-            raise ExportError(f"{self.path}: corrupt ONNX file (its sha256 does not match {MANIFEST}); "
-                              f"{REEXPORT}")
+    def verify(self) -> None:
+        """Check the graph and its external data files against the manifest's ``files`` table.
+
+        A one-line ``ExportIntegrityError`` names a file that is missing, unlisted, listed without
+        a sha256, or changed, with the command that re-creates the folder.
+        """
+        digest = self.manifest.verify_file(self.path.name)
+        if self.sha256 is not None and self.sha256 != digest:
+            raise self.manifest.integrity_error(self.path, f"{MANIFEST} gives it two different sha256 values "
+                                                           "(graphs and files tables)")
+        for path in self.external_data:
+            self.manifest.verify_file(path.name)
 
 
 class ExportManifest:
@@ -86,10 +101,69 @@ class ExportManifest:
             have = ", ".join(self.precisions(stage)) or "none"
             raise ExportError(f"{self.path}: no {precision} {stage} graph (exported: {have}); "
                               f"export it with `anonymixer export --precision {precision}`")
+        names = [entry["file"], *(entry.get("external_data") or ())]
+        for name in names:
+            self.inside(name)
         return GraphEntry(
-            stage=stage, precision=precision, path=self.folder / entry["file"], sha256=entry.get("sha256"),
-            external_data=tuple(self.folder / name for name in entry.get("external_data") or ()),
-            inputs=tuple(entry.get("inputs") or ()), outputs=tuple(entry.get("outputs") or ()))
+            stage=stage, precision=precision, path=self.folder / names[0], sha256=entry.get("sha256"),
+            external_data=tuple(self.folder / name for name in names[1:]),
+            inputs=tuple(entry.get("inputs") or ()), outputs=tuple(entry.get("outputs") or ()), manifest=self)
+
+    @property
+    def is_engine_folder(self) -> bool:
+        return isinstance(self.data.get(ENGINE_FOLDER), dict)
+
+    def rebuild_command(self, precision: str | None = None) -> str:
+        """The command that re-creates this folder: ``anonymixer build`` or ``anonymixer export``."""
+        if self.is_engine_folder:
+            from .engines import rebuild_command
+
+            built = self.data[ENGINE_FOLDER]
+            return rebuild_command(built.get("onnx_dir"), self.folder, precision or "PRECISION", built.get("batch"))
+        model = self.data.get("model") or {}
+        command = f"anonymixer export --model {model.get('spec') or 'BUNDLE'} --out {self.folder}"
+        present = [p for p in PRECISIONS if any(p in (self.data["graphs"].get(s) or {}) for s in GRAPHS)]
+        if present and present != ["fp32"]:
+            command += f" --precision {','.join(present)}"
+        size = ((model.get("config") or {}).get("generator") or {}).get("size")
+        if self.data.get("output_resolution") not in (None, size):
+            command += f" --resolution {self.data['output_resolution']}"
+        return command + " --force"
+
+    def integrity_error(self, path: Path, problem: str, precision: str | None = None) -> IntegrityError:
+        """A one-line integrity error about ``path`` that ends with the command rebuilding the folder."""
+        kind = EngineIntegrityError if self.is_engine_folder else ExportIntegrityError
+        return kind(f"{path}: {problem}; refusing to use it: re-create the folder with "
+                    f"`{self.rebuild_command(precision)}`")
+
+    def inside(self, name: Any) -> Path:
+        """``folder/name`` for a plain file name; an integrity error for anything that leaves the folder."""
+        if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise self.integrity_error(self.path, f"names {name!r}, which is not a file of {self.folder}")
+        return self.folder / name
+
+    def verify_file(self, name: str, precision: str | None = None) -> str:
+        """Hash ``folder/name`` and compare with the manifest's ``files`` table; return the sha256.
+
+        Refused (one line, with the rebuild command): a name outside the folder, a file not listed,
+        listed without a sha256, missing, or whose size or sha256 differs.
+        """
+        path = self.inside(name)
+        files = self.data.get("files")
+        listed = files.get(name) if isinstance(files, dict) else None
+        expected = listed.get("sha256") if isinstance(listed, dict) else None
+        if not isinstance(listed, dict):
+            raise self.integrity_error(path, f"not listed in the 'files' table of {MANIFEST}", precision)
+        if not isinstance(expected, str) or not _SHA256.fullmatch(expected):
+            raise self.integrity_error(path, f"listed without a sha256 in {MANIFEST}, so it cannot be checked",
+                                       precision)
+        if not path.is_file():
+            raise self.integrity_error(path, f"missing (listed in {MANIFEST})", precision)
+        size = listed.get("bytes")
+        if (isinstance(size, int) and path.stat().st_size != size) or sha256_file(path) != expected:
+            raise self.integrity_error(path, f"does not match its sha256 in {MANIFEST} (damaged or altered)",
+                                       precision)
+        return expected
 
     def model_info(self) -> ModelInfo:
         """The ``ModelInfo`` the Protector needs, from the manifest's top-level fields."""
@@ -103,7 +177,7 @@ class ExportManifest:
                              mixer_mode=check_mode(str(self.data["mixer_mode"])),
                              project_rank=None if self.data.get("project_rank") is None else int(self.data["project_rank"]),
                              code_stats=self._code_stats())
-        except ExportError:
+        except (ExportError, IntegrityError):
             raise
         except AnonymixerError as exc:   # an unknown mixer mode
             raise ExportError(f"{self.path}: {exc}; {REEXPORT}") from None
@@ -111,16 +185,17 @@ class ExportManifest:
             raise ExportError(f"{self.path}: manifest lacks or garbles field {exc}; {REEXPORT}") from None
 
     def _code_stats(self) -> codestats.CodeStats:
-        """``code_stats.npz``, checked against the manifest's sha256 (the key material depends on it)."""
-        listed = (self.data.get("files") or {}).get(codestats.STATS_FILE) or {}
-        path = self.folder / codestats.STATS_FILE
-        if listed.get("sha256") and path.is_file() and sha256_file(path) != listed["sha256"]:
-            raise ExportError(f"{path}: corrupt code statistics (its sha256 does not match {MANIFEST}); {REEXPORT}")
+        """``code_stats.npz``, hashed against the manifest first (the key material depends on it)."""
+        self.verify_file(codestats.STATS_FILE)
         return codestats.load(self.folder)
 
     def check_output_resolution(self, wanted: int | None) -> None:
         """Refuse a resolution the folder was not exported at (early exit is baked into the graph)."""
         have = self.model_info().output_resolution
-        if wanted is not None and wanted != have:
+        if wanted is None:
+            return
+        size = ((self.data["model"].get("config") or {}).get("generator") or {}).get("size")
+        check_output_resolution(int(wanted), size if isinstance(size, int) else have)
+        if wanted != have:
             raise ExportError(f"{self.folder} was exported with output resolution {have}, not {wanted}; "
                               f"drop --resolution, or export again with `anonymixer export --resolution {wanted}`")

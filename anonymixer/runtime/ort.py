@@ -139,15 +139,15 @@ class OrtBackend:
     and mixer fall back to fp32 when the folder has them only in fp32. ``providers``: see
     ``choose_providers``. ``threads``: intra-op threads per session (default: ONNX Runtime's).
     ``output_resolution`` is checked against the folder (early exit is baked in at export).
-    ``verify``: check each graph's sha256 against the manifest before loading it.
+    Each graph file (and its external data) is checked against the manifest's sha256 before it
+    is loaded (``ExportManifest.verify_file``); there is no way to skip the check.
     """
 
     name = "ort"
 
     def __init__(self, onnx_dir: str | os.PathLike[str], precision: str = "fp32",
                  providers: str | Sequence[Provider] = "auto", threads: int | None = None,
-                 output_resolution: int | None = None, device_id: int = 0, io_binding: bool | None = None,
-                 verify: bool = True) -> None:
+                 output_resolution: int | None = None, device_id: int = 0, io_binding: bool | None = None) -> None:
         self.manifest = ExportManifest(onnx_dir)
         self.manifest.check_output_resolution(output_resolution)
         self.info: ModelInfo = self.manifest.model_info()
@@ -158,7 +158,7 @@ class OrtBackend:
         self.precisions: dict[str, str] = {}
         for stage in STAGE_IO:
             graph = self._graph(stage, precision)
-            graph.verify(check_hash=verify)
+            graph.verify()
             self.stages[stage] = OrtStage(graph, chosen, threads, device_id, io_binding)
             self.precisions[stage] = graph.precision
 

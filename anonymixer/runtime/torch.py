@@ -77,7 +77,7 @@ def build_stage_modules(model: str | ModelBundle, output_resolution: int | None 
     mixer = Mixer(cfg.n_latent, cfg.generator.style_dim, layer_mask or cfg.layer_mask, mode, stats=stats,
                   radius_guard=radius_guard)
     if mode == "learned" and bundle.mixer is not None:
-        mixer.load_state_dict(bundle.mixer, strict=True)
+        mixer = bundle.load_module("mixer", lambda: mixer, bundle.mixer)
     psi = cfg.truncation_psi if truncation_psi is None else float(truncation_psi)
     rank = check_rank(project_rank, cfg.generator.style_dim) if mode == "project" else None
     info = ModelInfo(name=cfg.name, description=bundle.description, input_size=cfg.encoder.input_size,

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import BackendError, EngineError
-from ..export.layout import MANIFEST, PRECISIONS
+from ..errors import BackendError, EngineError, EngineIntegrityError
+from ..export.layout import ENGINE_FOLDER, MANIFEST, PRECISIONS
 from .base import FRAME_STAGES, STAGE_IO, ModelInfo
 from .cuda import CudaGraph, DeviceBuffer, PinnedBuffer, Stream, copy_async, device_info, set_device
-from .engines import KEY_INPUTS, EngineTarget, check_engine, engine_filename, require_tensorrt
+from .engines import (KEY_INPUTS, EngineTarget, check_engine, engine_filename, rebuild_command, require_tensorrt,
+                      sidecar_path)
 from .manifest import ExportManifest
 from .stream import DevicePipeline, FramePipeline
 
@@ -183,7 +184,7 @@ class TrtBackend:
     name = "trt"
 
     def __init__(self, engines_dir: str | os.PathLike[str], precision: str | None = None, device_id: int = 0,
-                 cuda_graphs: bool = False, output_resolution: int | None = None, verify: bool = True) -> None:
+                 cuda_graphs: bool = False, output_resolution: int | None = None) -> None:
         folder = Path(engines_dir)
         if not (folder / MANIFEST).is_file():
             raise EngineError(f"{folder}: not an engine folder (no {MANIFEST}); build one with "
@@ -192,6 +193,7 @@ class TrtBackend:
         manifest.check_output_resolution(output_resolution)
         self.info: ModelInfo = manifest.model_info()
         self.folder, self.precision = folder, precision or self._only_precision(folder)
+        self._verify(manifest)
         target = current_target(device_id)
         set_device(device_id)
         import tensorrt as trt
@@ -207,7 +209,7 @@ class TrtBackend:
         self.stages: dict[str, TrtStage] = {}
         self.keys: dict[bytes, DeviceBuffer] = {}
         for stage in STAGE_IO:
-            self.stages[stage] = TrtStage(stage, self._load(stage, target, verify), samples, cuda_graphs)
+            self.stages[stage] = TrtStage(stage, self._load(stage, target), samples, cuda_graphs)
         self.device_name = f"{target.gpu_name} (TensorRT {target.tensorrt_version})"
 
     @staticmethod
@@ -220,9 +222,21 @@ class TrtBackend:
             raise EngineError(f"{folder}: has {', '.join(found)} engines; choose one with --precision")
         return found[0]
 
-    def _load(self, stage: str, target: EngineTarget, verify: bool) -> "trt.ICudaEngine":
+    def _verify(self, manifest: ExportManifest) -> None:
+        """Every engine and sidecar of the chosen precision, against the folder's manifest (before any GPU work)."""
+        if not manifest.is_engine_folder:
+            raise EngineIntegrityError(
+                f"{manifest.path}: not an engine folder manifest (no {ENGINE_FOLDER!r} table: an older "
+                f"`anonymixer build`?), so its engines cannot be checked; rebuild with "
+                f"`{rebuild_command(None, self.folder, self.precision, None)}`")
+        for stage in STAGE_IO:
+            name = engine_filename(stage, self.precision)
+            manifest.verify_file(name, self.precision)
+            manifest.verify_file(sidecar_path(Path(name)).name, self.precision)
+
+    def _load(self, stage: str, target: EngineTarget) -> "trt.ICudaEngine":
         path = self.folder / engine_filename(stage, self.precision)
-        sidecar = check_engine(path, target, verify_hash=verify)
+        sidecar = check_engine(path, target, verify_hash=False)  # _verify hashed it against the manifest
         engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             raise EngineError(f"{path}: TensorRT cannot deserialize this engine (corrupt file?); rebuild with "
