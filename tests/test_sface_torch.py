@@ -145,3 +145,14 @@ def test_faces64_to_sface_box_selects_that_part_of_the_frame():
 def test_rejects_inputs_of_the_wrong_size(sface):
     with pytest.raises(ValueError, match="112"):
         sface(torch.zeros(1, 3, 64, 64))
+
+
+def test_a_file_that_is_not_sface_is_refused_with_its_name(tmp_path):
+    from anonymixer.errors import RecognizerError
+
+    yunet = sface_path().parent / "face_detection_yunet_2023mar_int8bq.onnx"
+    text = tmp_path / "notes.onnx"
+    text.write_text("not a model")
+    for path in (yunet, text, tmp_path / "missing.onnx"):
+        with pytest.raises(RecognizerError, match=path.name):
+            load_sface(path=path)

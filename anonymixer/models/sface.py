@@ -16,7 +16,13 @@ separable blocks (3x3 depthwise + 1x1 pointwise, each Conv-BN-PReLU; four of the
 stored int8 with per-block scales and zero points (``DequantizeLinear`` with ``block_size``);
 activations are float32. We dequantise them exactly as ONNX Runtime does, and fold every
 BatchNorm (eval statistics) into the conv or linear layer before it or after it; dropout is the
-identity at inference. The final Linear needs a 7x7 map, so the input must be 112x112.
+identity at inference. The final Linear needs a 7x7 map, so the input must be 112x112: smaller
+inputs are no substitute (measured on generated faces: 96 px with the last map resized to 7x7 keeps
+a cosine of only 0.62 to the 112 px embedding, 64 px 0.18).
+
+Cost: 0.57 GMAC per face forward. Forward + backward to the input of 32 faces took about 3.0 CPU
+seconds with 2 threads on an AVX-512 EPYC (4.3 without channels_last), so an identity loss on a
+subset of the batch is what fits a CPU training budget.
 """
 
 from __future__ import annotations
@@ -103,7 +109,8 @@ class SFace(nn.Module):
     def forward(self, x: Tensor, normalize: bool = False) -> Tensor:
         if x.ndim != 4 or x.shape[1:] != (3, SFACE_SIZE, SFACE_SIZE):
             raise ValueError(f"SFace takes (B, 3, {SFACE_SIZE}, {SFACE_SIZE}) RGB 0..255; got {tuple(x.shape)}")
-        x = (x - self.pixel_mean) * self.pixel_scale
+        # channels_last activations: the whole step runs about 1.4x faster so on x86 CPUs (measured).
+        x = ((x - self.pixel_mean) * self.pixel_scale).contiguous(memory_format=torch.channels_last)
         x = self.blocks(self.stem(x))
         emb = self.embedding(x.flatten(1))
         return F.normalize(emb, dim=1) if normalize else emb
@@ -136,6 +143,8 @@ def load_sface(device: str | torch.device = "cpu", path: str | Path | None = Non
     from ..eval.fr import sface_path
 
     path = Path(path) if path is not None else sface_path()
+    if not path.is_file():
+        raise RecognizerError(f"{path}: no such SFace ONNX file ({SFACE_INSTALL} ships it)")
     model = SFace()
     model.load_state_dict(onnx_state_dict(path, model))
     model.requires_grad_(False)
