@@ -372,13 +372,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .runtime.build import build_engines
+    from .runtime.build import build_engines, dry_run
     from .runtime.engines import parse_batch
 
     try:
         batch = parse_batch(args.batch)
     except ValueError as exc:
         raise AnonymixerError(f"--batch: {exc}") from None
+    if args.dry_run:
+        print("\n".join(dry_run(args.onnx, precision=args.precision, batch=batch)))
+        return 0
+    if args.out is None:
+        raise AnonymixerError("build needs --out DIR (the engine folder to write), or --dry-run to print the plan")
     paths = build_engines(args.onnx, args.out, precision=args.precision, batch=batch, workspace_mb=args.workspace,
                           timing_cache=args.timing_cache, device_id=args.device, report=print)
     print(f"wrote {len(paths)} engine(s) to {args.out}; use them with --engines {args.out}")
@@ -456,7 +461,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                            layer_mask=parse_layer_mask(args.layer_mask) if args.layer_mask else None,
                            mixer_mode=args.mixer, project_rank=args.rank, radius_guard=not args.no_radius_guard,
                            opset=args.opset, calib=args.calib, calib_synthetic=args.calib_synthetic,
-                           calib_method=args.calib_method, keep_fp=args.keep_fp or ())
+                           calib_method=args.calib_method, keep_fp=args.keep_fp or (),
+                           int8_deconv=args.int8_deconv)
     print(summary(out, manifest, time.perf_counter() - start))
     return 0
 
@@ -469,7 +475,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     manifest = add_precisions(args.onnx, ["int8"], calib=args.calib, calib_synthetic=args.calib_synthetic,
-                              calib_method=args.calib_method, keep_fp=args.keep_fp or ())
+                              calib_method=args.calib_method, keep_fp=args.keep_fp or (),
+                              int8_deconv=args.int8_deconv)
     print(summary(args.onnx, manifest, time.perf_counter() - start))
     return 0
 
@@ -486,6 +493,9 @@ def _add_calibration_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-fp", nargs="+", metavar="PATTERN", default=None,
                    help="keep matching convolutions out of INT8: an op type (ConvTranspose) or part of a node "
                         "name (/styles.1, to_rgbs)")
+    p.add_argument("--int8-deconv", choices=("float", "axis0"), default="float",
+                   help="INT8 deconvolutions: float (kept out of INT8: FP16 on TensorRT) or axis0 (weights per "
+                        "input channel, the only per-channel form TensorRT supports) (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -594,9 +604,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="build TensorRT engines (one per graph) from an export folder, for this GPU")
     p.add_argument("--onnx", required=True, metavar="DIR", help="export folder from `anonymixer export`")
-    p.add_argument("--out", required=True, metavar="DIR", help="engine folder to write (engines + sidecar JSON)")
+    p.add_argument("--out", metavar="DIR", help="engine folder to write (engines + sidecar JSON)")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16",
-                   help="which exported graphs to build (default: %(default)s)")
+                   help="which exported graphs to build; mapping and mixer are always FP32 (default: %(default)s)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the build plan (typing mode, flags, per-graph precision, profiles) for the installed "
+                        "TensorRT and for TensorRT 10.3, 10.12 and 11.1; build nothing, no GPU needed")
     p.add_argument("--batch", default="1,1,8", metavar="MIN,OPT,MAX",
                    help="faces per call covered by the optimization profile (default: %(default)s)")
     p.add_argument("--workspace", type=_positive_int, default=4096, metavar="MB",
@@ -622,7 +635,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="project mode: dimensions of the whitened code kept (default: D/2)")
     p.add_argument("--no-radius-guard", action="store_true",
                    help="rotate/project: do not rescale mixed codes to the prior's typical radius")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
+    p.add_argument("--opset", type=int, default=17,
+                   help="ONNX opset, at most 20 (TensorRT 10.x's parser; INT8 graphs use >= 19) (default: %(default)s)")
     _add_calibration_options(p)
     p.add_argument("--force", action="store_true", help="replace an existing export in DIR")
     p.set_defaults(func=cmd_export)

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -18,9 +17,10 @@ from anonymixer import codestats
 from anonymixer.cli import main
 from anonymixer.errors import EngineError, ExportError
 from anonymixer.export.layout import GRAPHS
-from anonymixer.runtime.build import network_flags, parser_failure
-from anonymixer.runtime.engines import (BuildPlan, EngineTarget, build_plan, check_engine, engine_filename,
-                                        make_sidecar, parse_batch, parse_version, profile_shapes, sidecar_path)
+from anonymixer.runtime.build import parser_failure
+from anonymixer.runtime.buildplan import features, plan_graph, standin
+from anonymixer.runtime.engines import (EngineTarget, check_engine, engine_filename, make_sidecar, parse_batch,
+                                        parse_version, profile_shapes, sidecar_path)
 from anonymixer.digest import sha256_file
 
 ORIN = EngineTarget(tensorrt_version="10.3.0.30", gpu_name="Orin", compute_capability="8.7")
@@ -32,33 +32,12 @@ def real_tensorrt_installed():
     return spec is not None and spec.origin is not None
 
 
-# --- version gate: strongly typed networks vs BuilderFlag.FP16 ---------------------------------------
-
-@pytest.mark.parametrize("version", ["10.3.0.30", "10.11.0.33"])
-def test_tensorrt_before_10_12_builds_fp16_weakly_typed_with_the_fp16_flag(version):
-    assert build_plan(version, "fp16") == BuildPlan(strongly_typed=False, builder_flags=("FP16",))
-    assert build_plan(version, "int8") == BuildPlan(strongly_typed=False, builder_flags=("INT8", "FP16"))
-
-
-@pytest.mark.parametrize("version", ["10.12.0.36", "10.16.0.1", "11.0.0.8", "11.2.0rc1"])
-def test_tensorrt_10_12_and_later_build_strongly_typed_without_precision_flags(version):
-    for precision in ("fp32", "fp16", "int8"):
-        assert build_plan(version, precision) == BuildPlan(strongly_typed=True, builder_flags=())
-
-
-def test_network_flags_set_strongly_typed_only_when_the_plan_asks_and_the_flag_exists():
-    flags = SimpleNamespace(STRONGLY_TYPED=1)
-    assert network_flags(flags, BuildPlan(True, ())) == 1 << 1
-    assert network_flags(flags, BuildPlan(False, ("FP16",))) == 0
-    assert network_flags(SimpleNamespace(), BuildPlan(True, ())) == 0   # TensorRT 11: always strongly typed
-
+# --- versions and optimization profiles (the build plans are tests/test_buildplan.py's) ---------------
 
 def test_versions_parse_to_comparable_tuples():
     assert parse_version("10.3.0.26") == (10, 3, 0, 26)
     assert parse_version("11.0.0rc1") == (11, 0, 0)
 
-
-# --- optimization profiles ---------------------------------------------------------------------------
 
 def test_batch_option_parses_min_opt_max():
     assert parse_batch("1,4,8") == (1, 4, 8)
@@ -97,8 +76,9 @@ def engine(tmp_path):
     path.write_bytes(b"serialized engine bytes" * 10)
     onnx = tmp_path / "encoder.fp16.onnx"
     onnx.write_bytes(b"onnx")
-    sidecar = make_sidecar("encoder", "fp16", ORIN, build_plan(ORIN.tensorrt_version, "fp16"),
-                           profile_shapes([{"name": "face", "shape": ["batch", 3, 256, 256]}], (1, 1, 4)),
+    inputs = [{"name": "face", "shape": ["batch", 3, 256, 256]}]
+    plan = plan_graph(features(standin("10.3.0")), "encoder", "fp16", onnx.name, inputs, (1, 1, 4))
+    sidecar = make_sidecar("encoder", "fp16", ORIN, plan, plan.profile,
                            onnx, sha256_file(onnx), engine_sha256=sha256_file(path),
                            engine_bytes=path.stat().st_size, onnx_dir=tmp_path / "export", batch=(1, 1, 4),
                            anonymixer_version="test")
@@ -116,7 +96,7 @@ def assert_one_line_rebuild(exc_info, *needles):
 
 def test_an_engine_on_its_own_gpu_and_tensorrt_passes_the_check(engine):
     sidecar = check_engine(engine, ORIN)
-    assert sidecar["strongly_typed"] is False and sidecar["builder_flags"] == ["FP16"]
+    assert sidecar["strongly_typed"] is True and sidecar["builder_flags"] == [] and sidecar["graph_precision"] == "fp16"
     assert sidecar["profile"]["face"]["max"] == [4, 3, 256, 256]
 
 

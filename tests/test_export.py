@@ -224,11 +224,73 @@ def test_int8_convolutions_sit_between_qdq_pairs_with_zero_points_of_0(export_di
             assert x_dq.op_type == w_dq.op_type == "DequantizeLinear", conv.name
             assert producers[x_dq.input[0]].op_type == "QuantizeLinear"
             weight, scale = initializers[w_dq.input[0]], initializers[w_dq.input[1]]
-            axis = 0 if conv.op_type == "Conv" else 1
-            assert weight.dtype == np.int8 and scale.shape == (weight.shape[axis],)  # per channel
+            assert weight.dtype == np.int8 and scale.shape == (weight.shape[0],)  # per channel, axis 0
+        fp16_types = tensor_types(load_graph(export_dir / graph_filename(stage, "fp16")))
         for conv in convs:
-            if conv.name in kept:
-                assert conv.input[1] in initializers and initializers[conv.input[1]].dtype == np.float32
+            if conv.name in kept:  # float weights, of the type the FP16 graph gives them
+                weight = conv.input[1]
+                assert weight in initializers and initializers[weight].dtype in (np.float16, np.float32)
+                assert onnx.helper.tensor_dtype_to_np_dtype(fp16_types[weight]) == initializers[weight].dtype
+
+
+def conv_transpose_weight_forms(model):
+    """``{node name: "float" | "axis N" | "per tensor"}`` for every ConvTranspose of ``model``."""
+    initializers = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    forms = {}
+    for node in model.graph.node:
+        if node.op_type != "ConvTranspose":
+            continue
+        dq = producers.get(node.input[1])
+        if dq is None or dq.op_type != "DequantizeLinear":
+            forms[node.name] = "float"
+        elif initializers[dq.input[1]].size == 1:
+            forms[node.name] = "per tensor"
+        else:
+            forms[node.name] = f"axis {next((a.i for a in dq.attribute if a.name == 'axis'), 1)}"
+    return forms
+
+
+def test_int8_deconvolutions_are_float_by_default_and_the_choice_is_in_the_manifest(export_dir, manifest):
+    forms = conv_transpose_weight_forms(load_graph(export_dir / "generator.int8.onnx"))
+    assert forms and set(forms.values()) == {"float"}
+    assert manifest["calibration"]["int8_deconv"] == "float"
+    assert manifest["graphs"]["generator"]["int8"]["int8"]["deconv"] == "float"
+
+
+def test_int8_deconvolutions_on_request_are_quantized_per_input_channel_as_tensorrt_supports(export_dir, tmp_path):
+    folder = tmp_path / "axis0"
+    shutil.copytree(export_dir, folder)
+    manifest = add_precisions(folder, ["int8"], calib_synthetic=4, int8_deconv="axis0", progress=False)
+    forms = conv_transpose_weight_forms(load_graph(folder / "generator.int8.onnx"))
+    assert forms and set(forms.values()) == {"axis 0"}   # never axis 1 (NVIDIA/TensorRT#2380)
+    assert manifest["calibration"]["int8_deconv"] == "axis0"
+    assert manifest["accuracy"]["image_psnr_db"]["int8"] >= INT8_MIN_PSNR
+
+
+def test_int8_graphs_for_strongly_typed_builds_have_fp16_scales_and_the_fp16_graphs_types(export_dir):
+    for stage in ("encoder", "generator"):
+        model = load_graph(export_dir / graph_filename(stage, "int8"))
+        assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 19
+        types = tensor_types(model)
+        qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+        assert qdq and {types[n.input[1]] for n in qdq} == {onnx.TensorProto.FLOAT16}
+        fp16_types = tensor_types(load_graph(export_dir / graph_filename(stage, "fp16")))
+        fp16_graph = {n.name: n for n in load_graph(export_dir / graph_filename(stage, "fp16")).graph.node}
+        compared = 0
+        for node in model.graph.node:   # every node of the FP16 graph keeps its output type in INT8
+            twin = fp16_graph.get(node.name)
+            if twin is not None and node.op_type == twin.op_type and node.output[0] in types:
+                assert types[node.output[0]] == fp16_types[twin.output[0]], node.name
+                compared += 1
+        assert compared > len(qdq) // 4
+
+
+def test_fp16_encoder_resizes_its_feature_maps_in_fp16(export_dir):
+    model = load_graph(export_dir / "encoder.fp16.onnx")
+    types = tensor_types(model)
+    resizes = [n for n in model.graph.node if n.op_type == "Resize"]
+    assert resizes and all(types[n.output[0]] == onnx.TensorProto.FLOAT16 for n in resizes)
 
 
 def test_int8_keeps_fir_filters_and_rgb_convolutions_in_float(manifest):
@@ -302,6 +364,8 @@ def test_unknown_precision_and_opset_are_refused_before_any_work(tmp_path):
         export_onnx("random:tiny", tmp_path, precisions=("fp32", "bf16"), progress=False)
     with pytest.raises(ExportError, match="opset 11"):
         export_onnx("random:tiny", tmp_path, opset=11, progress=False)
+    with pytest.raises(ExportError, match="TensorRT 10.x parses up to 20"):
+        export_onnx("random:tiny", tmp_path, opset=21, progress=False)
     assert not (tmp_path / "manifest.json").exists()
 
 
@@ -323,3 +387,21 @@ def test_ffhq256_export_completes_and_passes_parity(tmp_path):
     manifest = export_onnx("random:ffhq256", tmp_path, progress=False)
     assert all(manifest["graphs"][s]["fp32"]["parity"]["passed"] for s in GRAPHS)
     assert manifest["graphs"]["encoder"]["fp32"]["external_data"] == ["encoder.onnx.data"]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_tensorrt_plans_of_the_exported_graphs_build_mapping_and_mixer_fp32_and_keys_at_batch_1(export_dir, precision):
+    from anonymixer.runtime.buildplan import STANDIN_FLAGS, features, plan_build, standin
+    from anonymixer.runtime.manifest import ExportManifest
+
+    for version in STANDIN_FLAGS:
+        plans = {p.stage: p for p in plan_build(features(standin(version)), ExportManifest(export_dir), precision,
+                                                (1, 2, 8))}
+        for stage in ("mapping", "mixer"):
+            graph = load_graph(export_dir / plans[stage].graph_file)
+            assert plans[stage].graph_precision == "fp32" and "TF32" in plans[stage].cleared_flags
+            assert onnx.TensorProto.FLOAT16 not in tensor_types(graph).values()
+        key_profile = plans["mixer"].profile["w_key"]
+        assert {shape[0] for shape in key_profile} == {1}
+        assert all(p.strongly_typed and not p.builder_flags for p in plans.values())
+        assert plans["generator"].opset == (19 if precision == "int8" else 17)

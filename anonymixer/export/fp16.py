@@ -3,7 +3,8 @@
 TensorRT 11 has no FP16 builder flag: precision lives in the ONNX types. A node runs in FP16 when
 it produces a *feature map*: a 4-D float tensor of more than one pixel and more than three
 channels, plus the convolutions that read one (ToRGB, the last conv of each e4e head: most of the
-encoder's weights). Everything else stays FP32, which is where StyleGAN2 and e4e need it:
+encoder's weights) and the Resize nodes that read one (the e4e pyramid's upsampling, whose output
+size is only known at run time). Everything else stays FP32, which is where StyleGAN2 and e4e need it:
 
 - styles, their pre-normalisation and the demodulation coefficients (``(B, C)`` tensors);
 - the skip-RGB image path (bias, FIR upsampling, the ToRGB sum: 3 channels);
@@ -33,6 +34,10 @@ from ..errors import ExportError
 from .graphfile import load_graph, save_graph
 
 _CONVS = ("Conv", "ConvTranspose")
+# Ops that keep their input's channels and only move pixels: they run in FP16 when they read an FP16
+# feature map, even where shape inference cannot tell their output size (the e4e pyramid's Resize
+# takes its size from another tensor's Shape at run time).
+_PIXEL_MOVERS = ("Resize",)
 # Ops whose output type is an attribute, not their input's: they keep their FP32 typing.
 _TYPED_BY_ATTRIBUTE = {"Cast", "CastLike", "ConstantOfShape", "EyeLike", "RandomNormal", "RandomNormalLike",
                        "RandomUniform", "RandomUniformLike"}
@@ -59,7 +64,7 @@ def fp16_node_names(model: onnx.ModelProto) -> set[str]:
         outs = [pixels_and_channels(o) for o in node.output]
         spatial = bool(outs) and all(o is not None and o[0] > 1 for o in outs)
         wide = spatial and all(o is not None and o[1] > 3 for o in outs)
-        reads_hot = node.op_type in _CONVS and node.input[0] in produced_hot
+        reads_hot = node.op_type in _CONVS + _PIXEL_MOVERS and node.input[0] in produced_hot
         if (wide or reads_hot) and node.op_type not in _TYPED_BY_ATTRIBUTE:
             hot.add(node.name)
             produced_hot.update(node.output)

@@ -103,7 +103,7 @@ def describe_graph(model: onnx.ModelProto) -> dict[str, Any]:
 
 
 def graph_entry(folder: Path, files: list[str], model: onnx.ModelProto) -> dict[str, Any]:
-    """A graph's manifest entry: file, sha256, bytes, external data files, I/O, operators, node count.
+    """A graph's manifest entry: file, sha256, bytes, external data files, I/O, operators, node count, opset.
 
     ``files`` as ``save_graph`` returns them; ``model`` may be loaded without its weights.
     """
@@ -112,6 +112,7 @@ def graph_entry(folder: Path, files: list[str], model: onnx.ModelProto) -> dict[
                              "external_data": files[1:]}
     entry.update(describe_graph(model))
     entry["nodes"] = len(model.graph.node)
+    entry["opset"] = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     return entry
 
 

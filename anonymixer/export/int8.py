@@ -12,6 +12,20 @@ the arithmetic is. Kept in floating point, whatever the patterns say:
 
 ``keep_fp`` patterns keep more nodes in floating point: a node-name substring or glob
 (``/styles.1*``, ``to_rgbs``) or an op type (``ConvTranspose``).
+
+Deconvolutions (StyleGAN2's upsampling ConvTranspose) are where the Q/DQ form is in doubt.
+ONNX Runtime quantizes their weights per output channel (axis 1 of ``(C_in, C_out, k, k)``);
+TensorRT does not support that: its kernels assume per-input-channel scales, axis 0
+(NVIDIA/TensorRT#2380, maintainer's answer), axis 1 gave wrong results (#1694, advice: axis 0)
+and failed to build where C_in != C_out (#1519). So ``deconv`` chooses: ``"float"`` (default:
+kept out of INT8, so FP16 in the TensorRT form below), or ``"axis0"`` (TensorRT's form; not yet
+run on a GPU here). The choice is recorded in the manifest.
+
+The TensorRT form (``tensorrt_form``) is what ``anonymixer build`` consumes: the Q/DQ graph retyped
+like the FP16 graph (``fp16.py``), with FP16 scales (so a strongly typed build, where a
+DequantizeLinear outputs its scale's type, runs everything between the quantized convolutions in
+FP16 and keeps the FP16 graph's FP32 islands), at opset ``TENSORRT_INT8_OPSET`` (FP16 scales
+need QuantizeLinear/DequantizeLinear-19).
 """
 
 from __future__ import annotations
@@ -28,15 +42,24 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnx.version_converter
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                       quantize_static)
 
 from ..errors import ExportError
+from .fp16 import retype_fp16
 from .graphfile import load_graph, save_graph
 
 CALIB_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                  "percentile": CalibrationMethod.Percentile}
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
+DECONV_MODES = {"float": "kept in floating point (FP16 in the TensorRT form)",
+                "axis0": "INT8, weights per input channel (axis 0), the form TensorRT supports"}
+DEFAULT_DECONV = "float"
+DECONV_KEPT = ("ConvTranspose: TensorRT quantizes deconvolution weights only per input channel "
+               "(NVIDIA/TensorRT#2380); kept in float (--int8-deconv axis0 to quantize)")
+TENSORRT_INT8_OPSET = 19     # QuantizeLinear/DequantizeLinear-19 take FP16 scales
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
 def auto_keep_fp(model: onnx.ModelProto) -> dict[str, str]:
@@ -102,17 +125,27 @@ class _Feeds(CalibrationDataReader):
 
 def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], feeds: Mapping[str, np.ndarray],
                   method: str = "minmax", keep_fp: Sequence[str] = (), external_data: bool = False,
-                  on_sample: Callable[[int], object] | None = None) -> dict[str, Any]:
+                  on_sample: Callable[[int], object] | None = None, deconv: str = DEFAULT_DECONV,
+                  transform: Callable[[onnx.ModelProto], dict[str, Any]] | None = None,
+                  keep_nodes: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Write the Q/DQ INT8 version of FP32 graph ``src`` to ``dst``, calibrated on ``feeds``.
 
     ``feeds`` maps each graph input to ``(N, ...)`` float32 samples (run one at a time;
-    ``on_sample(1)`` is called for each). Returns the manifest report: method, samples, quantized
-    and kept node names (with the rule or pattern that kept each).
+    ``on_sample(1)`` is called for each). ``deconv``: a ``DECONV_MODES`` key. ``transform``
+    rewrites the quantized model in place before it is written (``tensorrt_form``) and returns
+    what it did, for the report. ``keep_nodes``: more ``{node name: reason}`` kept in float.
+    Returns the manifest report: method, samples, deconvolution
+    mode, quantized and kept node names (with the rule or pattern that kept each).
     """
     if method not in CALIB_METHODS:
         raise ExportError(f"unknown calibration method {method!r}: choose one of {', '.join(CALIB_METHODS)}")
+    if deconv not in DECONV_MODES:
+        raise ExportError(f"unknown --int8-deconv {deconv!r}: choose one of {', '.join(DECONV_MODES)}")
     model = load_graph(src, load_weights=False)
     auto = auto_keep_fp(model)
+    auto |= {name: reason for name, reason in (keep_nodes or {}).items() if name not in auto}
+    if deconv == "float":
+        auto |= {n.name: DECONV_KEPT for n in model.graph.node if n.op_type == "ConvTranspose" and n.name not in auto}
     by_pattern = {name: pattern for pattern, names in match_nodes(model, keep_fp).items() for name in names}
     convs = [n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS]
     excluded = sorted(set(auto) | set(by_pattern))
@@ -120,6 +153,9 @@ def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], feed
     options = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                "DedicatedQDQPair": True, "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
                "CalibStridedMinMax": 1}  # one sample's activations in memory at a time
+    if deconv == "axis0":   # TensorRT's axis (module docstring); ORT's quantizer would take axis 1
+        options["TensorQuantOverrides"] = {n.input[1]: [{"axis": 0}] for n in model.graph.node
+                                           if n.op_type == "ConvTranspose" and n.name not in excluded}
     with tempfile.TemporaryDirectory(prefix="anonymixer-int8-") as tmp:
         out = Path(tmp) / "model.onnx"
         try:
@@ -134,10 +170,57 @@ def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], feed
         except Exception as exc:
             raise ExportError(f"{src}: INT8 quantization failed ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-        files = save_graph(load_graph(out), Path(dst), external_data)
+        quantized = load_graph(out)
+        form = transform(quantized) if transform is not None else {}
+        files = save_graph(quantized, Path(dst), external_data)
     kept = {name: auto.get(name) or f"--keep-fp {by_pattern[name]}" for name in excluded}
     return {"method": method, "samples": reader.n, "quantized_nodes": len([c for c in convs if c not in kept]),
-            "kept_fp": kept, "files": files}
+            "deconv": deconv, "kept_fp": kept, **form, "files": files}
+
+
+def fp32_islands(model: onnx.ModelProto, fp16_nodes: set[str]) -> dict[str, str]:
+    """Convolutions that the FP16 graph keeps in FP32 (squeeze-and-excitation gates, 1-pixel maps):
+    ``{node name: reason}``. The TensorRT form keeps them out of INT8 too, so every Q/DQ pair of it
+    sits on an FP16 convolution and has FP16 scales."""
+    return {n.name: "an FP32 island of the FP16 graph (1-pixel map: squeeze-and-excitation, style head)"
+            for n in model.graph.node if n.op_type in QUANTIZED_OPS and n.name not in fp16_nodes}
+
+
+def tensorrt_form(model: onnx.ModelProto, fp16_nodes: set[str]) -> dict[str, Any]:
+    """Make Q/DQ ``model`` the TensorRT INT8 form in place (module docstring); return its report.
+
+    ``fp16_nodes``: the FP16 graph's FP16 node names (``fp16.fp16_node_names`` of the FP32 graph).
+    Those nodes, and the Q/DQ nodes that feed them, become FP16 (their scales FP16 initializers);
+    the opset is raised to at least ``TENSORRT_INT8_OPSET``. Graph inputs and outputs stay float32.
+    """
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < TENSORRT_INT8_OPSET:
+        converted = onnx.version_converter.convert_version(model, TENSORRT_INT8_OPSET)
+        model.CopyFrom(converted)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    hot = {n.name for n in model.graph.node if n.name in fp16_nodes}
+    for op in ("DequantizeLinear", "QuantizeLinear"):   # DQ first: a Q is FP16 when its DQ is
+        for node in model.graph.node:
+            if node.op_type == op and any(c.name in hot for c in consumers.get(node.output[0], [])):
+                hot.add(node.name)
+    casts = retype_fp16(model.graph, hot) if hot else 0
+    scales = scale_types(model)
+    return {"form": "tensorrt", "opset": max(opset, TENSORRT_INT8_OPSET), "fp16_nodes": len(hot),
+            "casts": casts, "scale_types": scales}
+
+
+def scale_types(model: onnx.ModelProto) -> dict[str, int]:
+    """``{"float16": n, "float": m}``: how many Q/DQ scales of each type ``model`` holds."""
+    initializers = {t.name: t.data_type for t in model.graph.initializer}
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type in QDQ_OPS and node.input[1] in initializers:
+            name = onnx.TensorProto.DataType.Name(initializers[node.input[1]]).lower()
+            counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 @contextlib.contextmanager

@@ -45,6 +45,7 @@ from .precision import add_precisions, check_calibration_options, file_table
 PARITY_TOLERANCE = 1e-5
 PARITY_SEED = 0
 MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear
+MAX_OPSET = 20  # TensorRT 10.x's ONNX parser (TensorRT 11 reads up to 25): every export must build there
 
 
 def export_onnx(model: str | ModelBundle, out_dir: str | Path, precisions: Sequence[str] = ("fp32",),
@@ -53,11 +54,11 @@ def export_onnx(model: str | ModelBundle, out_dir: str | Path, precisions: Seque
                 project_rank: int | None = None, radius_guard: bool = True,
                 calib: str | Path | None = None, calib_synthetic: int | None = None,
                 calib_method: str = "minmax", keep_fp: Sequence[str] = (), progress: bool = True,
-                external_data: bool | None = None) -> dict[str, Any]:
+                external_data: bool | None = None, int8_deconv: str = "float") -> dict[str, Any]:
     """Export encoder, mapping, mixer and generator of ``model`` (SPEC or bundle) to ``out_dir``.
 
     Writes ``<stage>.onnx`` (FP32) for every stage, then the ``fp16``/``int8`` variants asked for
-    (see ``export.precision.add_precisions`` for ``calib*``/``keep_fp``), ``accuracy.json`` when a
+    (see ``export.precision.add_precisions`` for ``calib*``/``keep_fp``/``int8_deconv``), ``accuracy.json`` when a
     reduced precision is written, and ``manifest.json``; returns the manifest (``export.layout``).
     Graph I/O: ``face (B, 3, 256, 256)``, ``z (B, D)``, ``w_real/w_key/w_prot (B, L, D)``,
     ``image (B, 3, R, R)``, all float32; the mixer's key inputs ``key_matrix (D, D)`` and
@@ -68,11 +69,12 @@ def export_onnx(model: str | ModelBundle, out_dir: str | Path, precisions: Seque
     with the numbers, so the failure can be inspected).
     """
     wanted = normalize_precisions(precisions)
-    if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
+    if not MIN_OPSET <= opset <= min(MAX_OPSET, onnx.defs.onnx_opset_version()):
         raise ExportError(f"opset {opset} is not supported: choose {MIN_OPSET} to "
-                          f"{onnx.defs.onnx_opset_version()} (default 17)")
+                          f"{min(MAX_OPSET, onnx.defs.onnx_opset_version())} (default 17; TensorRT 10.x parses "
+                          f"up to {MAX_OPSET})")
     if "int8" in wanted:
-        check_calibration_options(calib, calib_synthetic, calib_method)
+        check_calibration_options(calib, calib_synthetic, calib_method, int8_deconv)
     try:
         built = build_stage_modules(model, output_resolution, layer_mask, mixer_mode, truncation_psi,
                                     project_rank, radius_guard)
@@ -104,7 +106,7 @@ def export_onnx(model: str | ModelBundle, out_dir: str | Path, precisions: Seque
     if len(wanted) > 1:
         manifest = add_precisions(out, [p for p in wanted if p != "fp32"], calib=calib,
                                   calib_synthetic=calib_synthetic, calib_method=calib_method,
-                                  keep_fp=keep_fp, progress=progress)
+                                  keep_fp=keep_fp, progress=progress, int8_deconv=int8_deconv)
     return manifest
 
 

@@ -7,17 +7,21 @@ one precision from one set of names; graphs that have nothing to gain are writte
 =========  ==========================================  =============================================
 graph      fp16                                        int8
 =========  ==========================================  =============================================
-encoder    FP16 feature maps, FP32 islands (fp16.py)   Q/DQ convs (int8.py)
-generator  FP16 feature maps, FP32 islands (fp16.py)   Q/DQ convs, FIR and ToRGB in float (int8.py)
+encoder    FP16 feature maps, FP32 islands (fp16.py)   Q/DQ convs, the rest as in fp16 (int8.py)
+generator  FP16 feature maps, FP32 islands (fp16.py)   Q/DQ convs; FIR, ToRGB, deconvolutions as in fp16
 mapping    FP32 (no feature maps; the key path)        FP32 (2 M MAC, once per key)
 mixer      FP32 (bit-exact pass-through of w_real)     FP32 (bit-exact pass-through of w_real)
 =========  ==========================================  =============================================
+
+The INT8 graphs are derived from the FP16 graphs (``int8.tensorrt_form``: FP16 scales, the same
+FP32 islands), so that a strongly typed TensorRT build runs what is not quantized in FP16.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +32,9 @@ from ..errors import ExportError
 from ..digest import sha256_file
 from ..runtime.manifest import ExportManifest
 from .accuracy import ACCURACY_FILE, accuracy_report
-from .fp16 import convert_fp16
+from .fp16 import convert_fp16, fp16_node_names
 from .graphfile import check_graph, graph_entry, load_graph, save_graph
-from .int8 import CALIB_METHODS, match_nodes, quantize_int8
+from .int8 import CALIB_METHODS, DECONV_MODES, DEFAULT_DECONV, fp32_islands, match_nodes, quantize_int8, tensorrt_form
 from .layout import GRAPHS, MANIFEST, PRECISIONS, graph_filename, write_manifest
 
 INT8_STAGES = ("encoder", "generator")
@@ -40,7 +44,8 @@ CALIB_SEED = 1
 
 def add_precisions(folder: str | os.PathLike[str], precisions: Sequence[str], calib: str | Path | None = None,
                    calib_synthetic: int | None = None, calib_method: str = "minmax",
-                   keep_fp: Sequence[str] = (), progress: bool = True) -> dict[str, Any]:
+                   keep_fp: Sequence[str] = (), progress: bool = True,
+                   int8_deconv: str = DEFAULT_DECONV) -> dict[str, Any]:
     """Write the ``fp16``/``int8`` graphs of export folder ``folder`` and re-measure accuracy.
 
     INT8 calibrates on the aligned faces of ``calib`` (a folder) or on ``calib_synthetic`` faces
@@ -48,7 +53,8 @@ def add_precisions(folder: str | os.PathLike[str], precisions: Sequence[str], ca
     entropy, percentile); ``keep_fp`` patterns keep matching convolutions in floating point.
     Writes ``accuracy.json`` for every reduced precision present and updates ``manifest.json``;
     returns the manifest. Errors (missing or corrupt files, bad calibration folder, a pattern that
-    matches nothing) are one-line ``ExportError``s.
+    matches nothing) are one-line ``ExportError``s. ``int8_deconv``: how INT8 treats
+    deconvolutions (``int8.DECONV_MODES``), recorded in the manifest.
     """
     folder = Path(folder)
     wanted = [p for p in PRECISIONS[1:] if p in {q.strip().lower() for q in precisions}]
@@ -56,7 +62,7 @@ def add_precisions(folder: str | os.PathLike[str], precisions: Sequence[str], ca
     if unknown:
         raise ExportError(f"unknown precision {', '.join(unknown)}: choose from fp16, int8")
     if "int8" in wanted:
-        check_calibration_options(calib, calib_synthetic, calib_method)
+        check_calibration_options(calib, calib_synthetic, calib_method, int8_deconv)
     existing = ExportManifest(folder)
     # Every graph already there is checked, not only fp32: the files table is re-hashed at the end,
     # which must never bless a file that was altered before this run.
@@ -85,13 +91,18 @@ def add_precisions(folder: str | os.PathLike[str], precisions: Sequence[str], ca
                 bar.set_postfix_str(stage)
                 dst = folder / graph_filename(stage, "int8")
                 if stage in INT8_STAGES:
+                    graph = load_graph(fp32.paths[stage], load_weights=False)
+                    hot = fp16_node_names(graph)
                     report = quantize_int8(fp32.paths[stage], dst, feeds[stage], calib_method, keep_fp,
-                                           external[stage], on_sample=bar.update)
+                                           external[stage], on_sample=bar.update, deconv=int8_deconv,
+                                           transform=partial(tensorrt_form, fp16_nodes=hot),
+                                           keep_nodes=fp32_islands(graph, hot))
                 else:
                     files = save_graph(load_graph(fp32.paths[stage]), dst, external[stage])
                     report = {"files": files, "kept_fp": "whole graph (see export.precision)"}
                 _record(manifest, folder, stage, "int8", report, {"int8": _without_files(report)})
-        manifest["calibration"] = calibration.describe() | {"method": calib_method, "keep_fp": list(keep_fp)}
+        manifest["calibration"] = calibration.describe() | {"method": calib_method, "keep_fp": list(keep_fp),
+                                                             "int8_deconv": int8_deconv}
 
     present = [p for p in PRECISIONS if all(p in manifest["graphs"][s] for s in GRAPHS)]
     write_manifest(folder, manifest)  # the accuracy report reads the graphs through it
@@ -108,8 +119,11 @@ def add_precisions(folder: str | os.PathLike[str], precisions: Sequence[str], ca
     return manifest
 
 
-def check_calibration_options(calib: str | Path | None, calib_synthetic: int | None, calib_method: str) -> None:
+def check_calibration_options(calib: str | Path | None, calib_synthetic: int | None, calib_method: str,
+                              int8_deconv: str = DEFAULT_DECONV) -> None:
     """Refuse contradictory or impossible calibration options before any long work starts."""
+    if int8_deconv not in DECONV_MODES:
+        raise ExportError(f"unknown --int8-deconv {int8_deconv!r}: choose one of {', '.join(DECONV_MODES)}")
     if calib is not None and calib_synthetic is not None:
         raise ExportError("--calib DIR and --calib-synthetic N exclude each other: choose one")
     if calib_method not in CALIB_METHODS:

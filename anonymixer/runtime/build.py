@@ -3,11 +3,12 @@
     build_engines("export/ffhq", "engines/ffhq", precision="fp16", batch=(1, 1, 4),
                   timing_cache="trt.cache")
 
-Works with TensorRT 10.3 (JetPack 6.2) through 11.x: the network mode comes from
-``engines.build_plan`` (strongly typed from the FP16 / Q-DQ graphs on TensorRT >= 10.12, the
-``BuilderFlag`` path before). One optimization profile covers the batch range; a timing cache file
-is loaded before and saved after each engine, so rebuilds on the same GPU are fast. TensorRT and
-cuda-python are imported only when a build starts.
+Works with TensorRT 10.3 (JetPack 6.2) through 11.x: what each engine asks of TensorRT (typing
+mode, flags, profile) is ``buildplan.plan_build``'s, read from the installed module's own flags;
+``dry_run`` prints that plan for the installed TensorRT and for stand-ins of 10.3, 10.12 and 11.1.
+One optimization profile covers the batch range; a timing cache file is loaded before and saved
+after each engine, so rebuilds on the same GPU are fast. TensorRT and cuda-python are imported
+only when a build starts.
 """
 
 from __future__ import annotations
@@ -20,28 +21,51 @@ from typing import Any
 
 from .. import __version__
 from ..atomic import prepare_folder, write_bytes, write_json
-from ..errors import EngineError
+from ..errors import AnonymixerError, EngineError
 from ..export.layout import GRAPHS, write_manifest
+from .buildplan import STANDIN_FLAGS, STANDIN_NOTES, GraphPlan, describe_build, features, plan_build, standin
 from .cuda import device_info
-from .engines import (BuildPlan, EngineTarget, build_plan, engine_filename, engine_manifest, make_sidecar, parse_batch,
-                      profile_shapes, require_tensorrt, sidecar_path)
+from .engines import (EngineTarget, engine_filename, engine_manifest, make_sidecar, parse_batch, require_tensorrt,
+                      sidecar_path)
 from ..digest import sha256_file
 from ..codestats import STATS_FILE
-from .manifest import ExportManifest, GraphEntry
+from .manifest import ExportManifest
 
 log = logging.getLogger("anonymixer.build")
-FP32_FALLBACK_STAGES = ("mapping", "mixer")
 
 
-def network_flags(creation_flags: Any, plan: BuildPlan) -> int:
-    """``create_network`` flags for ``plan``; ``creation_flags`` is ``trt.NetworkDefinitionCreationFlag``.
+def network_flags(creation_flags: Any, plan: GraphPlan) -> int:
+    """``create_network`` flags for ``plan``; ``creation_flags`` is ``trt.NetworkDefinitionCreationFlag``."""
+    bits = 0
+    for name in plan.network_flags:
+        flag = getattr(creation_flags, name, None)
+        if flag is not None:
+            bits |= 1 << int(flag)
+    return bits
 
-    TensorRT 11 makes every network strongly typed and may drop the flag: then no flag is needed.
+
+def dry_run(onnx_dir: str | os.PathLike[str], precision: str = "fp16", batch: str | Sequence[int] = (1, 1, 8),
+            stages: Sequence[str] = GRAPHS) -> list[str]:
+    """The build plan of ``onnx_dir`` for the installed TensorRT (if any) and each stand-in version.
+
+    Nothing is built and no GPU is needed; the graphs' files are checked against the manifest.
     """
-    if not plan.strongly_typed:
-        return 0
-    flag = getattr(creation_flags, "STRONGLY_TYPED", None)
-    return 0 if flag is None else 1 << int(flag)
+    manifest = ExportManifest(onnx_dir)
+    wanted = parse_batch(batch)
+    lines = [f"build plan for {manifest.folder} at --precision {precision}, batch {','.join(map(str, wanted))} "
+             "(dry run: nothing built)"]
+    try:
+        require_tensorrt()
+        import tensorrt as trt
+
+        installed: list[tuple[Any, str]] = [(trt, "installed")]
+    except AnonymixerError as exc:
+        installed = []
+        lines.append(f"(no TensorRT here: {exc}; showing stand-ins only)")
+    for module, note in installed + [(standin(v), f"stand-in: {STANDIN_NOTES[v]}") for v in STANDIN_FLAGS]:
+        found = features(module)
+        lines += describe_build(found, plan_build(found, manifest, precision, wanted, stages), note)
+    return lines
 
 
 def parser_failure(path: Path, version: str, errors: Sequence[str]) -> EngineError:
@@ -52,13 +76,6 @@ def parser_failure(path: Path, version: str, errors: Sequence[str]) -> EngineErr
                        "check that it was exported by this anonymixer (`anonymixer export`)")
 
 
-def graph_for(manifest: ExportManifest, stage: str, precision: str) -> GraphEntry:
-    """The graph to build for ``stage``: mapping and mixer may exist in fp32 only."""
-    if stage in FP32_FALLBACK_STAGES and precision not in manifest.precisions(stage):
-        return manifest.graph(stage, "fp32")
-    return manifest.graph(stage, precision)
-
-
 def build_engines(onnx_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], precision: str = "fp16",
                   batch: str | Sequence[int] = (1, 1, 8), workspace_mb: int = 4096,
                   timing_cache: str | os.PathLike[str] | None = None, stages: Sequence[str] = GRAPHS,
@@ -66,14 +83,17 @@ def build_engines(onnx_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
     """Build one engine per graph of ``onnx_dir`` into ``out_dir``; return the engine paths.
 
     ``batch``: ``(min, opt, max)`` faces per call for the optimization profile (the mixer's key
-    material has no batch axis: fixed shapes). ``workspace_mb``: TensorRT's workspace memory pool limit. ``timing_cache``: a file
-    reused across builds (created if missing).
+    material has no batch axis: fixed shapes). ``workspace_mb``: TensorRT's workspace memory pool
+    limit. ``timing_cache``: a file reused across builds (created if missing). The plan of every
+    engine is ``buildplan.plan_build``'s (mapping and mixer FP32 whatever ``precision`` says).
     """
     say = report or log.info
     manifest = ExportManifest(onnx_dir)
     batch = parse_batch(batch)
     version = require_tensorrt()
     import tensorrt as trt
+
+    plans = plan_build(features(trt), manifest, precision, batch, stages)   # refuses bad opsets before the GPU
 
     gpu = device_info(device_id)
     target = EngineTarget(tensorrt_version=version, gpu_name=gpu.name, compute_capability=gpu.compute_capability)
@@ -84,11 +104,11 @@ def build_engines(onnx_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     written: list[Path] = []
-    for stage in stages:
-        graph = graph_for(manifest, stage, precision)
+    for plan in plans:
+        stage = plan.stage
+        graph = manifest.graph(stage, plan.graph_precision)
         graph.verify()
-        plan = build_plan(version, graph.precision)
-        say(f"building {stage} ({graph.path.name}, {plan.describe()}) on {gpu.name} ...")
+        say(f"building {stage} ({plan.describe()}) on {gpu.name} ...")
         network = builder.create_network(network_flags(trt.NetworkDefinitionCreationFlag, plan))
         parser = trt.OnnxParser(network, logger)
         if not parser.parse_from_file(str(graph.path)):
@@ -97,12 +117,16 @@ def build_engines(onnx_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
         for flag in plan.builder_flags:
             config.set_flag(getattr(trt.BuilderFlag, flag))
+        for flag in plan.cleared_flags:
+            config.clear_flag(getattr(trt.BuilderFlag, flag))
         if not config.set_timing_cache(config.create_timing_cache(cache_bytes), False):
             log.warning("timing cache %s does not match this GPU/TensorRT; starting a new one", cache_file)
             config.set_timing_cache(config.create_timing_cache(b""), False)
-        inputs = [network.get_input(i) for i in range(network.num_inputs)]
-        specs = [{"name": t.name, "shape": [t.shape[i] for i in range(len(t.shape))]} for t in inputs]
-        shapes = profile_shapes(specs, batch, str(graph.path))
+        shapes = plan.profile
+        parsed = sorted(network.get_input(i).name for i in range(network.num_inputs))
+        if parsed != sorted(shapes):
+            raise EngineError(f"{graph.path}: TensorRT sees inputs {parsed}, the manifest lists {sorted(shapes)}; "
+                              "re-export with `anonymixer export`")
         profile = builder.create_optimization_profile()
         for name, (low, opt, high) in shapes.items():
             profile.set_shape(name, trt.Dims(list(low)), trt.Dims(list(opt)), trt.Dims(list(high)))

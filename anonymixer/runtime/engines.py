@@ -27,7 +27,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import EngineError, ExportError
 from ..export.layout import ENGINE_FOLDER, GRAPHS, MANIFEST, PRECISIONS
@@ -35,11 +35,11 @@ from ..digest import sha256_file
 from ..codestats import STATS_FILE
 from ..keymaterial import KEY_INPUTS   # the mixer's key material: fixed shapes, no batch axis
 
+if TYPE_CHECKING:
+    from .buildplan import GraphPlan
+
 SIDECAR_FORMAT = "anonymixer-engine"
-SIDECAR_VERSION = 1
-# TensorRT 10.12 deprecated weakly typed networks and BuilderFlag.FP16/INT8 (TensorRT 11 removed
-# them): from there on, precision comes from the ONNX graph itself (strongly typed network).
-STRONGLY_TYPED_FROM = (10, 12)
+SIDECAR_VERSION = 2
 INSTALL_TRT = "pip install 'anonymixer[trt]' (JetPack ships TensorRT already)"
 
 
@@ -81,33 +81,6 @@ def require_tensorrt() -> str:
     if not isinstance(version, str):
         raise EngineError(f"the installed tensorrt package has no version (broken install?): {INSTALL_TRT}")
     return version
-
-
-@dataclass(frozen=True)
-class BuildPlan:
-    """How to turn one ONNX graph into a TensorRT network."""
-
-    strongly_typed: bool              # NetworkDefinitionCreationFlag.STRONGLY_TYPED
-    builder_flags: tuple[str, ...]    # names of BuilderFlag members to set (legacy TensorRT only)
-
-    def describe(self) -> str:
-        flags = ", ".join(f"BuilderFlag.{f}" for f in self.builder_flags)
-        return "strongly typed" if self.strongly_typed else f"weakly typed with {flags or 'no flags'}"
-
-
-def build_plan(tensorrt_version: str, precision: str) -> BuildPlan:
-    """The network mode for ``precision`` on this TensorRT.
-
-    TensorRT >= 10.12: strongly typed; the FP16 graph (FP32 islands included) and the INT8 Q/DQ
-    graph carry their own types. Older TensorRT (JetPack 6.2 ships 10.3): the classic weakly typed
-    path with ``BuilderFlag.FP16`` (and ``INT8`` for Q/DQ graphs), which those versions tune best.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    if parse_version(tensorrt_version)[:2] >= STRONGLY_TYPED_FROM:
-        return BuildPlan(strongly_typed=True, builder_flags=())
-    flags = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8", "FP16")}[precision]
-    return BuildPlan(strongly_typed=False, builder_flags=flags)
 
 
 def parse_batch(text: str | Sequence[int]) -> tuple[int, int, int]:
@@ -171,7 +144,7 @@ class EngineTarget:
     compute_capability: str           # "8.7"
 
 
-def make_sidecar(stage: str, precision: str, target: EngineTarget, plan: BuildPlan,
+def make_sidecar(stage: str, precision: str, target: EngineTarget, plan: "GraphPlan",
                  profile: dict[str, tuple[Shape, Shape, Shape]], onnx_file: Path, onnx_sha256: str,
                  engine_sha256: str, engine_bytes: int, onnx_dir: Path, batch: Sequence[int],
                  anonymixer_version: str) -> dict[str, Any]:
@@ -182,6 +155,7 @@ def make_sidecar(stage: str, precision: str, target: EngineTarget, plan: BuildPl
         "tensorrt_version": target.tensorrt_version, "gpu_name": target.gpu_name,
         "compute_capability": target.compute_capability,
         "network": plan.describe(), "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.builder_flags),
+        "cleared_flags": list(plan.cleared_flags), "graph_precision": plan.graph_precision,
         "profile": {name: {"min": list(s[0]), "opt": list(s[1]), "max": list(s[2])} for name, s in profile.items()},
         "batch": list(batch),
         "onnx": {"dir": str(onnx_dir), "file": onnx_file.name, "sha256": onnx_sha256},
