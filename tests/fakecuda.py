@@ -134,3 +134,145 @@ class CapturingCudart(FakeCudart):
             self.capturing.append(work)
         else:
             work()
+
+
+class FakePyCudaDriver:
+    """A stand-in for ``pycuda.driver`` in host memory: the calls the PyCUDA binding makes, checked.
+
+    ``mem_alloc`` returns an allocation whose ``int()`` is its address; ``pagelocked_empty`` a NumPy
+    array whose ``.base`` can be freed; async copies happen at once and are logged with the stream.
+    """
+
+    class event_flags:
+        DISABLE_TIMING = 2
+
+    class Error(Exception):
+        pass
+
+    def __init__(self):
+        import numpy as np
+
+        self.np = np
+        self.blocks = {}
+        self.log = []
+        self.contexts = []
+        self.initialised = False
+        driver = self
+
+        class Allocation:
+            def __init__(self, nbytes):
+                self.buffer = ctypes.create_string_buffer(nbytes)
+                driver.blocks[ctypes.addressof(self.buffer)] = self.buffer
+
+            def __int__(self):
+                return ctypes.addressof(self.buffer)
+
+            def free(self):
+                del driver.blocks[int(self)]
+
+        class HostAllocation(bytearray):
+            """Page-locked memory: the ``.base`` of the array ``pagelocked_empty`` returns."""
+
+            def free(self):
+                del driver.blocks[np.ndarray((1,), np.uint8, buffer=self).ctypes.data]
+
+        class Stream:
+            handles = itertools.count(100)
+
+            def __init__(self, flags=0):
+                self.flags, self.handle = flags, next(Stream.handles)
+
+            def synchronize(self):
+                driver.log.append(("sync", self.handle))
+
+            def wait_for_event(self, event):
+                driver.log.append(("wait", self.handle, event))
+
+        class Event:
+            def __init__(self, flags=0):
+                self.flags = flags
+
+            def record(self, stream):
+                driver.log.append(("record", self, stream.handle))
+
+            def synchronize(self):
+                pass
+
+            def query(self):
+                return True
+
+            def time_since(self, start):
+                return 0.5
+
+        class Context:
+            def __init__(self, index):
+                self.index = index
+
+            def push(self):
+                driver.contexts.append(self.index)
+
+            def pop(self):
+                driver.contexts.pop()
+
+        class Device:
+            def __init__(self, index):
+                if index >= 1:
+                    raise FakePyCudaDriver.Error(f"invalid device ordinal {index}")
+                self.index = index
+
+            @staticmethod
+            def count():
+                return 1
+
+            def name(self):
+                return "Fake Orin"
+
+            def compute_capability(self):
+                return (8, 7)
+
+            def total_memory(self):
+                return 8 << 30
+
+            def retain_primary_context(self):
+                return Context(self.index)
+
+        self.Allocation, self.HostAllocation = Allocation, HostAllocation
+        self.Stream, self.Event, self.Device = Stream, Event, Device
+
+    def init(self):
+        self.initialised = True
+
+    def get_driver_version(self):
+        return 12060
+
+    def get_version(self):
+        return (12, 6, 0)
+
+    def mem_alloc(self, nbytes):
+        assert self.contexts, "PyCUDA needs a current context before allocating"
+        return self.Allocation(nbytes)
+
+    def pagelocked_empty(self, shape, dtype):
+        assert self.contexts, "PyCUDA needs a current context before allocating"
+        allocation = self.HostAllocation(int(shape[0]) * self.np.dtype(dtype).itemsize)
+        array = self.np.ndarray(shape, dtype, buffer=allocation)
+        self.blocks[array.ctypes.data] = array
+        return array
+
+    def _inside(self, ptr, nbytes):
+        return any(start <= ptr and ptr + nbytes <= start + len(buf) for start, buf in self.blocks.items())
+
+    def memcpy_htod_async(self, dest, src, stream):
+        assert self._inside(dest, src.nbytes), "copy outside an allocation"
+        ctypes.memmove(dest, src.ctypes.data, src.nbytes)
+        self.log.append(("htod", src.nbytes, stream.handle))
+
+    def memcpy_dtoh_async(self, dest, src, stream):
+        assert self._inside(src, dest.nbytes), "copy outside an allocation"
+        ctypes.memmove(dest.ctypes.data, src, dest.nbytes)
+        self.log.append(("dtoh", dest.nbytes, stream.handle))
+
+    def memcpy_dtod_async(self, dest, src, size, stream):
+        assert self._inside(dest, size) and self._inside(src, size), "copy outside an allocation"
+        ctypes.memmove(dest, src, size)
+        self.log.append(("dtod", size, stream.handle))

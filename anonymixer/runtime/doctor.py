@@ -17,7 +17,10 @@ PIP_TORCH = "pip install torch==2.13.0 (or your platform's build: Jetson images 
 PIP_ORT = "pip install onnxruntime"
 PIP_ORT_GPU = "pip uninstall -y onnxruntime && pip install 'anonymixer[gpu]' (onnxruntime-gpu)"
 PIP_TRT = "pip install 'anonymixer[trt]' (tensorrt + cuda-python; on Jetson TensorRT comes with JetPack)"
-PIP_CUDA_PYTHON = "pip install cuda-python (also in 'anonymixer[trt]')"
+PIP_CUDA_PYTHON = "pip install cuda-python (also in 'anonymixer[trt]'; PyCUDA works too, without CUDA graphs)"
+# cuda-python's major version is the CUDA runtime it links: the driver must support that CUDA.
+PIN_CUDA_PYTHON = {12: "pip install 'cuda-python>=12.6,<13' (JetPack 6: CUDA 12.6)",
+                   13: "pip install 'cuda-python>=13,<14' (a driver for CUDA 13: R580 or newer)"}
 NEED_DRIVER = "an NVIDIA GPU with its driver (nvidia-smi must work)"
 
 
@@ -38,6 +41,7 @@ class Findings:
     has_tensorrt: bool
     has_cuda: bool                  # a CUDA driver and at least one device
     backends: list[Backend]
+    warnings: list[str] = field(default_factory=list)   # mismatched pairs, with the pip line that mends them
 
 
 def _version(distribution: str) -> str | None:
@@ -47,25 +51,67 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+def cuda_pair_warnings(cuda_python: str | None, driver: str | None, tensorrt_cuda: int | None) -> list[str]:
+    """Warnings for a cuda-python that the driver cannot run, or that differs from TensorRT's CUDA.
+
+    ``cuda_python``: its version (``"13.0.1"``); ``driver``: the CUDA version the driver supports
+    (``"12.6"``); ``tensorrt_cuda``: the CUDA major of the TensorRT wheel (``tensorrt-cu12`` -> 12).
+    cuda-python 13 links the CUDA 13 runtime, which a CUDA 12 driver (JetPack 6.2: 12.6) cannot
+    load; a TensorRT built for another CUDA major than cuda-python's means two runtimes in one process.
+    """
+    warnings: list[str] = []
+    major = _major(cuda_python)
+    if major is None:
+        return warnings
+    driver_major = _major(driver)
+    if driver_major is not None and driver_major < major:
+        warnings.append(f"cuda-python {cuda_python} needs a driver for CUDA {major}, but this driver supports "
+                        f"CUDA {driver}: {PIN_CUDA_PYTHON.get(driver_major, PIN_CUDA_PYTHON[12])}")
+    if tensorrt_cuda is not None and tensorrt_cuda != major:
+        warnings.append(f"TensorRT here is built for CUDA {tensorrt_cuda} but cuda-python {cuda_python} is for "
+                        f"CUDA {major}: {PIN_CUDA_PYTHON.get(tensorrt_cuda, PIN_CUDA_PYTHON[12])}")
+    return warnings
+
+
+def _major(version: str | None) -> int | None:
+    head = (version or "").split(".")[0]
+    return int(head) if head.isdigit() else None
+
+
+def _tensorrt_cuda() -> int | None:
+    """The CUDA major of the installed TensorRT wheel (``tensorrt-cu12``/``-cu13``); None for JetPack's."""
+    for major in (13, 12, 11):
+        if _version(f"tensorrt-cu{major}") or _version(f"tensorrt_cu{major}_libs"):
+            return major
+    return None
+
+
 def _probe_cuda(versions: dict[str, str], gpu: dict[str, str]) -> bool:
-    """CUDA driver/runtime and GPU through cuda-python; fills ``versions``/``gpu``; True with a device."""
+    """CUDA driver/runtime and GPU through the binding in use; fills ``versions``/``gpu``; True with a device."""
     from ..errors import AnonymixerError
-    from .cuda import cudart, device_info, version_text
+    from .cuda import binding, device_info, version_text
 
     cuda_python = _version("cuda-python") or _version("cuda-bindings")
-    if cuda_python is None:
-        versions["cuda-python"] = f"absent ({PIP_CUDA_PYTHON})"
-        versions["CUDA driver"] = "unknown (needs cuda-python to ask)"
-        return False
-    versions["cuda-python"] = cuda_python
+    pycuda = _version("pycuda")
+    versions["cuda-python"] = cuda_python or f"absent ({PIP_CUDA_PYTHON})"
+    if pycuda:
+        versions["PyCUDA"] = pycuda
     try:
-        rt = cudart()
-        driver = int(rt.cudaDriverGetVersion()[1] or 0)
-        err, runtime = rt.cudaRuntimeGetVersion()
-        versions["CUDA runtime"] = version_text(int(runtime)) if int(err) == 0 else f"unavailable ({err.name})"
-    except Exception as exc:  # a broken cuda-python install is a finding too
-        versions["CUDA driver"] = f"unknown (cuda-python failed: {type(exc).__name__}: {exc})"
+        cuda = binding()
+        versions["CUDA binding"] = cuda.name + (" (preferred: NVIDIA's, with CUDA graphs)" if cuda.has_graphs
+                                                else " (fallback: no CUDA graphs; cuda-python is preferred)")
+    except AnonymixerError as exc:
+        versions["CUDA binding"] = f"none ({exc})"
+        versions["CUDA driver"] = "unknown (needs cuda-python or PyCUDA to ask)"
         return False
+    except Exception as exc:  # a broken install is a finding too
+        versions["CUDA driver"] = f"unknown (the CUDA binding failed: {type(exc).__name__}: {exc})"
+        return False
+    try:
+        versions["CUDA runtime"] = version_text(cuda.runtime_version())
+    except Exception as exc:
+        versions["CUDA runtime"] = f"unavailable ({exc})"
+    driver = cuda.driver_version()
     if driver == 0:
         versions["CUDA driver"] = f"absent (no NVIDIA driver on this machine; needs {NEED_DRIVER})"
         return False
@@ -122,6 +168,9 @@ def collect() -> Findings:
     has_torch, torch_cuda = _probe_torch(versions)
     has_trt = _probe_tensorrt(versions)
     has_cuda = _probe_cuda(versions, gpu)
+    driver = versions.get("CUDA driver", "")
+    warnings = cuda_pair_warnings(_version("cuda-python") or _version("cuda-bindings"),
+                                  driver.split(";")[0] if driver[:1].isdigit() else None, _tensorrt_cuda())
 
     backends = [
         Backend("torch", has_torch, ("CPU" + (" and CUDA" if torch_cuda else "")) if has_torch else "",
@@ -134,12 +183,13 @@ def collect() -> Findings:
         missing.append(f"a CUDA driver and GPU ({NEED_DRIVER})")
     backends.append(Backend("ort-cuda", not missing, "CUDA (IO binding)" if not missing else "", missing))
     missing = [] if has_trt else [f"TensorRT ({PIP_TRT})"]
-    if versions["cuda-python"].startswith("absent"):
+    if versions["cuda-python"].startswith("absent") and "PyCUDA" not in versions:
         missing.append(f"cuda-python ({PIP_CUDA_PYTHON})")
     if not has_cuda:
         missing.append(f"a CUDA driver and GPU ({NEED_DRIVER})")
     backends.append(Backend("trt", not missing, f"TensorRT {versions['TensorRT']}" if not missing else "", missing))
-    return Findings(versions=versions, gpu=gpu, has_tensorrt=has_trt, has_cuda=has_cuda, backends=backends)
+    return Findings(versions=versions, gpu=gpu, has_tensorrt=has_trt, has_cuda=has_cuda, backends=backends,
+                    warnings=warnings)
 
 
 def report(findings: Findings) -> list[str]:
@@ -157,6 +207,7 @@ def report(findings: Findings) -> list[str]:
         else:
             lines.append(f"  {backend.name:<9} NOT usable; missing:")
             lines.extend(f"    - {item}" for item in backend.missing)
+    lines.extend(f"WARNING: {line}" for line in findings.warnings)
     absent = [name for name, present in (("TensorRT", findings.has_tensorrt), ("CUDA", findings.has_cuda))
               if not present]
     if absent:

@@ -1,4 +1,4 @@
-"""The TensorRT backend: one engine per graph, driven with cuda-python (``cuda.bindings``).
+"""The TensorRT backend: one engine per graph, driven through ``runtime.cuda`` (cuda-python, or PyCUDA).
 
     backend = TrtBackend("engines/ffhq")                 # a folder from `anonymixer build`
 
@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import BackendError, EngineError, EngineIntegrityError
 from ..export.layout import ENGINE_FOLDER, MANIFEST, PRECISIONS
 from .base import FRAME_STAGES, STAGE_IO, ModelInfo
-from .cuda import CudaGraph, DeviceBuffer, PinnedBuffer, Stream, copy_async, device_info, set_device
+from .cuda import CudaGraph, DeviceBuffer, PinnedBuffer, Stream, binding, copy_async, device_info, set_device
 from .engines import (KEY_INPUTS, EngineTarget, check_engine, engine_filename, rebuild_command, require_tensorrt,
                       sidecar_path)
 from .manifest import ExportManifest
@@ -196,6 +196,9 @@ class TrtBackend:
         self._verify(manifest)
         target = current_target(device_id)
         set_device(device_id)
+        if cuda_graphs and not binding().has_graphs:
+            raise BackendError(f"CUDA graphs need cuda-python; this machine runs {binding().name}: "
+                               "drop cuda_graphs, or pip install cuda-python")
         import tensorrt as trt
 
         self.logger = trt.Logger(trt.Logger.WARNING)
