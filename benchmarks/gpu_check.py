@@ -1,6 +1,7 @@
 """GPU check: the torch-CUDA backend and the cuda-python buffer/stream code, against the CPU reference.
 
     python benchmarks/gpu_check.py [--model random:ffhq256] [--batch 4] [--frames 16]
+    python benchmarks/gpu_check.py --trt      # TensorRT engines vs ONNX Runtime (benchmarks/trt_check.py)
 
 Needs PyTorch with CUDA and cuda-python (no TensorRT, no onnxruntime-gpu). It checks, on the GPU:
 1. the torch backend on CUDA against the torch backend on the CPU (TF32 off, so both are fp32);
@@ -130,7 +131,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="random:ffhq256", help="model SPEC (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=4, help="faces per frame (default: %(default)s)")
     parser.add_argument("--frames", type=int, default=16, help="frames per throughput run (default: %(default)s)")
+    parser.add_argument("--trt", action="store_true",
+                        help="instead: build tiny and ffhq256 TensorRT engines at fp32/fp16/int8, compare them with "
+                             "ONNX Runtime (PSNR), time them, append the table to benchmarks/RESULTS.md")
+    parser.add_argument("--models", default="random:tiny,random:ffhq256", help="--trt: models (default: %(default)s)")
+    parser.add_argument("--calib-synthetic", type=int, default=8, help="--trt: INT8 calibration faces (default: 8)")
+    parser.add_argument("--no-write", action="store_true", help="--trt: print the table, leave RESULTS.md alone")
     args = parser.parse_args(argv)
+    if args.trt:
+        from trt_check import run_trt_check
+
+        results = Path(__file__).resolve().parent / "RESULTS.md"
+        return run_trt_check([m.strip() for m in args.models.split(",") if m.strip()], args.batch,
+                             args.calib_synthetic, None if args.no_write else results)
     try:
         import torch
     except ImportError:

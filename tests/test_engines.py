@@ -272,3 +272,14 @@ def test_gpu_check_says_there_is_no_cuda_device_and_exits_cleanly():
                             text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "no CUDA device" in result.stdout
+
+
+@pytest.mark.skipif(real_tensorrt_installed(), reason="TensorRT is installed here")
+def test_gpu_check_trt_says_there_is_nothing_to_check_without_tensorrt_and_leaves_results_alone():
+    results = REPO / "benchmarks" / "RESULTS.md"
+    before = results.read_bytes()
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--trt"], capture_output=True,
+                            text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "nothing to check" in result.stdout and "TensorRT is not installed" in result.stdout
+    assert results.read_bytes() == before

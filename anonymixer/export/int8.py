@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import onnx.version_converter
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                       quantize_static)
@@ -206,10 +207,14 @@ def tensorrt_form(model: onnx.ModelProto, fp16_nodes: set[str]) -> dict[str, Any
         for node in model.graph.node:
             if node.op_type == op and any(c.name in hot for c in consumers.get(node.output[0], [])):
                 hot.add(node.name)
+    initializers = {t.name: t for t in model.graph.initializer}
+    scale_names = {n.input[1] for n in model.graph.node if n.name in hot and n.op_type in QDQ_OPS}
+    # FP16 holds scales below 2**-14 only as subnormals (fewer significant bits): count them for the manifest.
+    tiny = sum(int((np.abs(onnx.numpy_helper.to_array(initializers[name])) < 2.0 ** -14).sum())
+               for name in scale_names if name in initializers)
     casts = retype_fp16(model.graph, hot) if hot else 0
-    scales = scale_types(model)
     return {"form": "tensorrt", "opset": max(opset, TENSORRT_INT8_OPSET), "fp16_nodes": len(hot),
-            "casts": casts, "scale_types": scales}
+            "casts": casts, "scale_types": scale_types(model), "fp16_subnormal_scales": tiny}
 
 
 def scale_types(model: onnx.ModelProto) -> dict[str, int]:

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
 SIDECAR_FORMAT = "anonymixer-engine"
 SIDECAR_VERSION = 2
-INSTALL_TRT = "pip install 'anonymixer[trt]' (JetPack ships TensorRT already)"
+INSTALL_TRT = ("pip install 'anonymixer[trt]' ([trt-cu12] or [trt-cu13] to match the driver; "
+               "JetPack ships TensorRT already: [jetson])")
 
 
 def engine_filename(stage: str, precision: str) -> str:
