@@ -23,19 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from anonymixer.export.accuracy import psnr
+from anonymixer.export.graphfile import relative_error
+
 PRECISIONS = ("fp32", "fp16", "int8")
 # Bounds a healthy engine meets (FP16/INT8 against the same-precision graph on ONNX Runtime CPU).
 MIN_PSNR_SAME_GRAPH = {"fp32": 60.0, "fp16": 45.0, "int8": 30.0}
 MAX_MAPPING_RELATIVE_ERROR = 1e-5
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((np.clip(a, -1, 1) - np.clip(b, -1, 1)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
-
-
-def relative_error(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / max(float(np.linalg.norm(b)), 1e-12))
 
 
 def mean_ms(run: Any, repeats: int) -> float:
