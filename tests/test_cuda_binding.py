@@ -80,6 +80,9 @@ def test_pycuda_round_trip_through_pinned_and_device_buffers_on_a_stream(pycuda)
     assert {entry[2] for entry in pycuda.log if entry[0] in ("htod", "dtod", "dtoh")} == {stream.handle}
     assert end.event.flags == FakePyCudaDriver.event_flags.DISABLE_TIMING and start.event.flags == 0
     assert pycuda.contexts == [0]          # the primary context of device 0, pushed once
+    host_out.view(data.shape)[...] = 0
+    copy_async(host_out, host_in, data.nbytes, stream)    # host to host: after the stream's work
+    assert np.array_equal(host_out.view(data.shape), data) and pycuda.log[-1] == ("sync", stream.handle)
     for buffer in (host_in, host_out, dev_a, dev_b):
         buffer.free()
     assert pycuda.blocks == {}

@@ -277,11 +277,11 @@ class PyCuda:
             self._call(d.memcpy_htod_async, dst.ptr, src.bytes[:nbytes], stream)
         elif isinstance(src, DeviceBuffer) and isinstance(dst, PinnedBuffer):
             self._call(d.memcpy_dtoh_async, dst.bytes[:nbytes], src.ptr, stream)
-        elif isinstance(src, DeviceBuffer) and isinstance(dst, DeviceBuffer):
-            self._call(d.memcpy_dtod_async, dst.ptr, src.ptr, nbytes, stream)
-        else:   # host to host: ordered after the stream's work, like cudaMemcpyAsync would be
-            self.stream_synchronize(stream)
+        elif isinstance(src, PinnedBuffer) and isinstance(dst, PinnedBuffer):
+            self.stream_synchronize(stream)   # host to host, ordered after the stream's work like cudaMemcpyAsync
             dst.bytes[:nbytes] = src.bytes[:nbytes]
+        else:
+            self._call(d.memcpy_dtod_async, dst.ptr, src.ptr, nbytes, stream)
 
     def stream_create(self) -> tuple[Any, int]:
         self._ensure_context()
