@@ -41,7 +41,9 @@ def mean_ms(run: Any, repeats: int) -> float:
 
 
 def check_model(spec: str, work: Path, batch: int, calib: int, checks: dict[str, bool]) -> list[dict[str, Any]]:
-    from anonymixer.calibration import GraphSet
+    from anonymixer.calibration import GraphSet, stage_feeds
+    from anonymixer.calibration.data import resize_faces
+    from anonymixer.keymaterial import KEY_INPUTS
     from anonymixer.export.onnx import export_onnx
     from anonymixer.runtime.build import build_engines
     from anonymixer.runtime.trt import TrtBackend
@@ -53,20 +55,20 @@ def check_model(spec: str, work: Path, batch: int, calib: int, checks: dict[str,
     layers = [i for i in range(int(manifest["n_latent"])) if i not in set(manifest["layer_mask"])]
     rng = np.random.default_rng(0)
     fp32 = GraphSet(onnx_dir, "fp32")
-    z = rng.standard_normal((batch + 1, int(manifest["style_dim"]))).astype(np.float32)
-    w = fp32.run("mapping", {"z": z})
-    from anonymixer.calibration.data import resize_faces
-
-    faces = resize_faces(fp32.run("generator", {"w_prot": w[1:]}), int(manifest["input_size"]))
-    w_key = w[:1]
+    z = rng.standard_normal((batch, int(manifest["style_dim"]))).astype(np.float32)
+    faces = resize_faces(fp32.run("generator", {"w_prot": fp32.run("mapping", {"z": z})}),
+                         int(manifest["input_size"]))
+    feeds = stage_feeds(fp32, faces)          # one test key's material, in the folder's mixer mode
+    key = {name: feeds["mixer"][name] for name in KEY_INPUTS}
+    w_key = fp32.run("mapping", {"z": z[:1]})
     reference = {"fp32": fp32}
     rows = []
     for precision in PRECISIONS:
         graphs = reference.setdefault(precision, GraphSet(onnx_dir, precision))
         ort_w_real = graphs.run("encoder", {"face": faces})
-        ort_image = graphs.run("generator", {"w_prot": graphs.run("mixer", {"w_real": ort_w_real, "w_key": w_key})})
+        ort_image = graphs.run("generator", {"w_prot": graphs.run("mixer", {"w_real": ort_w_real, **key})})
         fp32_image = fp32.run("generator", {"w_prot": fp32.run("mixer", {"w_real": fp32.run("encoder", {"face": faces}),
-                                                                          "w_key": w_key})})
+                                                                          **key})})
         engines = work / f"{onnx_dir.name}-engines-{precision}"
         start = time.perf_counter()
         build_engines(onnx_dir, engines, precision=precision, batch=(1, batch, batch),
@@ -75,16 +77,16 @@ def check_model(spec: str, work: Path, batch: int, calib: int, checks: dict[str,
         with TrtBackend(engines, precision=precision) as backend:
             stage = backend.stage
             w_real = stage("encoder").run({"face": faces})["w_real"]
-            w_prot = stage("mixer").run({"w_real": w_real, "w_key": w_key})["w_prot"]
+            w_prot = stage("mixer").run({"w_real": w_real, **key})["w_prot"]
             image = stage("generator").run({"w_prot": w_prot})["image"]
             code = stage("mapping").run({"z": z[:1]})["w_key"]
             copied = bool(np.array_equal(w_prot[:, layers], w_real[:, layers]))
             mapping_error = relative_error(code, w_key)
             latency = {s: mean_ms(lambda s=s, f=f: stage(s).run(f), 10) for s, f in (
-                ("encoder", {"face": faces[:1]}), ("mixer", {"w_real": w_real[:1], "w_key": w_key}),
+                ("encoder", {"face": faces[:1]}), ("mixer", {"w_real": w_real[:1], **key}),
                 ("generator", {"w_prot": w_prot[:1]}))}
             frame_ms = mean_ms(lambda: stage("generator").run({"w_prot": stage("mixer").run(
-                {"w_real": stage("encoder").run({"face": faces})["w_real"], "w_key": w_key})["w_prot"]}), 5)
+                {"w_real": stage("encoder").run({"face": faces})["w_real"], **key})["w_prot"]}), 5)
         same, vs_fp32 = psnr(image, ort_image), psnr(image, fp32_image)
         name = f"{spec} {precision}"
         checks[f"{name}: engine vs ONNX Runtime {precision} PSNR {same:.1f} dB >= {MIN_PSNR_SAME_GRAPH[precision]}"] = (

@@ -12,6 +12,7 @@ import pytest
 
 from anonymixer.cli import main
 from anonymixer.errors import EngineError
+from anonymixer.export.layout import MANIFEST_VERSION
 from anonymixer.runtime.build import network_flags
 from anonymixer.runtime.buildplan import STANDIN_FLAGS, features, plan_build, plan_graph, standin
 from anonymixer.runtime.manifest import ExportManifest
@@ -19,7 +20,8 @@ from anonymixer.runtime.manifest import ExportManifest
 VERSIONS = list(STANDIN_FLAGS)        # 10.3.0 (JetPack 6.2), 10.12.0, 11.1.0
 INPUTS = {"encoder": [{"name": "face", "shape": ["batch", 3, 256, 256]}],
           "mapping": [{"name": "z", "shape": ["batch", 512]}],
-          "mixer": [{"name": "w_real", "shape": ["batch", 18, 512]}, {"name": "w_key", "shape": ["key_batch", 18, 512]}],
+          "mixer": [{"name": "w_real", "shape": ["batch", 18, 512]}, {"name": "key_matrix", "shape": [512, 512]},
+                    {"name": "key_offset", "shape": [18, 512]}],
           "generator": [{"name": "w_prot", "shape": ["batch", 18, 512]}]}
 
 
@@ -30,7 +32,7 @@ def export_folder(tmp_path):
                           "opset": 19 if p == "int8" else 17}
                       for p in ("fp32", "fp16", "int8")} for stage, inputs in INPUTS.items()}
     (tmp_path / "manifest.json").write_text(json.dumps({
-        "format": "anonymixer-onnx", "version": 1, "graphs": graphs, "opset": 17,
+        "format": "anonymixer-onnx", "version": MANIFEST_VERSION, "graphs": graphs, "opset": 17,
         "model": {"name": "ffhq256", "description": "test", "is_random": True},
         "input_size": 256, "style_dim": 512, "n_latent": 18, "output_resolution": 256}))
     return tmp_path
@@ -67,19 +69,12 @@ def test_mapping_and_mixer_are_planned_fp32_with_tf32_off_for_every_precision(ex
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_key_inputs_get_a_batch_one_profile_and_frames_the_batch_range(export_folder, version):
+def test_key_inputs_get_their_one_fixed_shape_and_frames_the_batch_range(export_folder, version):
     plans = {p.stage: p for p in plan_build(features(standin(version)), ExportManifest(export_folder), "fp16",
                                             (1, 4, 8))}
-    assert plans["mixer"].profile["w_key"] == ((1, 18, 512),) * 3
+    assert plans["mixer"].profile["key_matrix"] == ((512, 512),) * 3
+    assert plans["mixer"].profile["key_offset"] == ((18, 512),) * 3
     assert plans["mixer"].profile["w_real"] == ((1, 18, 512), (4, 18, 512), (8, 18, 512))
-
-
-def test_key_tensors_without_a_batch_axis_keep_their_own_shape():
-    inputs = [{"name": "w_real", "shape": ["batch", 18, 512]}, {"name": "key_matrix", "shape": [512, 512]},
-              {"name": "key_offset", "shape": [18, 512]}]
-    plan = plan_graph(features(standin("10.3.0")), "mixer", "int8", "mixer.onnx", inputs, (1, 2, 4))
-    assert plan.profile["key_matrix"] == ((512, 512),) * 3 and plan.profile["key_offset"] == ((18, 512),) * 3
-    assert plan.graph_precision == "fp32"
 
 
 def test_without_the_strongly_typed_flag_the_frame_graphs_fall_back_to_precision_flags(export_folder):
@@ -122,7 +117,7 @@ def test_dry_run_prints_the_plan_of_each_version_without_tensorrt(export_folder,
     mixer_lines = [line for line in out.splitlines() if line.strip().startswith("mixer")]
     assert len(mixer_lines) == len(VERSIONS)
     assert all("fp32 graph mixer.onnx" in line and "clear BuilderFlag.TF32" in line for line in mixer_lines)
-    assert "w_key 1x18x512 .. 1x18x512" in out and "int8 graph encoder.int8.onnx (opset 19)" in out
+    assert "key_matrix 512x512 .. 512x512" in out and "int8 graph encoder.int8.onnx (opset 19)" in out
 
 
 def test_build_without_out_or_dry_run_says_what_to_pass(export_folder, capsys):

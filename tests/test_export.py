@@ -401,7 +401,8 @@ def test_tensorrt_plans_of_the_exported_graphs_build_mapping_and_mixer_fp32_and_
             graph = load_graph(export_dir / plans[stage].graph_file)
             assert plans[stage].graph_precision == "fp32" and "TF32" in plans[stage].cleared_flags
             assert onnx.TensorProto.FLOAT16 not in tensor_types(graph).values()
-        key_profile = plans["mixer"].profile["w_key"]
-        assert {shape[0] for shape in key_profile} == {1}
+        for name in ("key_matrix", "key_offset"):      # key material: one fixed shape, no batch range
+            low, opt, high = plans["mixer"].profile[name]
+            assert low == opt == high and len(low) == 2
         assert all(p.strongly_typed and not p.builder_flags for p in plans.values())
         assert plans["generator"].opset == (19 if precision == "int8" else 17)

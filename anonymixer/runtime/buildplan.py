@@ -17,8 +17,8 @@ The rules (issue 15):
 - the key path (mapping) and the mixer are built from their FP32 graphs and with ``BuilderFlag.TF32``
   cleared, whatever the precision: the mixer copies the real face's layers bit for bit and a
   key's code must not depend on the deployment's precision;
-- key inputs (``KEY_INPUTS``) get a batch-1 profile (or their fixed shape when they have no batch
-  axis); every other input covers ``batch`` = (min, opt, max);
+- the mixer's key material (``KEY_INPUTS``: ``key_matrix (D, D)``, ``key_offset (L, D)``, no batch
+  axis) gets its one fixed shape; every other input covers ``batch`` = (min, opt, max);
 - a graph whose opset the version's parser does not read is refused before the build starts.
 """
 
