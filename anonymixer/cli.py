@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
 from .atomic import prepare_folder
-from .errors import AnonymixerError
+from .errors import AnonymixerError, Terminated, printable
 from .keymaterial import MIXER_MODES
 
 if TYPE_CHECKING:
@@ -27,9 +29,6 @@ if TYPE_CHECKING:
     from .runtime import Protector
 
 log = logging.getLogger("anonymixer")
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
-
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -54,18 +53,6 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     for path in args.keys:
         print(f"{load_key(path).fingerprint}  {path}")
     return 0
-
-
-def expand_inputs(inputs: Sequence[str]) -> list[Path]:
-    """Files as given, folders searched recursively for images (sorted, so runs are repeatable)."""
-    paths: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            paths.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            paths.append(path)
-    return paths
 
 
 def protector_from_args(args: argparse.Namespace, key: Key) -> Protector:
@@ -111,36 +98,41 @@ def protector_from_args(args: argparse.Namespace, key: Key) -> Protector:
 
 
 def cmd_protect(args: argparse.Namespace) -> int:
+    from .face.sources import expand_sources
     from .keys import load_key
 
     key = load_key(args.key)
+    found = expand_sources(args.inputs)
+    if not found.sources:
+        raise AnonymixerError("; ".join(found.empty) if found.empty else
+                              "no input images or videos found in " + ", ".join(args.inputs))
+    out = None if args.out is None else Path(args.out)
+    if out is not None:
+        prepare_folder(out)  # a file in the way fails now, not after the model has loaded
     if args.aligned:
         from .face.aligned import protect_aligned_files
 
         if args.ray is not None:
             raise AnonymixerError("--ray protects whole photos and videos; drop --aligned or --ray")
-        if args.out is None:
+        if out is None:
             raise AnonymixerError("--out is required: the folder to write protected crops into")
-        inputs = expand_inputs(args.inputs)
-        if not inputs:
-            raise AnonymixerError("no input images found in " + ", ".join(args.inputs))
         with protector_from_args(args, key) as protector:
             _print_setup(protector.info.description, protector.fingerprint, protector.backend.describe())
             report: ProtectReport | RunReport = protect_aligned_files(
-                protector, inputs, Path(args.out), batch_size=args.batch, inflight=getattr(args, "inflight", 1))
+                protector, found.sources, out, batch_size=args.batch, inflight=getattr(args, "inflight", 1))
         is_random = protector.info.is_random
     else:
-        from .face.sources import expand_sources
-
-        sources = expand_sources(args.inputs)
-        if not sources:
-            raise AnonymixerError("no input images or videos found in " + ", ".join(args.inputs))
-        if args.out is None and not (args.preview and all(s.live for s in sources)):
+        if out is None and not (args.preview and all(s.live for s in found.sources)):
             raise AnonymixerError("--out is required (only a camera or stream shown with --preview can go without)")
-        report, _, is_random = _protect_whole(args, key, sources)
+        report, _, is_random = _protect_whole(args, key, found.sources)
+    report.notes[:0] = found.notes
+    for line in found.empty:
+        report.fail(line)
     print(report.summary())
     if is_random:
         print("NOTE: random weights: for pipeline and latency checks only; the faces are not realistic")
+    if report.interrupted is not None:
+        return 128 + report.interrupted
     return 0 if not report.failures else 1
 
 
@@ -210,7 +202,7 @@ def cmd_rekey(args: argparse.Namespace) -> int:
         raise AnonymixerError(f"--key {args.key} is the revoked key ({revoked}); make a new one with `anonymixer keygen`")
     out = Path(args.out)
     check_new_tree(out)
-    sources = expand_sources(args.inputs)
+    sources = expand_sources(args.inputs).sources
     if not sources:
         raise AnonymixerError("no original photos or videos found in " + ", ".join(args.inputs))
     live = [str(s) for s in sources if s.live]
@@ -226,6 +218,8 @@ def cmd_rekey(args: argparse.Namespace) -> int:
     print(f"manifest: {path} ({data['protected']} protected, {data['failed']} failed, of {data['inputs']} originals)")
     if is_random:
         print("NOTE: random weights: for pipeline and latency checks only; the faces are not realistic")
+    if report.interrupted is not None:
+        return 128 + report.interrupted
     return 0 if not report.failures else 1
 
 
@@ -681,19 +675,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; exit code 0, 1 (some input failed), 2 (the command could not run), or
+    128 + the signal number after Ctrl-C (130) or SIGTERM (143), which are handled alike."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="anonymixer: %(levelname)s: %(message)s")
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return int(args.func(args))
     except AnonymixerError as exc:
-        print(f"anonymixer: error: {exc}", file=sys.stderr)
+        print(f"anonymixer: error: {printable(str(exc))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("anonymixer: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        number = getattr(exc, "signal_number", signal.SIGINT.value)
+        print(f"anonymixer: interrupted ({signal.Signals(number).name})", file=sys.stderr)
+        return 128 + number
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

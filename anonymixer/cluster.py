@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from .errors import AnonymixerError
 from .face.app import RunReport, Outcome, plan_output, processing_order, protect_source
+from .face.outputs import OutputPlan
 from .face.sources import Source
 from .keys import Key
 
@@ -190,10 +191,10 @@ def _run(settings: argparse.Namespace, key: Key, sources: list[Source], out_dir:
     pieces: list[RunReport] = []
     work: list[tuple[Source, Path | None]] = []
     slot: list[int] = []
-    targets: dict[Path, Source] = {}
+    plan = OutputPlan(out_dir, [str(s.location) for s in sources if not s.live])
     for source in processing_order(sources):
         piece = RunReport()
-        usable, target = plan_output(source, out_dir, targets, piece)
+        usable, target = plan_output(source, plan, piece)
         pieces.append(piece)
         if usable:
             work.append((source, target))
@@ -305,14 +306,10 @@ def _reason(exc: BaseException) -> str:
 def _remove_partials(targets: list[Path]) -> None:
     """Remove the hidden temporary files that killed actors left next to these outputs (their
     final names were never written); called once every actor call has ended."""
-    import importlib
+    from .atomic import PARTIAL_MARK
 
-    try:  # atomic outputs (issue 10) are being landed; before them there is nothing to remove
-        mark = str(importlib.import_module(f"{__package__}.atomic").PARTIAL_MARK)
-    except (ImportError, AttributeError):
-        return
     for target in targets:
-        for leftover in target.parent.glob(f".{target.stem}{mark}*{target.suffix}"):
+        for leftover in target.parent.glob(f".{target.stem}{PARTIAL_MARK}*{target.suffix}"):
             try:
                 leftover.unlink()
             except OSError:

@@ -80,3 +80,16 @@ class EngineIntegrityError(EngineError, IntegrityError):
 
 class BundleIntegrityError(CheckpointError, IntegrityError):
     """A bundle's tensors or config do not match the digest written with them."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's ``KeyboardInterrupt`` so that both are handled the same way."""
+
+    signal_number = 15
+
+
+def printable(text: str) -> str:
+    """``text`` as one report line: control characters (newlines, escapes...) written as ``\\n``,
+    ``\\x1b``..., so that a file name cannot forge or hide report lines."""
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)

@@ -47,3 +47,13 @@ def cli_refuses(capsys, args, *needles):
     for needle in needles:
         assert str(needle) in err, (needle, err)
     return err
+
+
+@pytest.fixture
+def reuse_tiny_model(monkeypatch, tiny_bundle):
+    """Build random:tiny once per session rather than once per command; the CLI is otherwise real."""
+    import anonymixer.models.bundle as bundle
+
+    real = bundle.random_bundle
+    monkeypatch.setattr(bundle, "random_bundle",
+                        lambda name, seed=0: tiny_bundle if (name, seed) == ("tiny", 0) else real(name, seed))

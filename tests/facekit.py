@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from anonymixer.cli import main
 from anonymixer.face.io import read_image
 from anonymixer.face.photos import packaged_photo
 
@@ -49,3 +50,14 @@ def read_video(path):
         frames.append(frame)
     capture.release()
     return frames, fps
+
+
+def protect(inputs, key_file, out_dir, *extra):
+    """``anonymixer protect INPUTS --key KEY --model random:tiny --out OUT EXTRA...``, in process."""
+    return main(["protect", *map(str, inputs), "--key", str(key_file), "--model", "random:tiny",
+                 "--out", str(out_dir), *extra])
+
+
+def failure_lines(printed):
+    """The indented failure lines of a run's summary."""
+    return [line.strip() for line in printed.splitlines() if line.startswith("  ")]

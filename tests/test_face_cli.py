@@ -6,30 +6,11 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from facekit import needs_yunet, photo, read_video, write_video
+from facekit import failure_lines, needs_yunet, photo, protect, read_video, write_video
 
 from anonymixer.cli import main
 
-pytestmark = needs_yunet
-
-
-@pytest.fixture(autouse=True)
-def reuse_the_tiny_model(monkeypatch, tiny_bundle):
-    """Build random:tiny once per session rather than once per command; the CLI is otherwise real."""
-    import anonymixer.models.bundle as bundle
-
-    real = bundle.random_bundle
-    monkeypatch.setattr(bundle, "random_bundle",
-                        lambda name, seed=0: tiny_bundle if (name, seed) == ("tiny", 0) else real(name, seed))
-
-
-def protect(inputs, key_file, out_dir, *extra):
-    return main(["protect", *map(str, inputs), "--key", str(key_file), "--model", "random:tiny",
-                 "--out", str(out_dir), *extra])
-
-
-def failure_lines(printed):
-    return [line.strip() for line in printed.splitlines() if line.startswith("  ")]
+pytestmark = [needs_yunet, pytest.mark.usefixtures("reuse_tiny_model")]
 
 
 def huge_png(path, side=12_000):

@@ -14,14 +14,13 @@ import cv2
 import numpy as np
 
 from ..errors import ExportError, InputImageError
-from ..face.io import read_image
+from ..face.io import IMAGE_SUFFIXES, read_image
 from ..keymaterial import key_material
 from ..keys import Key
 from .graphs import GraphSet
 
 log = logging.getLogger("anonymixer.calibration")
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 MAX_FOLDER_IMAGES = 256  # more rarely moves min/max or histograms, and calibration time is linear
 
 
@@ -67,7 +66,7 @@ def folder_faces(folder: str | os.PathLike[str], size: int = 256,
             skipped.append(str(exc))
     if not faces:
         found = (f"{len(paths)} image file(s), none readable (e.g. {skipped[0]})" if skipped
-                 else f"no image files ({', '.join(IMAGE_SUFFIXES)})")
+                 else f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
         raise ExportError(f"{root}: no usable images for calibration: {found}")
     for line in skipped:
         log.warning("calibration: skipped %s", line)

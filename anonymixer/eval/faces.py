@@ -24,12 +24,11 @@ from tqdm import tqdm
 from ..errors import AnonymixerError, EvaluationError
 from ..face.align import align_face, apply_affine
 from ..face.detect import Detector
-from ..face.io import read_photo
+from ..face.io import IMAGE_SUFFIXES, read_photo
 
 if TYPE_CHECKING:
     from .fr import FaceRecognizer
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def umeyama_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

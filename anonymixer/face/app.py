@@ -1,13 +1,20 @@
 """The batch and real-time loop: sources -> FaceProtector -> output files, with a progress bar.
 
 Photos are written under the output folder with their own names and formats (gray stays gray, an
-alpha channel is kept). Videos are written frame for frame at the source's size and rate, with
-landmarks smoothed over time. Cameras and streams run until they end, ``max_frames``, Ctrl-C, or
-q/Esc in the preview. Every problem is one line naming the input; the rest of the batch goes on.
+alpha channel is kept, 16-bit stays 16-bit). Videos are written frame for frame at the source's
+size and rate, with landmarks smoothed over time. Cameras and streams run until they end,
+``max_frames``, Ctrl-C, or q/Esc in the preview. Every problem is one line naming the input; the
+rest of the batch goes on.
+
+Outputs are atomic (a temporary file renamed on success, ``anonymixer.atomic``) and never land on
+an input or on another output of the run (``OutputPlan``). Ctrl-C and SIGTERM (``Terminated``)
+stop the run: the output being written is removed (a live recording is kept: it is complete up to
+that point), and the report says what was not processed (``RunReport.interrupted``).
 """
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +22,12 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from ..errors import AnonymixerError
+from ..errors import AnonymixerError, OutputError, Terminated, printable
 from .io import read_photo, write_image
-from .pipeline import STAGES, FaceProtector, FrameResult
+from .outputs import OutputPlan
+from .pipeline import STAGES, FaceProtector, FrameResult, changed_region
 from .preview import Preview
-from .sources import Source, VideoSink, open_capture, read_frames
+from .sources import Source, VideoSink, open_capture, read_frames, video_output
 from .track import LandmarkSmoother
 
 MAX_LINES_PER_SOURCE = 5  # a video that fails on every frame should not flood the terminal
@@ -40,7 +48,9 @@ class Outcome:
 class RunReport:
     """What a run did. ``failures``: one line per failed input or masked face (capped per video);
     ``failed_inputs``: inputs with any failure; ``notes``: things worth knowing that are not
-    failures (no face found). ``stage_ms``: wall time per stage, summed over ``frames``."""
+    failures (no face found). ``stage_ms``: wall time per stage, summed over ``frames``.
+    ``replaced``: outputs of an earlier run replaced. ``interrupted``: the signal number that
+    stopped the run (2 SIGINT, 15 SIGTERM), else ``None``."""
 
     written: list[Path] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -50,6 +60,8 @@ class RunReport:
     faces: int = 0
     masked: int = 0
     seconds: float = 0.0
+    replaced: int = 0
+    interrupted: int | None = None
     stage_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     outcomes: list[Outcome] = field(default_factory=list)
 
@@ -62,9 +74,15 @@ class RunReport:
         self.frames += other.frames
         self.faces += other.faces
         self.masked += other.masked
+        self.replaced += other.replaced
         for stage, ms in other.stage_ms.items():
             self.stage_ms[stage] = self.stage_ms.get(stage, 0.0) + ms
         self.outcomes.extend(other.outcomes)
+
+    def fail(self, line: str) -> None:
+        """One failed input, one line."""
+        self.failures.append(line)
+        self.failed_inputs += 1
 
     def add_timings(self, result: FrameResult) -> None:
         for stage, ms in result.timings_ms.items():
@@ -76,15 +94,21 @@ class RunReport:
         return ", ".join(f"{stage} {ms / frames:.1f} ms" for stage, ms in self.stage_ms.items())
 
     def summary(self) -> str:
-        lines = [f"{len(self.written)} output(s) written: {self.frames} frame(s), {self.faces} face(s) "
+        """The report for the terminal; control characters of file names are escaped (``printable``)."""
+        replaced = f" ({self.replaced} replaced an earlier file)" if self.replaced else ""
+        lines = [f"{len(self.written)} output(s) written{replaced}: {self.frames} frame(s), {self.faces} face(s) "
                  f"protected, {self.masked} masked, in {self.seconds:.1f} s"]
         if self.frames:
             lines.append(f"per frame: {self.timing_line()}")
-        lines.extend(f"note: {line}" for line in self.notes)
+        lines.extend(f"note: {printable(line)}" for line in self.notes)
         if self.failures:
             lines.append(f"{self.failed_inputs} input(s) failed or had faces masked:")
-            lines.extend(f"  {line}" for line in self.failures)
+            lines.extend(f"  {printable(line)}" for line in self.failures)
         return "\n".join(lines)
+
+
+def signal_name(number: int) -> str:
+    return signal.Signals(number).name
 
 
 def protect_sources(face_protector: FaceProtector, sources: list[Source], out_dir: Path | None, *,
@@ -93,23 +117,34 @@ def protect_sources(face_protector: FaceProtector, sources: list[Source], out_di
 
     Photos come first, then videos, cameras and streams (``processing_order``); the report is the
     merge of one report per source in that order, which is also how ``anonymixer.cluster`` puts
-    together the reports of its Ray actors, so both print the same lines.
+    together the reports of its Ray actors, so both print the same lines. Ctrl-C or SIGTERM stops
+    the run (``report.interrupted``): the input in progress writes nothing (a live recording is kept).
     """
     report = RunReport()
     start = time.perf_counter()
     preview = preview or Preview(False)
-    targets: dict[Path, Source] = {}
+    plan = None if out_dir is None else OutputPlan(out_dir, [str(s.location) for s in sources if not s.live])
+    ordered = processing_order(sources)
     photos = sum(source.kind == "image" for source in sources)
-    with tqdm(total=photos, unit="photo", desc="photos", disable=None if photos else True) as bar:
-        for source in processing_order(sources):
-            usable, target = plan_output(source, out_dir, targets, report)
-            if usable:
-                report.merge(protect_source(face_protector, source, target, preview=preview,
-                                            max_frames=max_frames))
-            if source.kind == "image":
-                bar.update(1)
-                bar.set_postfix(faces=report.faces, masked=report.masked)
-    preview.close()
+    done = 0
+    try:
+        with tqdm(total=photos, unit="photo", desc="photos", disable=None if photos else True) as bar:
+            for source in ordered:
+                usable, target = plan_output(source, plan, report)
+                if usable:
+                    report.merge(protect_source(face_protector, source, target, preview=preview,
+                                                max_frames=max_frames))
+                done += 1
+                if source.kind == "image":
+                    bar.update(1)
+                    bar.set_postfix(faces=report.faces, masked=report.masked)
+    except KeyboardInterrupt as exc:
+        report.interrupted = getattr(exc, "signal_number", signal.SIGINT.value)
+        left = len(ordered) - done
+        report.notes.append(f"interrupted by {signal_name(report.interrupted)}: {left} input(s) not processed"
+                            + (f", first {ordered[done]}" if left else ""))
+    finally:
+        preview.close()
     if preview.note:
         report.notes.append(preview.note)
     report.seconds = time.perf_counter() - start
@@ -135,26 +170,19 @@ def protect_source(face_protector: FaceProtector, source: Source, target: Path |
     return report
 
 
-def plan_output(source: Source, out_dir: Path | None, targets: dict[Path, Source],
-                report: RunReport) -> tuple[bool, Path | None]:
-    """``(usable, output path)``; the path is ``None`` without an output folder. An unusable
-    output (it would overwrite the input or another output) is reported here."""
-    if out_dir is None:
+def plan_output(source: Source, plan: OutputPlan | None, report: RunReport) -> tuple[bool, Path | None]:
+    """``(usable, output path)``; the path is ``None`` without an output folder (``plan``). An
+    unusable output (it would overwrite an input or another output, ``OutputPlan.claim``) is
+    reported here."""
+    if plan is None:
         return True, None
-    target = out_dir / source.output
-    key = target.resolve()
-    problem = None
-    if key in targets:
-        problem = f"its output {target} would overwrite the output of {targets[key]}; rename one of them"
-    elif not source.live and Path(str(source.location)).resolve() == key:
-        problem = "its output would overwrite the input itself; choose another --out folder"
-    if problem:
-        report.failures.append(f"{source}: {problem}")
-        report.failed_inputs += 1
+    relative = source.output if source.kind == "image" else video_output(source.output)
+    try:
+        return True, plan.claim(relative, str(source))
+    except OutputError as exc:
+        report.fail(str(exc))
         report.outcomes.append(Outcome(source, None, True, (report.failures[-1],)))
         return False, None
-    targets[key] = source
-    return True, target
 
 
 def _protect_photo(face_protector: FaceProtector, source: Source, target: Path | None, report: RunReport,
@@ -162,33 +190,32 @@ def _protect_photo(face_protector: FaceProtector, source: Source, target: Path |
     try:
         image, restore = read_photo(str(source.location))
     except AnonymixerError as exc:
-        report.failures.append(str(exc))
-        report.failed_inputs += 1
+        report.fail(str(exc))
         return
     except Exception as exc:  # a decoder bug must not stop the batch
-        report.failures.append(f"{source}: cannot read ({type(exc).__name__}: {str(exc).strip()[:200]})")
-        report.failed_inputs += 1
+        report.fail(f"{source}: cannot read ({type(exc).__name__}: {str(exc).strip()[:200]})")
         return
     result = face_protector.process(image)
     _count(result, report)
     preview.show(result.frame, result, 0.0)
-    if result.failures:
-        report.failed_inputs += 1
-        report.failures.extend(f"{source}: {line}" for line in result.failures)
+    lines = [f"{source}: {line}" for line in result.failures]
     if result.detect_failed:
-        report.failures[-1] += "; nothing written"
-        return
-    if result.no_face:
-        what = "written unchanged" if face_protector.no_face == "pass" else "written fully masked (--no-face mask)"
-        report.notes.append(f"{source}: no face found; {what}")
-    if target is not None:
+        lines[-1] += "; nothing written"
+    elif result.blanked:
+        lines.append(f"{source}: no face found; written fully masked (--no-face mask)")
+    elif result.no_face:
+        report.notes.append(f"{source}: no face found; written unchanged")
+    if target is not None and not result.detect_failed:
         try:
-            write_image(target, restore(result.frame))
+            replaces = target.is_file()
+            write_image(target, restore(result.frame, lambda: changed_region(result)))
             report.written.append(target)
-        except (AnonymixerError, OSError, cv2.error) as exc:
-            report.failures.append(f"{target}: cannot write output ({str(exc).strip().splitlines()[-1]})")
-            if not result.failures:  # not counted yet
-                report.failed_inputs += 1
+            report.replaced += replaces
+        except AnonymixerError as exc:
+            lines.append(f"{exc}")
+    if lines:
+        report.failures.extend(lines)
+        report.failed_inputs += 1
 
 
 def _count(result: FrameResult, report: RunReport) -> None:
@@ -198,60 +225,117 @@ def _count(result: FrameResult, report: RunReport) -> None:
     report.add_timings(result)
 
 
+@dataclass
+class _VideoRun:
+    """Per-video counts: frames read, faces protected, failure lines (capped), blanked frames."""
+
+    frames: int = 0
+    faces: int = 0
+    lines: int = 0
+    blanked: int = 0
+    failed: bool = False
+    stopped_early: bool = False
+
+
 def _protect_video(face_protector: FaceProtector, source: Source, target: Path | None, report: RunReport,
                    preview: Preview, max_frames: int | None) -> None:
     try:
         capture, info = open_capture(source)
     except AnonymixerError as exc:
-        report.failures.append(str(exc))
-        report.failed_inputs += 1
+        report.fail(str(exc))
         return
     sink = VideoSink(target, info.fps) if target is not None else None
-    smoother = LandmarkSmoother()
-    frames = faces = lines = 0
-    failed = False
-    started = time.perf_counter()
-    bar = tqdm(total=info.frames or None, unit="frame", desc=str(source), disable=None)
+    run = _VideoRun()
+    bar = tqdm(total=info.frames or None, unit="frame", desc=printable(str(source)), disable=None)
     try:
-        for frame in read_frames(capture):
-            result = face_protector.process(frame, smoother, None if source.live else frames / info.fps)
-            _count(result, report)
-            frames += 1
-            faces += result.protected
-            for line in result.failures:
-                failed = True
-                lines += 1
-                if lines <= MAX_LINES_PER_SOURCE:
-                    report.failures.append(f"{source} frame {frames}: {line}")
-            if sink is not None:
-                sink.write(result.frame)
-            elapsed = time.perf_counter() - started
-            bar.update(1)
-            bar.set_postfix(faces=faces, faces_per_s=f"{faces / max(elapsed, 1e-9):.1f}")
-            if not preview.show(result.frame, result, frames / max(elapsed, 1e-9)):
-                report.notes.append(f"{source}: stopped from the preview window after {frames} frame(s)")
-                break
-            if max_frames is not None and frames >= max_frames:
-                break
-    except KeyboardInterrupt:
-        if not source.live:
+        _video_loop(face_protector, source, capture, info.fps, sink, run, report, preview, max_frames, bar)
+    except KeyboardInterrupt as exc:
+        if not source.live or isinstance(exc, Terminated):
+            _end_video(source, sink, run, report, keep=source.live)
+            report.failed_inputs += int(run.failed)
             raise
-        report.notes.append(f"{source}: stopped after {frames} frame(s)")
-    except AnonymixerError as exc:  # the output cannot be written
+        report.notes.append(f"{source}: stopped after {run.frames} frame(s)")
+        run.stopped_early = True
+    except OutputError as exc:  # the output cannot be written
+        if sink is not None:
+            sink.discard()
         report.failures.append(str(exc))
-        failed = True
+        run.failed = True
     finally:
         bar.close()
         capture.release()
+    if run.lines > MAX_LINES_PER_SOURCE:
+        report.failures.append(f"{source}: ... and {run.lines - MAX_LINES_PER_SOURCE} more masked face(s) or frame(s)")
+    _check_video(source, info.frames, face_protector.no_face, run, report)
+    _end_video(source, sink, run, report, keep=True)
+    report.failed_inputs += int(run.failed)
+
+
+def _video_loop(face_protector: FaceProtector, source: Source, capture: cv2.VideoCapture, fps: float,
+                sink: VideoSink | None,
+                run: _VideoRun, report: RunReport, preview: Preview, max_frames: int | None, bar: tqdm) -> None:
+    smoother = LandmarkSmoother()
+    started = time.perf_counter()
+    for frame in read_frames(capture):
+        result = face_protector.process(frame, smoother, None if source.live else run.frames / fps)
+        _count(result, report)
+        run.frames += 1
+        run.faces += result.protected
+        run.blanked += int(result.blanked)
+        for line in result.failures:
+            run.failed = True
+            run.lines += 1
+            if run.lines <= MAX_LINES_PER_SOURCE:
+                report.failures.append(f"{source} frame {run.frames}: {line}")
         if sink is not None:
-            sink.close()
-    if lines > MAX_LINES_PER_SOURCE:
-        report.failures.append(f"{source}: ... and {lines - MAX_LINES_PER_SOURCE} more masked face(s) or frame(s)")
-    if frames == 0:
+            sink.write(result.frame)
+        elapsed = time.perf_counter() - started
+        bar.update(1)
+        bar.set_postfix(faces=run.faces, faces_per_s=f"{run.faces / max(elapsed, 1e-9):.1f}")
+        if not preview.show(result.frame, result, run.frames / max(elapsed, 1e-9)):
+            report.notes.append(f"{source}: stopped from the preview window after {run.frames} frame(s)")
+            run.stopped_early = True
+            return
+        if max_frames is not None and run.frames >= max_frames:
+            run.stopped_early = True
+            return
+
+
+def _check_video(source: Source, announced: int, no_face: str, run: _VideoRun, report: RunReport) -> None:
+    """Failures a video has as a whole: no frame, fewer frames than its header says, all blanked."""
+    if run.frames == 0:
         report.failures.append(f"{source}: no frame could be decoded (corrupt, truncated or unsupported video)")
-        failed = True
-    elif sink is not None and sink.frames:
-        report.written.append(sink.path)
-        if target is not None and sink.path != target:
-            report.notes.append(f"{source}: written as {sink.path} (no {target.suffix} writer in OpenCV here)")
-    report.failed_inputs += int(failed)
+        run.failed = True
+        return
+    if not source.live and not run.stopped_early and 0 < run.frames < announced:
+        report.failures.append(f"{source}: only {run.frames} of the {announced} frames its header announces could "
+                               f"be decoded (truncated or corrupt video); the output has {run.frames} frame(s)")
+        run.failed = True
+    if run.blanked == run.frames and not run.failed:
+        report.failures.append(f"{source}: no face found in any of its {run.frames} frame(s); the whole video is "
+                               f"masked (--no-face {no_face})")
+        run.failed = True
+    elif run.blanked:
+        report.notes.append(f"{source}: no face in {run.blanked} of {run.frames} frame(s); those are masked")
+
+
+def _end_video(source: Source, sink: VideoSink | None, run: _VideoRun, report: RunReport, keep: bool) -> None:
+    """Finish (``keep``) or discard the video's output, and say which."""
+    if sink is None:
+        return
+    if not keep or run.frames == 0:
+        if sink.frames:
+            report.notes.append(f"{source}: stopped at frame {run.frames}; no output written for it"
+                                + (" (the earlier file there is unchanged)" if sink.path.exists() else ""))
+        sink.discard()
+        return
+    try:
+        replaces = sink.path.is_file()
+        written = sink.finish()
+    except OutputError as exc:
+        report.failures.append(str(exc))
+        run.failed = True
+        return
+    if written is not None:
+        report.written.append(written)
+        report.replaced += replaces

@@ -1,137 +1,210 @@
 """Reading and writing images with one-line errors that name the file.
 
-``read_image`` returns an image as stored (gray, BGR or BGRA); ``read_photo`` is what the face
-pipeline reads: always ``(H, W, 3) BGR``, with a way back to the file's own channel layout, so that
-grayscale and RGBA photos are converted rather than refused.
+``read_image`` returns an image upright, in its stored channel layout (gray, BGR or BGRA), 8 bits;
+``read_photo`` is what the face pipeline reads: always ``(H, W, 3) uint8 BGR``, with a way back to
+the file's own layout and depth (gray stays gray, alpha is kept, 16-bit stays 16-bit).
 
-Checks made before and after decoding, because a decoder alone hides some problems:
-- size from the PNG/JPEG header first, so a huge image is refused before it is decoded;
+Checks made before and after decoding, because a decoder alone hides some problems
+(``imageheader`` reads the header):
+- the format is known (PNG, JPEG, WebP, TIFF, GIF, BMP) and its header says the size, so a huge
+  image is refused before it is decoded (bounded memory);
+- a file of more than one frame (animated GIF/PNG/WebP, multi-page TIFF) is refused by name:
+  decoding it would keep the first frame and silently drop the rest;
+- EXIF orientation is applied (``exif.upright``): a phone photo stored sideways is protected
+  upright and written upright, without the tag (no metadata of the input is copied to the output);
 - a JPEG without an end-of-image marker (``FF D9``) after its last scan, or a PNG without its
   ``IEND`` chunk, is *truncated*: OpenCV decodes what it has and fills the rest with gray, so the
   picture looks valid but is not the photo that was taken.
+
+``write_image`` writes atomically (``anonymixer.atomic``): a temporary file, then a rename.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..errors import InputImageError
+from ..atomic import describe_os_error, write_bytes
+from ..errors import InputImageError, OutputError
+from .exif import upright
+from .imageheader import FORMATS, HeaderError, ImageHeader, read_header
 
+# Files searched for in folders (photos, calibration and evaluation data); the content decides the format.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 MAX_PIXELS = 100_000_000  # larger images are refused rather than exhausting memory
 MIN_FACE_IMAGE_SIDE = 16  # pixels: a smaller photo cannot hold a face the detector can find
-
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# JPEG start-of-frame markers carry the size: C0-CF except DHT (C4), JPG (C8) and DAC (CC).
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+# A pipeline pixel (uint8) -> a stored pixel of another depth, and back.
+Restore = Callable[..., np.ndarray]
 
 
-def header_size(data: np.ndarray | bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from a PNG or JPEG header without decoding; ``None`` for other formats."""
-    head = bytes(data[:65536])
-    if head.startswith(_PNG_MAGIC) and head[12:16] == b"IHDR" and len(head) >= 24:
-        width, height = struct.unpack(">II", head[16:24])
-        return int(width), int(height)
-    if head.startswith(b"\xff\xd8"):
-        i = 2
-        while i + 9 <= len(head):
-            if head[i] != 0xFF:
-                return None
-            marker = head[i + 1]
-            if marker == 0xFF:  # fill byte
-                i += 1
-                continue
-            length = struct.unpack(">H", head[i + 2:i + 4])[0]
-            if marker in _JPEG_SOF:
-                height, width = struct.unpack(">HH", head[i + 5:i + 9])
-                return int(width), int(height)
-            i += 2 + length
-    return None
-
-
-def truncation(data: np.ndarray) -> str | None:
+def truncation(data: bytes) -> str | None:
     """Why an encoded PNG/JPEG is truncated (missing end marker), or ``None`` if it looks complete."""
-    raw = data.tobytes()
-    if raw.startswith(b"\xff\xd8"):
-        last_scan = raw.rfind(b"\xff\xda")  # inside scans, 0xFF is byte-stuffed: FF DA is a real marker
-        if last_scan < 0 or raw.find(b"\xff\xd9", last_scan) < 0:
+    if data.startswith(b"\xff\xd8"):
+        last_scan = data.rfind(b"\xff\xda")  # inside scans, 0xFF is byte-stuffed: FF DA is a real marker
+        if last_scan < 0 or data.find(b"\xff\xd9", last_scan) < 0:
             return "truncated JPEG (no end-of-image marker FF D9 after the image data)"
-    elif raw.startswith(_PNG_MAGIC) and raw.rfind(b"IEND") < 0:
+    elif data.startswith(_PNG_MAGIC) and data.rfind(b"IEND") < 0:
         return "truncated PNG (no IEND chunk)"
     return None
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as stored: ``(H, W)`` gray, ``(H, W, 3)`` BGR or ``(H, W, 4)`` BGRA, uint8.
+def file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as an input file (missing, a folder, a broken or looping
+    symbolic link, not a regular file, empty), or ``None``."""
+    if path.is_symlink() and not path.exists():
+        try:
+            path.stat()
+        except OSError as exc:  # ELOOP: a symlink loop; ENOENT: a dangling link
+            return f"broken symbolic link ({describe_os_error(exc)})"
+    if not path.exists():
+        return "no such file"
+    if path.is_dir():
+        return "is a folder, not a file"
+    if not path.is_file():
+        return "not a regular file (a device, pipe or socket)"
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
+def _read_bytes(path: Path) -> bytes:
+    problem = file_problem(path)
+    if problem:
+        raise InputImageError(f"{path}: {problem}")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputImageError(f"{path}: cannot read ({describe_os_error(exc)})") from None
+
+
+def _check_header(path: Path, data: bytes) -> ImageHeader:
+    try:
+        header = read_header(data)
+    except HeaderError as exc:
+        raise InputImageError(f"{path}: not a readable image ({exc})") from None
+    if header is None:
+        raise InputImageError(f"{path}: not a readable image (not one of the formats "
+                              f"{', '.join(f.upper() for f in FORMATS)})")
+    _check_pixels(path, header.width, header.height)
+    if header.format == "tiff" and header.orientation != 1:
+        # OpenCV's TIFF decoder applies the tag itself for some pixel layouts and not others.
+        raise InputImageError(f"{path}: TIFF with orientation tag {header.orientation} (stored rotated or "
+                              f"mirrored) is not supported; save it upright (orientation 1) or as JPEG/PNG")
+    if header.frames > 1:
+        raise InputImageError(f"{path}: {header.format.upper()} with more than one {header.frame_word[:-1]} "
+                              f"(animated or multi-page); only single images are protected: split it into "
+                              f"images, or convert an animation to a video")
+    return header
+
+
+def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """An image file upright, as stored otherwise: ``(H, W)`` gray, ``(H, W, 3)`` BGR or
+    ``(H, W, 4)`` BGRA; ``uint8``, ``uint16`` or ``float32``.
 
     Raises ``InputImageError`` naming the file for a missing, empty, unreadable, undecodable,
-    truncated or too large file.
+    truncated, animated/multi-page or too large file, or an unsupported format.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputImageError(f"{path}: is a folder, not an image")
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise InputImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if data.size == 0:
-        raise InputImageError(f"{path}: empty file (0 bytes)")
-    size = header_size(data)
-    if size is not None:
-        _check_pixels(path, *size)
+    data = _read_bytes(path)
+    header = _check_header(path, data)
     problem = truncation(data)
     if problem:
         raise InputImageError(f"{path}: {problem}; the file is incomplete, copy it again")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # ignores EXIF: we apply it
     if image is None:
         raise InputImageError(f"{path}: not a readable image (corrupt, truncated or not an image format)")
-    if image.dtype == np.uint16:  # 16-bit PNG/TIFF: keep the high byte
-        image = (image // 256).astype(np.uint8)
-    elif image.dtype != np.uint8:  # float TIFF/EXR in [0, 1]
-        image = np.clip(image.astype(np.float32) * 255.0, 0, 255).astype(np.uint8)
     _check_pixels(path, image.shape[1], image.shape[0])
-    return image
+    if image.dtype not in (np.uint8, np.uint16):
+        image = image.astype(np.float32)
+    return upright(image, header.orientation)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """8-bit copy of a decoded image: the high byte of 16-bit, ``[0, 1]`` floats scaled by 255."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return (image >> 8).astype(np.uint8)
+    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def from_uint8(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The inverse of ``to_uint8`` for a pipeline output: 8-bit values in the full range of ``dtype``."""
+    if dtype == np.uint8:
+        return image
+    if dtype == np.uint16:
+        return image.astype(np.uint16) * 257
+    return image.astype(np.float32) / 255.0
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """An image file upright, in its stored layout, as ``uint8``: ``(H, W)`` gray, ``(H, W, 3)``
+    BGR or ``(H, W, 4)`` BGRA. Errors as ``decode_image``."""
+    return to_uint8(decode_image(path))
+
+
+def read_photo(path: str | os.PathLike[str]) -> tuple[np.ndarray, Restore]:
+    """A whole photo as ``(H, W, 3) uint8 BGR`` (upright), and ``restore(bgr, changed=None)``,
+    which turns a processed copy back into the file's own layout and depth: gray stays gray, an
+    alpha channel is put back unchanged, and 16-bit or float pixels keep their full depth where
+    ``changed()`` (a function returning ``(H, W) bool``: where the pipeline may have written; it
+    is called only for such photos) is False. Without ``changed``, every pixel comes from ``bgr``.
+
+    Raises ``InputImageError`` as ``decode_image`` does, and for a photo smaller than
+    ``MIN_FACE_IMAGE_SIDE`` pixels on a side ("too small to contain a face").
+    """
+    stored = decode_image(path)
+    height, width = stored.shape[:2]
+    if min(height, width) < MIN_FACE_IMAGE_SIDE:
+        raise InputImageError(f"{path}: image of {width}x{height} pixels is too small to contain a face "
+                              f"(need at least {MIN_FACE_IMAGE_SIDE}x{MIN_FACE_IMAGE_SIDE})")
+    if stored.ndim == 3 and stored.shape[2] == 1:
+        stored = stored[:, :, 0]
+    gray = stored.ndim == 2
+    colour = stored if gray else stored[:, :, :3]
+    image = to_uint8(colour)
+    image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if gray else np.ascontiguousarray(image)
+
+    def restore(bgr: np.ndarray, changed: Callable[[], np.ndarray] | None = None) -> np.ndarray:
+        out = from_uint8(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if gray else bgr, stored.dtype)
+        if changed is not None and stored.dtype != np.uint8:
+            region = changed()
+            keep = ~region if gray else ~region[:, :, None]
+            out = np.where(keep, colour, out)
+        if not gray and stored.shape[2] == 4:
+            out = np.concatenate([out, stored[:, :, 3:]], axis=2)
+        return out
+
+    return image, restore
 
 
 def _check_pixels(path: Path, width: int, height: int) -> None:
     if width * height > MAX_PIXELS:
         raise InputImageError(f"{path}: image of {width}x{height} pixels is too large "
                               f"(limit {MAX_PIXELS // 1_000_000} megapixels)")
-
-
-def read_photo(path: str | os.PathLike[str]) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-    """A whole photo as ``(H, W, 3) uint8 BGR``, and a function that turns a processed copy back
-    into the file's own layout (gray stays gray; an alpha channel is put back unchanged).
-
-    Raises ``InputImageError`` as ``read_image`` does, and for a photo smaller than
-    ``MIN_FACE_IMAGE_SIDE`` pixels on a side ("too small to contain a face").
-    """
-    image = read_image(path)
-    height, width = image.shape[:2]
-    if min(height, width) < MIN_FACE_IMAGE_SIDE:
-        raise InputImageError(f"{path}: image of {width}x{height} pixels is too small to contain a face "
-                              f"(need at least {MIN_FACE_IMAGE_SIDE}x{MIN_FACE_IMAGE_SIDE})")
-    if image.ndim == 2 or image.shape[2] == 1:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), lambda bgr: cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    if image.shape[2] == 4:
-        alpha = image[:, :, 3:]
-        return (np.ascontiguousarray(image[:, :, :3]),
-                lambda bgr: np.concatenate([bgr, alpha], axis=2))
-    return image, lambda bgr: bgr
+    if width <= 0 or height <= 0:
+        raise InputImageError(f"{path}: not a readable image (its header says {width}x{height} pixels)")
 
 
 def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
-    """Write a BGR uint8 image; the format follows the file's suffix. Creates parent folders."""
+    """Write an image (gray, BGR or BGRA; ``uint8``, ``uint16`` or ``float32``) atomically; the
+    format follows the file's suffix. Creates parent folders.
+
+    Raises ``OutputError`` naming the file when it cannot be encoded or written (disk full, folder
+    not writable, a folder in the way); nothing is left under its name then.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, encoded = cv2.imencode(path.suffix or ".png", image)
+    try:
+        ok, encoded = cv2.imencode(path.suffix or ".png", image)
+    except cv2.error:
+        ok = False
     if not ok:
-        raise InputImageError(f"{path}: cannot encode an image with this suffix")
-    encoded.tofile(path)
+        raise OutputError(f"{path}: cannot encode a {image.dtype} image with {image.shape[-1] if image.ndim == 3 else 1} "
+                          f"channel(s) as {path.suffix or 'PNG'}")
+    write_bytes(path, encoded.tobytes())

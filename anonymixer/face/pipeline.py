@@ -37,7 +37,8 @@ class FrameResult:
     ``frame``: the output, ``(H, W, 3) uint8 BGR`` (a new array). ``faces``: as detected (with
     smoothed landmarks in video). ``protected``/``masked``: faces replaced / covered by the
     fail-closed fill. ``failures``: one line per masked face, or for a failed detection.
-    ``timings_ms``: wall time per stage (``STAGES``) for this frame.
+    ``timings_ms``: wall time per stage (``STAGES``) for this frame. ``blanked``: the whole frame
+    was filled (detection failed, or no face with ``no_face="mask"``).
     """
 
     frame: np.ndarray
@@ -47,6 +48,7 @@ class FrameResult:
     failures: list[str] = field(default_factory=list)
     detect_failed: bool = False
     no_face: bool = False
+    blanked: bool = False
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -98,7 +100,7 @@ class FaceProtector:
                 faces = smoother.update(faces, time.monotonic() if time_s is None else time_s)
         except Exception as exc:  # fail closed: no idea where the faces are
             out[:] = self.fill
-            result.detect_failed = True
+            result.detect_failed = result.blanked = True
             result.failures.append(f"face detection failed, whole frame masked: {_reason(exc)}")
             return result
         finally:
@@ -108,6 +110,7 @@ class FaceProtector:
             result.no_face = True
             if self.no_face == "mask":
                 out[:] = self.fill
+                result.blanked = True
             return result
 
         failed: dict[int, str] = {}
@@ -158,3 +161,22 @@ class FaceProtector:
             fill_face(out, face.landmarks, face.box, self.fill)
         except Exception:  # landmarks and box unusable: nothing smaller is safe
             out[:] = self.fill
+
+
+def changed_region(result: FrameResult) -> np.ndarray:
+    """``(H, W) bool``: every pixel the pipeline may have written for ``result`` (True), a superset
+    of the pasted and filled pixels: the whole frame if it was blanked, else each detected face's
+    fail-closed region (its FFHQ crop square and detector box), which contains its paste-back.
+    Pixels outside it are the input's own, so they may be taken from a deeper copy of the input
+    (16-bit photos) without putting any face pixel back."""
+    height, width = result.frame.shape[:2]
+    if result.blanked:
+        return np.ones((height, width), bool)
+    region = np.zeros((height, width, 3), np.uint8)
+    for face in result.faces:
+        try:
+            fill_face(region, face.landmarks, face.box, (1, 1, 1))
+        except Exception:  # unusable landmarks and box: nothing smaller is safe
+            region[:] = 1
+    grown: np.ndarray = cv2.dilate(region[:, :, 0], np.ones((5, 5), np.uint8))  # rasterisation margin
+    return grown.astype(bool)

@@ -7,8 +7,13 @@ Inputs (``expand_sources``):
 - a stream URL (anything with ``://``: rtsp, http, ...), read by OpenCV ``VideoCapture``.
 
 Outputs keep the input's name under the output folder; a video is written with the source's frame
-size and frame rate (``VideoSink``). Live sources are written as ``camera<N>.mp4`` or
+size and frame rate (``VideoSink``), atomically (a temporary file renamed on success), and checked
+by decoding it again before the rename. Live sources are written as ``camera<N>.mp4`` or
 ``stream<N>.mp4``.
+
+In folders, entries named like images or videos that cannot be read as files (broken or looping
+symbolic links, pipes) are still returned, so that reading them reports them by name; folders
+named like images are searched as folders, and said so (``Inputs.notes``).
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import InputVideoError
+from ..atomic import commit, discard, new_temporary
+from ..errors import InputVideoError, OutputError
+from .io import IMAGE_SUFFIXES, file_problem
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv"}
 # Output codec by container; all are in OpenCV's FFmpeg build. Anything else is written as .avi.
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 DEFAULT_FPS = 25.0  # for cameras and files that do not report a frame rate
 
 
@@ -52,28 +59,50 @@ def _kind(path: Path) -> str:
     return "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
 
 
-def expand_sources(inputs: Sequence[str]) -> list[Source]:
+@dataclass
+class Inputs:
+    """``sources`` in order; ``notes``: what was searched in an unexpected way (a folder named
+    like an image); ``empty``: command-line folders in which nothing was found (each a failure)."""
+
+    sources: list[Source]
+    notes: list[str]
+    empty: list[str]
+
+
+def expand_sources(inputs: Sequence[str]) -> Inputs:
     """Sources for command-line inputs, in order; folders sorted so that runs are repeatable.
 
     A path that does not exist is still returned (as an image or video), so that reading it
     reports it by name and the rest of the batch goes on.
     """
-    sources: list[Source] = []
+    found = Inputs([], [], [])
     streams = 0
     for item in inputs:
         path = Path(item)
         if "://" in item:
-            sources.append(Source("stream", item, Path(f"stream{streams}.mp4")))
+            found.sources.append(Source("stream", item, Path(f"stream{streams}.mp4")))
             streams += 1
         elif re.fullmatch(r"\d+", item) and not path.exists():
-            sources.append(Source("camera", int(item), Path(f"camera{item}.mp4")))
+            found.sources.append(Source("camera", int(item), Path(f"camera{item}.mp4")))
         elif path.is_dir():
-            for found in sorted(p for p in path.rglob("*") if p.is_file() and
-                                p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES):
-                sources.append(Source(_kind(found), str(found), found.relative_to(path)))
+            before = len(found.sources)
+            _search_folder(path, found)
+            if len(found.sources) == before:
+                named = " (although named like an image or video)" if path.suffix.lower() in MEDIA_SUFFIXES else ""
+                found.empty.append(f"{path}: a folder{named} with no images or videos in it")
         else:
-            sources.append(Source(_kind(path), item, Path(path.name)))
-    return sources
+            found.sources.append(Source(_kind(path), item, Path(path.name)))
+    return found
+
+
+def _search_folder(folder: Path, found: Inputs) -> None:
+    for entry in sorted(folder.rglob("*")):
+        if entry.suffix.lower() not in MEDIA_SUFFIXES:
+            continue
+        if entry.is_dir():  # rglob searches it too
+            found.notes.append(f"{entry}: a folder named like an image or video; searched as a folder")
+        else:  # files, and broken links or pipes, which reading reports by name
+            found.sources.append(Source(_kind(entry), str(entry), entry.relative_to(folder)))
 
 
 @dataclass
@@ -88,11 +117,9 @@ class VideoInfo:
 def open_capture(source: Source) -> tuple[cv2.VideoCapture, VideoInfo]:
     """Open a video, camera or stream; ``InputVideoError`` names it when it cannot be read."""
     if source.kind == "video":
-        path = Path(str(source.location))
-        if not path.is_file():
-            raise InputVideoError(f"{source}: no such file")
-        if path.stat().st_size == 0:
-            raise InputVideoError(f"{source}: empty file (0 bytes)")
+        problem = file_problem(Path(str(source.location)))
+        if problem:
+            raise InputVideoError(f"{source}: {problem}")
     capture = cv2.VideoCapture(source.location)
     if not capture.isOpened():
         capture.release()
@@ -121,40 +148,98 @@ def read_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
         yield frame
 
 
+def video_output(path: Path) -> Path:
+    """Where a video meant for ``path`` is written: ``path``, or ``.avi`` for a suffix not in ``FOURCC``."""
+    return path if path.suffix.lower() in FOURCC else path.with_suffix(".avi")
+
+
+def count_frames(path: Path) -> int:
+    """How many frames a video file decodes to (each frame read, not the header's count)."""
+    capture = cv2.VideoCapture(str(path))
+    frames = 0
+    try:
+        while capture.isOpened() and capture.grab():
+            frames += 1
+    finally:
+        capture.release()
+    return frames
+
+
 class VideoSink:
     """Writes frames to a video file with a fixed frame rate; the size is set by the first frame.
 
-    The container follows the path's suffix (``FOURCC``); an unknown suffix is replaced by
-    ``.avi`` (Motion JPEG), which every OpenCV build can write.
+    The container follows the path's suffix (``video_output``). Frames go to a temporary file in the
+    target folder; ``finish`` checks that the file decodes to every frame written and renames it
+    over ``path``; ``discard`` removes it. An earlier file at ``path`` is left as it was until
+    ``finish`` succeeds. Write problems are ``OutputError`` naming the path and the frame number.
     """
 
     def __init__(self, path: Path, fps: float) -> None:
-        suffix = path.suffix.lower()
-        self.path = path if suffix in FOURCC else path.with_suffix(".avi")
+        self.path = video_output(path)
         self.fps = fps
         self._writer: cv2.VideoWriter | None = None
+        self._temporary: Path | None = None
+        self._size = (0, 0)
         self.frames = 0
 
     def write(self, frame: np.ndarray) -> None:
+        """Append ``frame`` ``(H, W, 3) uint8 BGR``."""
+        number = self.frames + 1
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            size = (frame.shape[1], frame.shape[0])
-            fourcc = cv2.VideoWriter.fourcc(*FOURCC[self.path.suffix.lower()])
-            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, size)
-            if not self._writer.isOpened():
-                self._writer = None
-                raise InputVideoError(f"{self.path}: cannot write a video here (codec "
-                                      f"{FOURCC[self.path.suffix.lower()]} unavailable, or folder not writable)")
-        self._writer.write(frame)
-        self.frames += 1
+            self._open((frame.shape[1], frame.shape[0]))
+        if (frame.shape[1], frame.shape[0]) != self._size or self._writer is None:
+            raise OutputError(f"{self.path}: frame {number} is {frame.shape[1]}x{frame.shape[0]}, the first was "
+                              f"{self._size[0]}x{self._size[1]}; nothing written")
+        try:
+            self._writer.write(frame)
+        except cv2.error as exc:
+            raise OutputError(f"{self.path}: the video writer failed at frame {number} "
+                              f"({str(exc).strip().splitlines()[-1]}); nothing written") from None
+        self.frames = number
 
-    def close(self) -> None:
+    def _open(self, size: tuple[int, int]) -> None:
+        fourcc = FOURCC[self.path.suffix.lower()]
+        self._temporary = new_temporary(self.path)
+        self._size = size
+        self._writer = cv2.VideoWriter(str(self._temporary), cv2.VideoWriter.fourcc(*fourcc), self.fps, size)
+        if not self._writer.isOpened():
+            self.discard()
+            raise OutputError(f"{self.path}: cannot write a video here (codec {fourcc} unavailable)")
+
+    def finish(self) -> Path | None:
+        """Close the file, check it and move it to ``path``; return ``path`` (``None`` if no frame
+        was written). ``OutputError`` (and nothing at ``path`` changed) if it lacks frames."""
+        if self._writer is None or self._temporary is None:
+            return None
+        self._writer.release()
+        self._writer = None
+        stored = count_frames(self._temporary)
+        if stored != self.frames:
+            self.discard()
+            raise OutputError(f"{self.path}: the video writer stored {stored} of {self.frames} frames (it failed "
+                              f"at frame {stored + 1}: disk full or a write error); nothing written")
+        temporary, self._temporary = self._temporary, None
+        try:
+            commit(temporary, self.path)
+        except OutputError:
+            discard(temporary)
+            raise
+        return self.path
+
+    def discard(self) -> None:
+        """Close and remove the temporary file; ``path`` is left as it was."""
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+        if self._temporary is not None:
+            discard(self._temporary)
+            self._temporary = None
 
     def __enter__(self) -> "VideoSink":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.discard()
