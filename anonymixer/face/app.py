@@ -256,11 +256,11 @@ def _protect_video(face_protector: FaceProtector, source: Source, target: Path |
             raise
         report.notes.append(f"{source}: stopped after {run.frames} frame(s)")
         run.stopped_early = True
-    except OutputError as exc:  # the output cannot be written
+    except OutputError as exc:  # the output cannot be written: the rest of the video is not read
         if sink is not None:
             sink.discard()
         report.failures.append(str(exc))
-        run.failed = True
+        run.failed = run.stopped_early = True
     finally:
         bar.close()
         capture.release()
