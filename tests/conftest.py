@@ -57,3 +57,22 @@ def reuse_tiny_model(monkeypatch, tiny_bundle):
     real = bundle.random_bundle
     monkeypatch.setattr(bundle, "random_bundle",
                         lambda name, seed=0: tiny_bundle if (name, seed) == ("tiny", 0) else real(name, seed))
+
+
+@pytest.fixture
+def read_only_outputs(monkeypatch):
+    """Creating one of our temporary output files (``anonymixer.atomic``) fails with EROFS, as in a
+    read-only folder (root writes anywhere, so chmod cannot stand in for it)."""
+    import errno
+    import os
+
+    from anonymixer.atomic import PARTIAL_MARK
+
+    real = os.open
+
+    def read_only(path, flags, *args, **kwargs):
+        if PARTIAL_MARK in str(path) and flags & os.O_CREAT:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from anonymixer.atomic import PARTIAL_MARK
 from anonymixer.cli import main
 from anonymixer.face.io import read_image
 from anonymixer.face.photos import packaged_photo
@@ -61,3 +62,15 @@ def protect(inputs, key_file, out_dir, *extra):
 def failure_lines(printed):
     """The indented failure lines of a run's summary."""
     return [line.strip() for line in printed.splitlines() if line.startswith("  ")]
+
+
+def no_traceback(capsys):
+    """What a command printed (``capsys.readouterr()``), checked to hold no traceback."""
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    return captured
+
+
+def leftovers(folder):
+    """Temporary outputs (``anonymixer.atomic``) left anywhere under ``folder``."""
+    return [p for p in folder.rglob("*") if PARTIAL_MARK in p.name]

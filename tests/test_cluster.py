@@ -209,7 +209,8 @@ def test_a_call_that_fails_for_good_names_each_of_its_inputs_and_the_rest_finish
     settings: argparse.Namespace = build_parser().parse_args(
         ["protect", str(photos), "--key", str(secret_key[0]), "--model", "random:tiny"])
     monkeypatch.setenv(FAULT_ENV, "3")
-    report = protect_on_cluster(settings, load_key(secret_key[0]), expand_sources([str(photos)]), tmp_path / "out",
+    report = protect_on_cluster(settings, load_key(secret_key[0]), expand_sources([str(photos)]).sources,
+                                tmp_path / "out",
                                 ClusterOptions(actors=2, batch=2, max_restarts=0))
     lost = [line for line in report.failures if "not protected: its Ray actor died" in line]
     assert len(lost) == 2 and report.failed_inputs == 2 and len(report.written) == 6

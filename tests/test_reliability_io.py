@@ -13,7 +13,7 @@ import struct
 import cv2
 import numpy as np
 import pytest
-from facekit import failure_lines, needs_yunet, photo, protect
+from facekit import failure_lines, leftovers, needs_yunet, no_traceback, photo, protect
 from PIL import Image, ImageOps
 
 from anonymixer.atomic import PARTIAL_MARK
@@ -45,16 +45,6 @@ def save_with_orientation(path, upright_bgr, orientation, **options):
     shown = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))[:, :, ::-1]
     assert shown.shape == upright_bgr.shape
     return shown
-
-
-def no_traceback(capsys):
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.out + captured.err
-    return captured
-
-
-def leftovers(folder):
-    return [p for p in folder.rglob("*") if PARTIAL_MARK in p.name]
 
 
 def face_change(before, after):
@@ -215,15 +205,8 @@ def test_a_full_disk_leaves_no_partial_file_and_the_earlier_output_intact(tmp_pa
     assert leftovers(tmp_path) == []
 
 
-def test_an_output_folder_that_cannot_be_written_is_one_line_per_input(tmp_path, key_file, capsys, monkeypatch):
-    real = os.open
-
-    def read_only(path, flags, *args, **kwargs):
-        if PARTIAL_MARK in str(path) and flags & os.O_CREAT:
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-        return real(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", read_only)
+def test_an_output_folder_that_cannot_be_written_is_one_line_per_input(tmp_path, key_file, capsys,
+                                                                       read_only_outputs):
     cv2.imwrite(str(tmp_path / "face.png"), photo("astronaut"))
     assert protect([tmp_path / "face.png"], key_file, tmp_path / "out") == 1
     lines = failure_lines(no_traceback(capsys).out)
