@@ -158,7 +158,8 @@ def _protect_whole(args: argparse.Namespace, key: Key, sources: list[Source]) ->
         print(f"detector: {detector.name}   no face: {args.no_face}")
         face_protector = FaceProtector(protector, detector, no_face=args.no_face, max_batch=args.batch)
         report = protect_sources(face_protector, sources, None if args.out is None else Path(args.out),
-                                 preview=Preview(args.preview), max_frames=args.max_frames)
+                                 preview=Preview(args.preview), max_frames=args.max_frames,
+                                 inflight=args.inflight)
     return report, protector.info.description, protector.info.is_random
 
 
@@ -356,7 +357,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          batches=args.batch, inflight=args.inflight, resolution=args.resolution, warmup=args.warmup,
                          iters=args.iters, out=Path(args.out), device=args.device, peak_tflops=args.peak_tflops,
                          peak_device=args.peak_device, calib_synthetic=args.calib_synthetic,
-                         detector=None if args.detector == "none" else args.detector)
+                         detector=None if args.detector == "none" else args.detector, video_frames=args.video_frames)
     prepare_folder(Path(args.out))
     data = run_bench(config)
     paths = write_reports(data, Path(args.out))
@@ -435,8 +436,9 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                    help="graphs or engines to run from --onnx/--engines (default: fp32 / the folder's)")
     p.add_argument("--inflight", type=_positive_int, default=1, metavar="N",
-                   help="batches in flight at once: stages overlap (threads on CPU, CUDA streams on GPU); "
-                        "results keep input order (default: %(default)s)")
+                   help="frames (or --aligned batches) in flight at once: detection, the networks and paste-back "
+                        "overlap (threads on CPU, CUDA streams on GPU); outputs keep input order, a file never "
+                        "drops a frame, a camera drops stale ones (default: %(default)s)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -671,6 +673,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="INT8 calibration faces drawn by the model for the export (default: export's)")
     p.add_argument("--detector", default="yunet", metavar="yunet|dlib|PATH|none",
                    help="detector for the whole-frame rows; none measures the networks only (default: %(default)s)")
+    p.add_argument("--video-frames", type=_positive_int, default=30, metavar="N",
+                   help="640x480 one-face frames per whole-frame stream row, for each --inflight (default: %(default)s)")
     p.set_defaults(func=cmd_bench)
     return parser
 

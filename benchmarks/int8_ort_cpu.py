@@ -1,15 +1,14 @@
-"""Why the exported INT8 graphs are no faster than FP32 on ONNX Runtime's CPU provider, measured.
+"""ONNX Runtime CPU INT8: the Q/DQ (TensorRT) form against the QOperator form, U8S8 against S8S8.
 
     python benchmarks/int8_ort_cpu.py [--onnx out/bench/cpu_ffhq256/onnx] [--stages generator,encoder]
 
-`anonymixer export --precision int8` writes the form TensorRT consumes: Q/DQ pairs on every
-convolution's *inputs*, none on its output. ONNX Runtime's CPU provider turns ``DQ -> Conv -> Q``
-into an integer ``QLinearConv``, so without the output ``Q`` it dequantizes and runs the float
-convolution (plus the Q/DQ work). This script quantizes the same FP32 graphs a second way, with
-ONNX Runtime's QOperator format (``QLinearConv``: int8 weights, uint8 activations, per-channel),
-calibrated on the same kind of faces (drawn by the model), and times the three side by side on
-ORT CPU with the session options of ``OrtBackend``. It does not change the export: it shows what
-an ORT-CPU-specific INT8 form would reach, and at what accuracy. Prints a Markdown block.
+`anonymixer calibrate` writes two INT8 forms: Q/DQ on each convolution's inputs (TensorRT's
+form, ``<stage>.int8.onnx``), which ONNX Runtime's CPU provider runs as float convolutions plus the
+Q/DQ work, and the QOperator form (``<stage>.int8-ort.onnx``, ``anonymixer.export.int8_ort``), which
+it runs as integer ``QLinearConv``. This script quantizes the FP32 graphs with that module in both
+activation types (U8S8, the export's choice, and S8S8), calibrated on faces drawn by the model,
+and times them beside FP32 (and the export's own INT8 graphs when the folder has them) on ORT CPU
+with ``OrtBackend``'s session options. Prints a Markdown block with the CPU's INT8 features.
 """
 
 from __future__ import annotations
@@ -29,10 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def session(path: Path):
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")   # as OrtBackend does
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    from anonymixer.runtime.ort import session_options
+
+    return ort.InferenceSession(str(path), session_options(None), providers=["CPUExecutionProvider"])
 
 
 def time_session(sess, feeds: dict, warmup: int, iters: int) -> tuple[list[float], np.ndarray]:
@@ -57,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=3)
     args = parser.parse_args(argv)
 
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    from anonymixer.bench.machine import cpu_model, load_average
+    from anonymixer.bench.machine import cpu_model, int8_features, load_average
     from anonymixer.bench.stats import summarize
     from anonymixer.calibration import GraphSet, stage_feeds, synthetic_faces
+    from anonymixer.export.accuracy import psnr
     from anonymixer.export.graphfile import relative_error
+    from anonymixer.export.int8_ort import quantize_int8_ort
     from anonymixer.runtime.manifest import ExportManifest
 
     folder = Path(args.onnx)
@@ -76,40 +74,35 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for stage in [s.strip() for s in args.stages.split(",") if s.strip()]:
             name = {"encoder": "face", "generator": "w_prot"}[stage]
-
-            class Reader(CalibrationDataReader):
-                def __init__(self) -> None:
-                    self.items = iter([{name: calib[stage][name][i:i + 1]} for i in range(args.calib)])
-
-                def get_next(self):
-                    return next(self.items, None)
-
-            qop = Path(tmp) / f"{stage}.qoperator.onnx"
-            start = time.perf_counter()
-            quantize_static(str(manifest.graph(stage, "fp32").path), str(qop), Reader(),
-                            quant_format=QuantFormat.QOperator, op_types_to_quantize=["Conv"], per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            use_external_data_format=stage == "encoder")
-            quantize_s = time.perf_counter() - start
+            external = bool(manifest.data["graphs"][stage]["fp32"].get("external_data"))
+            forms = {"fp32": manifest.graph(stage, "fp32").path}
+            if "int8" in manifest.precisions(stage):
+                forms["int8 Q/DQ (TensorRT form)"] = manifest.graph(stage, "int8").path
+            for activations in ("u8", "s8"):
+                path = Path(tmp) / f"{stage}.{activations}.onnx"
+                start = time.perf_counter()
+                quantize_int8_ort(manifest.graph(stage, "fp32").path, path, {name: calib[stage][name]},
+                                  external_data=external, activations=activations)
+                print(f"{stage}: QOperator {activations.upper()}S8 in {time.perf_counter() - start:.0f} s", flush=True)
+                forms[f"int8 QOperator {activations.upper()}S8"] = path
             feeds = {name: probe[stage][name]}
             results = {}
-            for label, path in (("fp32", manifest.graph(stage, "fp32").path),
-                                ("int8 (export: Q/DQ, TensorRT form)", manifest.graph(stage, "int8").path),
-                                ("int8 (QOperator QLinearConv)", qop)):
+            for label, path in forms.items():
                 sess = session(path)
                 samples, out = time_session(sess, feeds, args.warmup, args.iters)
                 results[label] = (summarize(samples, 1, "perf_counter"), out)
                 del sess
             ref_ms, ref_out = results["fp32"][0]["p50_ms"], results["fp32"][1]
             for label, (item, out) in results.items():
-                rows.append(f"| {stage} | {label} | {item['p50_ms']:.0f} | {ref_ms / item['p50_ms']:.2f}x | "
-                            f"{relative_error(out, ref_out):.1e} |")
-            print(f"{stage}: quantized to QOperator in {quantize_s:.0f} s", flush=True)
+                quality = f"{psnr(out, ref_out):.1f} dB" if stage == "generator" and label != "fp32" else ""
+                rows.append(f"| {stage} | {label} | {item['p50_ms']:.1f} | {ref_ms / item['p50_ms']:.2f}x | "
+                            f"{relative_error(out, ref_out):.1e} | {quality} |")
     lines = [f"### `int8_ort_cpu.py` ({datetime.date.today()}, {cpu_model()}, ORT CPU)", "",
              f"`{manifest.data['model']['spec']}`; batch 1, {args.warmup} warm-up + {args.iters} timed runs; "
-             f"QOperator calibrated on {args.calib} faces drawn by the model; load average {load_start} at start, "
-             f"{load_average()} at end.", "",
-             "| graph | INT8 form | p50 ms | vs fp32 | relative error vs fp32 |", "|---|---|---|---|---|", *rows]
+             f"QOperator calibrated on {args.calib} faces drawn by the model; CPU INT8 features: {int8_features()}; "
+             f"load average {load_start} at start, {load_average()} at end.", "",
+             "| graph | INT8 form | p50 ms | vs fp32 | relative error vs fp32 | image PSNR vs fp32 |",
+             "|---|---|---|---|---|---|", *rows]
     print("\n".join(lines))
     return 0
 

@@ -300,6 +300,45 @@ def test_int8_keeps_fir_filters_and_rgb_convolutions_in_float(manifest):
     assert manifest["calibration"]["source"] == "synthetic" and manifest["calibration"]["samples"] == 32
 
 
+def test_int8_for_the_cpu_runs_integer_convolutions_and_keeps_the_same_layers_in_float(export_dir, manifest):
+    for stage in ("encoder", "generator"):
+        entry = manifest["graphs"][stage]["int8-ort"]
+        assert entry["file"] == f"{stage}.int8-ort.onnx"
+        model = load_graph(export_dir / entry["file"])
+        ops = [n.op_type for n in model.graph.node]
+        assert ops.count("QLinearConv") == entry["int8"]["quantized_nodes"] > 0
+        assert "QuantizeLinear" in ops and "DequantizeLinear" in ops   # float in, float out
+        kept = entry["int8"]["kept_fp"]
+        assert set(kept) == {n for n, why in manifest["graphs"][stage]["int8"]["int8"]["kept_fp"].items()
+                             if n in {m.name for m in model.graph.node if m.op_type == "Conv"}}
+        assert entry["int8"]["form"].startswith("QOperator") and "cpu_flags" in entry["int8"]
+    for stage in ("mapping", "mixer"):
+        assert "int8-ort" not in manifest["graphs"][stage]   # FP32 in every precision: nothing to quantize
+
+
+def test_int8_for_the_cpu_is_in_the_accuracy_report_within_the_int8_bound(export_dir, manifest):
+    accuracy = json.loads((export_dir / "accuracy.json").read_text())["precisions"]
+    assert accuracy["int8-ort"]["pipeline"]["image_psnr_db"] >= INT8_MIN_PSNR
+    assert accuracy["int8-ort"]["stages"]["encoder"]["relative_error"] <= 1e-2
+    assert accuracy["int8-ort"]["stages"]["mixer"]["relative_error"] == 0.0
+    assert manifest["accuracy"]["image_psnr_db"]["int8-ort"] == accuracy["int8-ort"]["pipeline"]["image_psnr_db"]
+    assert all(n in manifest["files"] for n in ("encoder.int8-ort.onnx", "generator.int8-ort.onnx"))
+
+
+def test_the_cpu_backend_runs_int8_in_the_cpu_form_and_a_gpu_provider_list_keeps_the_qdq_form(export_dir):
+    from anonymixer.runtime.manifest import ExportManifest
+    from anonymixer.runtime.ort import OrtBackend, choose_graph
+
+    with OrtBackend(export_dir, precision="int8", providers="cpu") as backend:
+        assert backend.precisions == {"encoder": "int8-ort", "mapping": "int8", "mixer": "int8",
+                                      "generator": "int8-ort"}
+        assert "QOperator" in backend.describe()
+        out = backend.stage("generator").run(stage_inputs(1)["generator"])["image"]
+        assert out.dtype == np.float32 and np.isfinite(out).all()
+    gpu = choose_graph(ExportManifest(export_dir), "encoder", "int8", cpu_only=False)
+    assert gpu.path.name == "encoder.int8.onnx"
+
+
 def test_external_data_graphs_load_check_and_run_the_same(export_dir, tmp_path):
     files = save_graph(load_graph(export_dir / "encoder.onnx"), tmp_path / "encoder.onnx", external_data=True)
     assert files == ["encoder.onnx", "encoder.onnx.data"]

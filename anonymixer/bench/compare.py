@@ -39,6 +39,9 @@ def derive(rows: list[dict[str, Any]], macs: dict[str, Any], peak: DevicePeak | 
                 entry["speedup"]["frame"] = ref["frame"]["ms_per_face"] / entry["frame"]["ms_per_face"]
         for item in row["inflight"]:
             item["speedup"] = item["faces_per_s"] / base_inflight[(item["batch"], item["inflight"])]["faces_per_s"]
+        one = next((item for item in row.get("video", []) if item["inflight"] == 1), None)
+        for item in row.get("video", []):
+            item["vs_inflight_1"] = None if one is None else item["fps"] / one["fps"]
         db = psnr(row["image"], base["image"])
         row["accuracy"] = {"psnr_db": None if math.isinf(db) else db, "faces": int(len(row["image"])),
                            "reference": "torch fp32 (this run)",

@@ -72,3 +72,17 @@ def aligned_faces(detector: Any, frame: np.ndarray, n: int, size: int) -> np.nda
     if len(faces) < n:
         faces = np.concatenate([faces, seeded_faces(n - len(faces), size)])
     return np.ascontiguousarray(faces, dtype=np.float32)
+
+
+VIDEO_SIZE = (640, 480)   # (width, height) of the whole-frame stream rows
+
+
+def video_frame(tiles: list[np.ndarray], size: tuple[int, int] = VIDEO_SIZE) -> np.ndarray:
+    """``(480, 640, 3) uint8 BGR``: one face (the astronaut tile at 400 px) on a gray 640x480 frame."""
+    width, height = size
+    frame = np.full((height, width, 3), 96, np.uint8)
+    side = min(400, height, width)
+    face = cv2.resize(tiles[0], (side, side), interpolation=cv2.INTER_AREA)
+    top, left = (height - side) // 2, (width - side) // 2
+    frame[top:top + side, left:left + side] = face
+    return frame

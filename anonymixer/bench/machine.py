@@ -40,6 +40,17 @@ def cpu_flags() -> list[str]:
     return []
 
 
+INT8_FLAGS = ("avx2", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
+
+
+def int8_features() -> str:
+    """``avx2 yes, avx512_vnni yes, avx_vnni no, amx_int8 no``: what ONNX Runtime's integer kernels
+    can use here (VNNI: one instruction per u8 x s8 dot product; without it, U8S8 may saturate)."""
+    have = set(cpu_flags())
+    flags = INT8_FLAGS if "asimd" in have else INT8_FLAGS[:-1]
+    return ", ".join(f"{flag} {'yes' if flag in have else 'no'}" for flag in flags)
+
+
 def ram_gb() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -67,7 +78,8 @@ def usable_cores() -> int:
 
 def describe_machine(device: str) -> dict[str, Any]:
     """CPU model, cores, RAM, OS, load average now, and the GPU when ``device`` is CUDA."""
-    info: dict[str, Any] = {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(),
+    info: dict[str, Any] = {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cpu_int8": int8_features(),
+                            "cores": os.cpu_count(),
                             "usable_cores": usable_cores(),
                             "ram_gb": None if ram_gb() is None else round(ram_gb() or 0.0, 1),
                             "os": f"{platform.system()} {platform.release()} {platform.machine()}",

@@ -10,7 +10,11 @@ For each row and each batch size B:
    align, protect as one batch, paste back), wall clock; detection + alignment and paste-back
    are read from the same frames;
 3. **inflight**: for each N of ``--inflight``, ``max(iters, N)`` batches of B faces through
-   ``Protector.protect_tensor_many`` with N in flight: faces per second of wall time.
+   ``Protector.protect_tensor_many`` with N in flight: faces per second of wall time;
+4. **video**: for each N of ``--inflight``, a stream of 640x480 frames with one face through
+   ``FaceProtector.process_many`` with N frames in flight (detect, align, networks, paste-back;
+   ``--video-frames`` of them after N warm-up frames): frames per second of wall time, and each
+   frame's latency from entering the pipeline to leaving it (p50, p99).
 
 The PyTorch eager FP32 row always runs first: it is the baseline of every ratio. Host memory is
 the row's resident-set peak (``stats``), with the resident set at the row's start (memory that
@@ -38,7 +42,7 @@ from ..errors import AnonymixerError, BenchError
 from ..export.layout import MANIFEST, PRECISIONS
 from ..runtime.base import FRAME_STAGES, STAGE_IO
 from . import stats
-from .inputs import aligned_faces, bench_key, face_tiles, frame_with_faces, seeded_faces
+from .inputs import aligned_faces, bench_key, face_tiles, frame_with_faces, seeded_faces, video_frame
 from ..provenance import versions
 from .machine import DISTRIBUTIONS, describe_machine, load_average
 from .macs import graph_macs
@@ -68,6 +72,7 @@ class BenchConfig:
     peak_device: str | None = None
     calib_synthetic: int | None = None
     detector: str | None = "yunet"
+    video_frames: int = 30
     progress: bool = True
 
     def check(self) -> None:
@@ -208,8 +213,9 @@ class RowRunner:
     """Measures one row; ``bar`` advances once per measurement."""
 
     def __init__(self, config: BenchConfig, faces: np.ndarray, frames: dict[int, np.ndarray], detector: Any,
-                 bar: tqdm) -> None:
+                 bar: tqdm, video: np.ndarray | None = None) -> None:
         self.config, self.faces, self.frames, self.detector, self.bar = config, faces, frames, detector, bar
+        self.video = video
 
     def run(self, backend_name: str, precision: str, opened: Any) -> dict[str, Any]:
         from ..runtime.protector import Protector
@@ -219,7 +225,7 @@ class RowRunner:
         clock = choose_clock(opened)
         row: dict[str, Any] = {"backend": backend_name, "precision": precision,
                                "label": f"{backend_name} {precision}", "describe": opened.describe(),
-                               "clock": clock.timer, "batches": [], "inflight": []}
+                               "clock": clock.timer, "batches": [], "inflight": [], "video": []}
         image = None
         for batch in config.batches:
             entry: dict[str, Any] = {"batch": batch, "stages": {}}
@@ -240,8 +246,40 @@ class RowRunner:
                 self.bar.set_postfix_str(f"{row['label']} b{batch} inflight {inflight}")
                 row["inflight"].append(self._inflight(protector, batch, inflight))
                 self.bar.update(1)
+        if self.video is not None:
+            for inflight in config.inflight:
+                self.bar.set_postfix_str(f"{row['label']} video inflight {inflight}")
+                row["video"].append(self._video(protector, inflight))
+                self.bar.update(1)
         row["image"] = image
         return row
+
+    def _video(self, protector: Any, inflight: int) -> dict[str, Any]:
+        """Whole 640x480 frames, one face each, ``inflight`` at once: fps and per-frame latency."""
+        from ..face.pipeline import FaceProtector
+
+        assert self.video is not None
+        face_protector = FaceProtector(protector, self.detector, opencv_threads=None)
+        count = max(self.config.video_frames, 2 * inflight)
+        for _ in face_protector.process_many([(self.video, None)] * inflight, inflight):
+            pass   # warm-up: threads started, sessions and arenas at their size
+        entered: list[float] = []
+        latency: list[float] = []
+        found: list[int] = []
+
+        def frames() -> Any:
+            for _ in range(count):
+                entered.append(time.perf_counter())
+                yield self.video, None
+
+        start = time.perf_counter()
+        for index, result in enumerate(face_protector.process_many(frames(), inflight)):
+            latency.append((time.perf_counter() - entered[index]) * 1000.0)
+            found.append(result.protected)
+        wall = time.perf_counter() - start
+        height, width = self.video.shape[:2]
+        return {"inflight": inflight, "frames": count, "size": [width, height], "faces_per_frame": min(found),
+                "wall_s": wall, "fps": count / wall, "latency": stats.summarize(latency, 1, "perf_counter")}
 
     def _frames(self, protector: Any, batch: int, entry: dict[str, Any], label: str) -> None:
         from ..face.pipeline import FaceProtector
@@ -302,6 +340,7 @@ def prepare_inputs(config: BenchConfig, size: int, notes: list[str]) -> tuple[An
             notes.append(f"detection, alignment, paste-back and whole frames not measured: {exc}")
         else:
             frames = {batch: frame_with_faces(batch, tiles) for batch in {*config.batches, top}}
+            frames[0] = video_frame(tiles)   # key 0: the 640x480 one-face frame of the video rows
             faces = aligned_faces(detector, frames[top], top, size)
             return (detector, frames, faces,
                     "FFHQ-aligned crops of the packaged photos (astronaut, Grace Hopper), as detected")
@@ -324,12 +363,14 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     notes = [f"ONNX graphs: {onnx_dir} ({'reused: same model, resolution and precisions' if reused else 'exported'})"]
 
     detector, frames, faces, face_source = prepare_inputs(config, int(manifest["input_size"]), notes)
-    per_row = len(config.batches) * (len(FRAME_STAGES) + (detector is not None) + len(config.inflight))
+    video = frames.pop(0, None)
+    per_row = (len(config.batches) * (len(FRAME_STAGES) + (detector is not None) + len(config.inflight))
+               + (video is not None) * len(config.inflight))
     rows: list[dict[str, Any]] = []
     reset_ok = True
     with tqdm(total=len(plan.rows) * per_row, desc="bench", unit="step", disable=None if config.progress else True,
               file=sys.stderr) as bar:
-        runner = RowRunner(config, faces, frames, detector, bar)
+        runner = RowRunner(config, faces, frames, detector, bar, video)
         for backend, precision in plan.rows:
             reset_ok = stats.reset_host_peak() and reset_ok
             rss_start = stats.host_rss_mb()   # what earlier rows left resident is in this row's peak too
@@ -362,6 +403,10 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     derive(rows, macs, peak)
     machine["load_average_end"] = load_average()
     settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in asdict(config).items()}
+    if any(backend == "ort" for backend, _ in plan.rows):
+        from ..runtime.ort import SESSION_OPTIONS
+
+        settings["ort_session_options"] = SESSION_OPTIONS
     settings.update(faces=face_source, key="a fixed public key (bench.inputs.bench_key)",
                     host_memory=("VmHWM per row (reset at each row's start)" if reset_ok else
                                  "VmHWM since process start: this kernel refused the per-row reset"),

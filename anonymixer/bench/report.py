@@ -45,7 +45,8 @@ def header_lines(data: dict[str, Any]) -> list[str]:
              f"device `{settings['device']}`. Run {data['created']}, {data['wall_s']:.0f} s.",
              "",
              f"Machine: {machine['cpu']}, {machine['cores']} CPU cores ({machine['usable_cores']} usable), "
-             f"{machine['ram_gb']} GB RAM" + (f" (CPU flags: {' '.join(machine['cpu_flags'])})"
+             f"{machine['ram_gb']} GB RAM" + (f" (CPU flags: {' '.join(machine['cpu_flags'])}; "
+                                               f"INT8: {machine.get('cpu_int8', '?')})"
                                                if machine.get("cpu_flags") else "") + (f", GPU {gpu['name']} ({gpu['memory_gb']} GB)" if gpu else ", no GPU")
              + f"; load average {machine['load_average_start']} at start, {machine.get('load_average_end')} at end.",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
@@ -91,6 +92,23 @@ def markdown(data: dict[str, Any]) -> str:
             for item in row["inflight"]:
                 lines.append(f"| {row['label']} | {item['batch']} | {item['inflight']} | {item['batches']} | "
                              f"{item['faces_per_s']:.3g} | {_ratio(item['speedup'])} |")
+    if any(row.get("video") for row in data["rows"]):
+        size = next(item["size"] for row in data["rows"] for item in row["video"])
+        lines += ["", f"## Whole frames in flight ({size[0]}x{size[1]}, one face)", "",
+                  "A stream of frames through `FaceProtector.process_many` (detect + align, networks, paste-back on "
+                  "their own threads, N frames at once, output order kept): frames per second of wall time, and "
+                  "each frame's latency from entering the pipeline to leaving it.", "",
+                  "| row | in flight | frames | fps | latency p50 ms | latency p99 ms | vs in flight 1 |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in data["rows"]:
+            for item in row.get("video", []):
+                lines.append(f"| {row['label']} | {item['inflight']} | {item['frames']} | {item['fps']:.3g} | "
+                             f"{ms(item['latency']['p50_ms'])} | {ms(item['latency']['p99_ms'])} | "
+                             f"{_ratio(item.get('vs_inflight_1'))} |")
+    options = data["settings"].get("ort_session_options")
+    if options:
+        lines += ["", "## ONNX Runtime session options", ""]
+        lines += [f"- `{name}`: {why}" for name, why in options.items()]
     lines += ["", "## MACs per face and the floor", "", f"Counted: {data['macs']['counted']}.", ""]
     peak = data["peak"]
     if peak:

@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..export.graphfile import open_session, run_session
-from ..export.layout import GRAPHS
+from ..export.layout import GRAPHS, PRECISIONS
 from ..keymaterial import KEY_INPUTS
 from ..runtime.manifest import ExportManifest
 
@@ -22,7 +22,8 @@ from ..runtime.manifest import ExportManifest
 class GraphSet:
     """Encoder, mapping, mixer and generator of ``precision`` in export folder ``folder``.
 
-    ``verify`` checks each file's sha256 against the manifest first (a one-line ``ExportError``
+    ``precision`` may also be a form that covers some stages only (``int8-ort``): the other stages
+    run their FP32 graphs. ``verify`` checks each file's sha256 against the manifest first (a one-line ``ExportError``
     names a missing, truncated or changed file). Sessions open on first use.
     """
 
@@ -31,7 +32,8 @@ class GraphSet:
         self.precision = precision
         self.paths: dict[str, Path] = {}
         for stage in GRAPHS:
-            graph = self.manifest.graph(stage, precision)
+            has = precision in (self.manifest.data["graphs"].get(stage) or {})
+            graph = self.manifest.graph(stage, precision if has or precision in PRECISIONS else "fp32")
             if verify:
                 graph.verify()
             self.paths[stage] = graph.path

@@ -4,6 +4,7 @@
     DIR/encoder.onnx  DIR/mapping.onnx  DIR/mixer.onnx  DIR/generator.onnx        (fp32)
     DIR/encoder.fp16.onnx ...                                                     (--precision fp16)
     DIR/encoder.int8.onnx ...                                                     (--precision int8)
+    DIR/encoder.int8-ort.onnx DIR/generator.int8-ort.onnx      (--precision int8: ONNX Runtime's CPU form)
     DIR/<graph>.onnx.data                                       (external weights when a graph is large)
     DIR/accuracy.json                                 (errors against fp32, when fp16/int8 are present)
     DIR/code_stats.npz           (the model's code statistics mu, C for the mixer's key material)
@@ -34,6 +35,8 @@ encoder) keeps them in ``<file>.data`` in every precision.
                 "fp16": {"fp16_nodes", "fp32_nodes", "casts"}             (fp16)
                 "int8": {"method", "samples", "quantized_nodes",
                          "kept_fp": {node: reason} or "whole graph ..."}}}},  (int8)
+                (encoder and generator also have "int8-ort": the same fields, "int8": {"form", ...,
+                 "cpu_flags"}: QOperator INT8 for ONNX Runtime's CPU provider, see export.int8_ort)
      "calibration": {"source": "folder"|"synthetic", "folder", "seed", "samples", "skipped",
                      "skipped_examples", "method", "keep_fp"},            (int8)
      "accuracy": {"file": "accuracy.json", "samples", "seed", "image_psnr_db": {"fp16", "int8"}},
@@ -55,15 +58,17 @@ MANIFEST_FORMAT = "anonymixer-onnx"
 MANIFEST_VERSION = 2   # 2: mixer takes key_matrix/key_offset (keyed mixer); code_stats.npz
 PRECISIONS = ("fp32", "fp16", "int8")
 ENGINE_FOLDER = "engine_folder"   # the manifest table that marks an engine folder (runtime.engines)
+ORT_INT8 = "int8-ort"              # INT8 in ONNX Runtime's CPU form (export.int8_ort): a form, not a precision
+FORMS = (*PRECISIONS, ORT_INT8)    # every key a stage may have in the manifest's "graphs" table
 GRAPHS = ("encoder", "mapping", "mixer", "generator")
 
 
 def graph_filename(stage: str, precision: str = "fp32") -> str:
-    """``encoder.onnx`` for fp32, ``encoder.fp16.onnx`` / ``encoder.int8.onnx`` otherwise."""
+    """``encoder.onnx`` for fp32, ``encoder.fp16.onnx`` / ``encoder.int8.onnx`` / ``encoder.int8-ort.onnx``."""
     if stage not in GRAPHS:
         raise ValueError(f"unknown graph {stage!r}; graphs are {', '.join(GRAPHS)}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision not in FORMS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(FORMS)}")
     return f"{stage}.onnx" if precision == "fp32" else f"{stage}.{precision}.onnx"
 
 

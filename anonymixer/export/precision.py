@@ -9,12 +9,17 @@ graph      fp16                                        int8
 =========  ==========================================  =============================================
 encoder    FP16 feature maps, FP32 islands (fp16.py)   Q/DQ convs, the rest as in fp16 (int8.py)
 generator  FP16 feature maps, FP32 islands (fp16.py)   Q/DQ convs; FIR, ToRGB, deconvolutions as in fp16
+           QOperator QLinearConv for ONNX Runtime's CPU provider (int8_ort.py), both stages
 mapping    FP32 (no feature maps; the key path)        FP32 (2 M MAC, once per key)
 mixer      FP32 (bit-exact pass-through of w_real)     FP32 (bit-exact pass-through of w_real)
 =========  ==========================================  =============================================
 
 The INT8 graphs are derived from the FP16 graphs (``int8.tensorrt_form``: FP16 scales, the same
 FP32 islands), so that a strongly typed TensorRT build runs what is not quantized in FP16.
+
+INT8 comes in two forms from one calibration: ``<stage>.int8.onnx`` (Q/DQ, TensorRT's form, for
+TensorRT and ONNX Runtime's GPU providers) and ``<stage>.int8-ort.onnx`` (QOperator, ONNX Runtime's
+CPU provider), the latter under the manifest key ``int8-ort`` and in the accuracy report.
 """
 
 from __future__ import annotations
@@ -30,12 +35,14 @@ from tqdm import tqdm
 from ..calibration import CalibrationSet, GraphSet, folder_faces, stage_feeds, synthetic_faces
 from ..errors import ExportError
 from ..digest import sha256_file
+from ..bench.machine import cpu_flags
 from ..runtime.manifest import ExportManifest
 from .accuracy import ACCURACY_FILE, accuracy_report
 from .fp16 import convert_fp16, fp16_node_names
 from .graphfile import check_graph, graph_entry, load_graph, save_graph
 from .int8 import CALIB_METHODS, DECONV_MODES, DEFAULT_DECONV, fp32_islands, match_nodes, quantize_int8, tensorrt_form
-from .layout import GRAPHS, MANIFEST, PRECISIONS, graph_filename, write_manifest
+from .int8_ort import quantize_int8_ort
+from .layout import FORMS, GRAPHS, MANIFEST, ORT_INT8, PRECISIONS, graph_filename, write_manifest
 
 INT8_STAGES = ("encoder", "generator")
 DEFAULT_CALIB_SYNTHETIC = 32
@@ -85,7 +92,7 @@ def add_precisions(folder: str | os.PathLike[str], precisions: Sequence[str], ca
         with tqdm(total=n, desc="calibration: fp32 pipeline", unit="face", disable=None if progress else True) as bar:
             feeds = stage_feeds(fp32, calibration.faces, seed=CALIB_SEED + 1, on_chunk=bar.update)
         fp32.close()
-        with tqdm(total=n * len(INT8_STAGES), desc=f"int8 ({calib_method})", unit="sample",
+        with tqdm(total=2 * n * len(INT8_STAGES), desc=f"int8 ({calib_method})", unit="sample",
                   disable=None if progress else True) as bar:
             for stage in GRAPHS:
                 bar.set_postfix_str(stage)
@@ -101,10 +108,17 @@ def add_precisions(folder: str | os.PathLike[str], precisions: Sequence[str], ca
                     files = save_graph(load_graph(fp32.paths[stage]), dst, external[stage])
                     report = {"files": files, "kept_fp": "whole graph (see export.precision)"}
                 _record(manifest, folder, stage, "int8", report, {"int8": _without_files(report)})
+                if stage in INT8_STAGES:
+                    report = quantize_int8_ort(fp32.paths[stage], folder / graph_filename(stage, ORT_INT8),
+                                               feeds[stage], calib_method, keep_fp, external[stage],
+                                               on_sample=bar.update)
+                    _record(manifest, folder, stage, ORT_INT8, report,
+                            {"int8": _without_files(report) | {"cpu_flags": cpu_flags()}})
         manifest["calibration"] = calibration.describe() | {"method": calib_method, "keep_fp": list(keep_fp),
                                                              "int8_deconv": int8_deconv}
 
     present = [p for p in PRECISIONS if all(p in manifest["graphs"][s] for s in GRAPHS)]
+    present += [ORT_INT8] if all(ORT_INT8 in manifest["graphs"][s] for s in INT8_STAGES) else []
     write_manifest(folder, manifest)  # the accuracy report reads the graphs through it
     if len(present) > 1:
         accuracy = accuracy_report(folder, present, progress=progress)
@@ -113,7 +127,8 @@ def add_precisions(folder: str | os.PathLike[str], precisions: Sequence[str], ca
                                                   for p, r in accuracy["precisions"].items()}}
         for precision, row in accuracy["precisions"].items():
             for stage in GRAPHS:
-                manifest["graphs"][stage][precision]["error_vs_fp32"] = row["stages"][stage]
+                if precision in manifest["graphs"][stage]:
+                    manifest["graphs"][stage][precision]["error_vs_fp32"] = row["stages"][stage]
     manifest["files"] = file_table(folder, manifest)
     write_manifest(folder, manifest)
     return manifest
@@ -141,7 +156,7 @@ def file_table(folder: Path, manifest: dict[str, Any]) -> dict[str, dict[str, An
     the code statistics."""
     names: list[str] = []
     for stage in GRAPHS:
-        for precision in PRECISIONS:
+        for precision in FORMS:
             entry = manifest["graphs"].get(stage, {}).get(precision)
             if entry:
                 names += [entry["file"], *entry.get("external_data", [])]

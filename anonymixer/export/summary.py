@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .accuracy import ACCURACY_FILE, format_table
-from .layout import GRAPHS, MANIFEST, PRECISIONS
+from .layout import FORMS, GRAPHS, MANIFEST
 
 
 def _size(n: int) -> str:
@@ -31,7 +31,7 @@ def summary(folder: str | Path, manifest: dict[str, Any], seconds: float | None 
              f"{'graph':<10}{'precision':<11}{'file':<24}{'size':>10}   relative error"]
     total = 0
     for stage in GRAPHS:
-        for precision in PRECISIONS:
+        for precision in FORMS:
             entry = manifest["graphs"].get(stage, {}).get(precision)
             if not entry:
                 continue

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import numpy as np
 from tqdm import tqdm
 
 from ..errors import AnonymixerError, OutputError, Terminated, printable
@@ -27,7 +29,7 @@ from .io import read_photo, write_image
 from .outputs import OutputPlan
 from .pipeline import STAGES, FaceProtector, FrameResult, changed_region
 from .preview import Preview
-from .sources import Source, VideoSink, open_capture, read_frames, video_output
+from .sources import LatestFrames, Source, VideoSink, open_capture, read_frames, video_output
 from .track import LandmarkSmoother
 
 MAX_LINES_PER_SOURCE = 5  # a video that fails on every frame should not flood the terminal
@@ -112,7 +114,7 @@ def signal_name(number: int) -> str:
 
 
 def protect_sources(face_protector: FaceProtector, sources: list[Source], out_dir: Path | None, *,
-                    preview: Preview | None = None, max_frames: int | None = None) -> RunReport:
+                    preview: Preview | None = None, max_frames: int | None = None, inflight: int = 1) -> RunReport:
     """Protect every source; write outputs under ``out_dir`` (``None``: preview only).
 
     Photos come first, then videos, cameras and streams (``processing_order``); the report is the
@@ -133,7 +135,7 @@ def protect_sources(face_protector: FaceProtector, sources: list[Source], out_di
                 usable, target = plan_output(source, plan, report)
                 if usable:
                     report.merge(protect_source(face_protector, source, target, preview=preview,
-                                                max_frames=max_frames))
+                                                max_frames=max_frames, inflight=inflight))
                 done += 1
                 if source.kind == "image":
                     bar.update(1)
@@ -157,14 +159,14 @@ def processing_order(sources: list[Source]) -> list[Source]:
 
 
 def protect_source(face_protector: FaceProtector, source: Source, target: Path | None, *,
-                   preview: Preview | None = None, max_frames: int | None = None) -> RunReport:
+                   preview: Preview | None = None, max_frames: int | None = None, inflight: int = 1) -> RunReport:
     """One photo or one whole video (landmarks smoothed over its frames) -> its own report, with
     one ``outcomes`` entry. The step that a single process and a Ray actor both run per input."""
     report = RunReport()
     if source.kind == "image":
         _protect_photo(face_protector, source, target, report, preview or Preview(False))
     else:
-        _protect_video(face_protector, source, target, report, preview or Preview(False), max_frames)
+        _protect_video(face_protector, source, target, report, preview or Preview(False), max_frames, inflight)
     output = report.written[-1] if report.written else None
     report.outcomes.append(Outcome(source, output, report.failed_inputs > 0, tuple(report.failures)))
     return report
@@ -238,7 +240,7 @@ class _VideoRun:
 
 
 def _protect_video(face_protector: FaceProtector, source: Source, target: Path | None, report: RunReport,
-                   preview: Preview, max_frames: int | None) -> None:
+                   preview: Preview, max_frames: int | None, inflight: int = 1) -> None:
     try:
         capture, info = open_capture(source)
     except AnonymixerError as exc:
@@ -248,7 +250,7 @@ def _protect_video(face_protector: FaceProtector, source: Source, target: Path |
     run = _VideoRun()
     bar = tqdm(total=info.frames or None, unit="frame", desc=printable(str(source)), disable=None)
     try:
-        _video_loop(face_protector, source, capture, info.fps, sink, run, report, preview, max_frames, bar)
+        _video_loop(face_protector, source, capture, info.fps, sink, run, report, preview, max_frames, bar, inflight)
     except KeyboardInterrupt as exc:
         if not source.live or isinstance(exc, Terminated):
             _end_video(source, sink, run, report, keep=source.live)
@@ -273,11 +275,29 @@ def _protect_video(face_protector: FaceProtector, source: Source, target: Path |
 
 def _video_loop(face_protector: FaceProtector, source: Source, capture: cv2.VideoCapture, fps: float,
                 sink: VideoSink | None,
-                run: _VideoRun, report: RunReport, preview: Preview, max_frames: int | None, bar: tqdm) -> None:
+                run: _VideoRun, report: RunReport, preview: Preview, max_frames: int | None, bar: tqdm,
+                inflight: int = 1) -> None:
+    """``inflight`` frames at once (``FaceProtector.process_many``), written in order. A file gives
+    every frame with its time in the video; a live source its newest frame only (``LatestFrames``)."""
     smoother = LandmarkSmoother()
     started = time.perf_counter()
-    for frame in read_frames(capture):
-        result = face_protector.process(frame, smoother, None if source.live else run.frames / fps)
+    live = LatestFrames(capture) if source.live else None
+    items: Iterator[tuple[np.ndarray, float | None]] = (
+        ((frame, None) for frame in live) if live is not None
+        else ((frame, index / fps) for index, frame in enumerate(read_frames(capture))))
+    try:
+        _consume(face_protector.process_many(items, inflight, smoother), source, sink, run, report, preview,
+                 max_frames, bar, started)
+    finally:
+        if live is not None:
+            live.close()
+            if live.dropped:
+                report.notes.append(f"{source}: {live.dropped} stale frame(s) dropped to keep latency low")
+
+
+def _consume(results: Iterator[FrameResult], source: Source, sink: VideoSink | None, run: _VideoRun,
+             report: RunReport, preview: Preview, max_frames: int | None, bar: tqdm, started: float) -> None:
+    for result in results:
         _count(result, report)
         run.frames += 1
         run.faces += result.protected

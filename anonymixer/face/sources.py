@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,15 +137,11 @@ def open_capture(source: Source) -> tuple[cv2.VideoCapture, VideoInfo]:
 
 
 def read_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
-    """Frames as ``(H, W, 3) uint8 BGR`` until the source ends (or a read fails)."""
+    """Frames as ``(H, W, 3) uint8 BGR`` until the source ends (or a read fails); never drops one."""
     while True:
-        ok, frame = capture.read()
-        if not ok or frame is None:
+        frame = _read_bgr(capture)
+        if frame is None:
             return
-        if frame.ndim == 2:
-            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-        elif frame.shape[2] == 4:
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
         yield frame
 
 
@@ -163,6 +160,64 @@ def count_frames(path: Path) -> int:
     finally:
         capture.release()
     return frames
+
+
+def _read_bgr(capture: cv2.VideoCapture) -> np.ndarray | None:
+    ok, frame = capture.read()
+    if not ok or frame is None:
+        return None
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame
+
+
+class LatestFrames:
+    """A live source's frames, newest first: stale frames are dropped rather than queued.
+
+    A reader thread takes every frame the camera or stream delivers (so its own buffer never
+    fills) and keeps only the newest; iterating yields that one, so when the pipeline is slower
+    than the source, latency stays one frame instead of growing. ``dropped`` counts the frames
+    replaced before anyone took them. ``close()`` stops the reader (call it before releasing the
+    capture); iteration ends when the source does.
+    """
+
+    def __init__(self, capture: cv2.VideoCapture) -> None:
+        self.capture = capture
+        self.dropped = 0
+        self._frame: np.ndarray | None = None
+        self._ended = False
+        self._stop = False
+        self._ready = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True, name="anonymixer-camera")
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop:
+            frame = _read_bgr(self.capture)
+            with self._ready:
+                if frame is None:
+                    self._ended = True
+                else:
+                    self.dropped += self._frame is not None
+                    self._frame = frame
+                self._ready.notify()
+            if frame is None:
+                return
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            with self._ready:
+                self._ready.wait_for(lambda: self._frame is not None or self._ended)
+                frame, self._frame = self._frame, None
+            if frame is None:
+                return
+            yield frame
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(timeout=5.0)   # a stalled stream may hold read(); the thread is a daemon
 
 
 class VideoSink:

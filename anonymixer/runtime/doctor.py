@@ -152,8 +152,11 @@ def _probe_torch(versions: dict[str, str]) -> tuple[bool, bool]:
 
 def collect() -> Findings:
     """Probe Python, numpy, onnxruntime, torch, TensorRT, cuda-python, the driver and the GPU."""
+    from ..bench.machine import cpu_model, int8_features
+
     versions: dict[str, str] = {"Python": f"{platform.python_version()} ({sys.executable})",
-                                "platform": f"{platform.system()} {platform.machine()}"}
+                                "platform": f"{platform.system()} {platform.machine()}",
+                                "CPU": f"{cpu_model()}; INT8 features: {int8_features()}"}
     gpu: dict[str, str] = {}
     import numpy
 

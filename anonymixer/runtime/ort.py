@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import BackendError, ExportError
+from ..export.layout import ORT_INT8
 from .base import STAGE_IO, ModelInfo
 from .manifest import REEXPORT, ExportManifest, GraphEntry
 from .stream import FramePipeline, ThreadPipeline
@@ -74,6 +75,33 @@ def choose_providers(wanted: str | Sequence[Provider], available: Sequence[str],
     return chosen
 
 
+# What every session is given, and why (stated in bench reports).
+SESSION_OPTIONS = {
+    "graph_optimization_level": "ORT_ENABLE_ALL (constant folding, fusions, and on the CPU the NCHWc "
+                                "layout that its convolutions are fastest in)",
+    "execution_mode": "ORT_SEQUENTIAL, inter_op_num_threads 1 (each graph is a chain: nothing to run side by side)",
+    "intra_op_num_threads": "--threads, or ONNX Runtime's default: one per physical core",
+    "intra_op.allow_spinning": "0: stages and frames run concurrently, so idle threads must sleep, not spin "
+                               "and starve the other stages' threads of the same cores",
+    "enable_cpu_mem_arena": "on: buffers are reused from frame to frame, memory stays at its first-frame peak",
+    "log_severity_level": "3 (errors only)",
+}
+
+
+def session_options(threads: int | None) -> ort.SessionOptions:
+    """The ``SessionOptions`` of every graph (``SESSION_OPTIONS`` says why each is set so)."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_cpu_mem_arena = True
+    return options
+
+
 class OrtStage:
     """One graph in one ``InferenceSession``; NumPy in and out, or ``OrtValue``s with IO binding."""
 
@@ -81,14 +109,7 @@ class OrtStage:
                  device_id: int = 0, io_binding: bool | None = None) -> None:
         self.stage = graph.stage
         self.input_names, self.output_names = STAGE_IO[graph.stage]
-        options = ort.SessionOptions()
-        options.log_severity_level = 3   # errors only: ORT's warnings about unused initialisers are noise here
-        # Stages run concurrently in a pipeline: idle ORT threads must sleep, not spin, or they
-        # starve the other stages' threads of the same cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads is not None:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+        options = session_options(threads)
         try:
             self.session = ort.InferenceSession(str(graph.path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own pybind exception types
@@ -132,11 +153,23 @@ class OrtStage:
         return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array, dtype=np.float32), *self.device)
 
 
+def choose_graph(manifest: ExportManifest, stage: str, precision: str, cpu_only: bool) -> GraphEntry:
+    """The graph of ``stage`` to run at ``precision``: INT8 in ONNX Runtime's CPU form when only the CPU
+    provider runs and the folder has it; mapping and mixer in FP32 when the folder has them only so."""
+    if precision == "int8" and cpu_only and ORT_INT8 in (manifest.data["graphs"].get(stage) or {}):
+        return manifest.graph(stage, ORT_INT8)
+    if precision != "fp32" and stage in FP32_FALLBACK_STAGES and precision not in manifest.precisions(stage):
+        return manifest.graph(stage, "fp32")
+    return manifest.graph(stage, precision)
+
+
 class OrtBackend:
     """The four graphs of an export folder (``anonymixer export``) on ONNX Runtime.
 
     ``precision`` picks ``encoder.onnx`` / ``encoder.fp16.onnx`` / ``encoder.int8.onnx``; mapping
-    and mixer fall back to fp32 when the folder has them only in fp32. ``providers``: see
+    and mixer fall back to fp32 when the folder has them only in fp32. On the CPU provider alone,
+    ``int8`` takes ONNX Runtime's integer form (``encoder.int8-ort.onnx``, ``export.int8_ort``) where
+    the folder has it: the Q/DQ form is TensorRT's, and runs slower than FP32 on the CPU. ``providers``: see
     ``choose_providers``. ``threads``: intra-op threads per session (default: ONNX Runtime's).
     ``output_resolution`` is checked against the folder (early exit is baked in at export).
     Each graph file (and its external data) is checked against the manifest's sha256 before it
@@ -156,17 +189,12 @@ class OrtBackend:
                                   trt_cache=self.manifest.folder / "ort-trt-cache")
         self.stages: dict[str, OrtStage] = {}
         self.precisions: dict[str, str] = {}
+        cpu_only = all((p if isinstance(p, str) else p[0]) == CPU for p in chosen)
         for stage in STAGE_IO:
-            graph = self._graph(stage, precision)
+            graph = choose_graph(self.manifest, stage, precision, cpu_only)
             graph.verify()
             self.stages[stage] = OrtStage(graph, chosen, threads, device_id, io_binding)
             self.precisions[stage] = graph.precision
-
-    def _graph(self, stage: str, precision: str) -> GraphEntry:
-        if (precision != "fp32" and stage in FP32_FALLBACK_STAGES
-                and precision not in self.manifest.precisions(stage)):
-            return self.manifest.graph(stage, "fp32")
-        return self.manifest.graph(stage, precision)
 
     def stage(self, name: str) -> OrtStage:
         return self.stages[name]
@@ -178,7 +206,8 @@ class OrtBackend:
     def describe(self) -> str:
         short = ", ".join(p.replace("ExecutionProvider", "") for p in self.providers)
         binding = ", IO binding" if self.stages and self.stages["encoder"].io_binding else ""
-        return f"onnxruntime {ort.__version__} on {short} ({self.precision}{binding})"
+        form = ", QOperator form" if ORT_INT8 in self.precisions.values() else ""
+        return f"onnxruntime {ort.__version__} on {short} ({self.precision}{form}{binding})"
 
     def open_pipeline(self, key_feeds: Mapping[str, np.ndarray], inflight: int) -> FramePipeline:
         """Frames through encoder -> mixer -> generator with ``inflight`` frames in flight (threads).

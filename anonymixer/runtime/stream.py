@@ -118,7 +118,8 @@ class ThreadPipeline:
         self.pending += 1
         self.queues[0].put((face, None, {}))
 
-    def result(self) -> np.ndarray:
+    def result(self) -> Any:
+        """What the last step returned for the oldest frame (an array for the networks' pipelines)."""
         if self.pending == 0:
             raise BackendError("no frame in flight")
         payload, error, timings = self.queues[-1].get()
@@ -126,7 +127,7 @@ class ThreadPipeline:
         if error is not None:
             raise error
         self.last_timings_ms = timings
-        return np.asarray(payload)
+        return payload
 
     def close(self) -> None:
         if self.threads:
