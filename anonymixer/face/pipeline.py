@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import cv2
 import numpy as np
@@ -78,8 +79,7 @@ class _FrameWork:
 
 
 def _take_frame(pipeline: FramePipeline) -> FrameResult:
-    result: FrameResult = pipeline.result()   # a ThreadPipeline returns what its last step did
-    return result
+    return cast(FrameResult, pipeline.result())   # a ThreadPipeline returns what its last step did
 
 
 class FaceProtector:

@@ -49,8 +49,8 @@ class FramePipeline(Protocol):
 _STOP = object()
 
 
-def in_input_order(pipeline: FramePipeline, items: Iterable[np.ndarray], inflight: int,
-                   collect: Callable[[FramePipeline], np.ndarray] | None = None) -> Iterator[np.ndarray]:
+def in_input_order(pipeline: FramePipeline, items: Iterable[Any], inflight: int,
+                   collect: Callable[[FramePipeline], Any] | None = None) -> Iterator[Any]:
     """Submit ``items`` keeping at most ``inflight`` in ``pipeline``; yield results in input order.
 
     Items are read lazily, one ahead of the results. ``collect`` takes one result (default
