@@ -131,7 +131,7 @@ class ProtectorActor:
                 for source, target in work]
 
     def _exit_at_frame(self, n: int) -> None:
-        process = self.face_protector.process
+        process = self.face_protector.prepare   # the first phase of every frame, one at a time or in flight
         seen = 0
 
         def process_or_die(*args: Any, **kwargs: Any) -> Any:
@@ -142,7 +142,7 @@ class ProtectorActor:
                 os._exit(1)  # an injected crash: no cleanup, no exception, like a killed process
             return process(*args, **kwargs)
 
-        self.face_protector.process = process_or_die  # type: ignore[method-assign]
+        self.face_protector.prepare = process_or_die  # type: ignore[method-assign]
 
 
 def protect_on_cluster(settings: argparse.Namespace, key: Key, sources: list[Source], out_dir: Path,
