@@ -74,7 +74,7 @@ def add_precisions(folder: str | os.PathLike[str], precisions: Sequence[str], ca
     # Every graph already there is checked, not only fp32: the files table is re-hashed at the end,
     # which must never bless a file that was altered before this run.
     for stage in GRAPHS:
-        for precision in existing.precisions(stage):
+        for precision in [f for f in FORMS if f in (existing.data["graphs"].get(stage) or {})]:   # int8-ort too
             existing.graph(stage, precision).verify()
     manifest = existing.data
     fp32 = GraphSet(folder, "fp32", verify=False)  # verified just above
