@@ -104,7 +104,7 @@ def test_ratios_are_against_the_baseline_measured_in_the_same_run(bench_run):
     _, data = bench_run
     base = data["rows"][0]
     for row in data["rows"]:
-        for entry, ref in zip(row["batches"], base["batches"]):
+        for entry, ref in zip(row["batches"], base["batches"], strict=True):
             expected = ref["networks"]["ms_per_face"] / entry["networks"]["ms_per_face"]
             assert entry["speedup"]["networks"] == pytest.approx(expected)
             assert entry["speedup"]["frame"] > 0

@@ -164,7 +164,7 @@ def official_irse50_body_keys() -> set[str]:
     keys = {"input_layer.0.weight", "input_layer.2.weight"} | {f"input_layer.1.{k}" for k in bn}
     widths_in = [64] * 3 + [64] + [128] * 3 + [128] + [256] * 13 + [256] + [512] * 2
     widths_out = [64] * 3 + [128] * 4 + [256] * 14 + [512] * 3
-    for unit, (w_in, w_out) in enumerate(zip(widths_in, widths_out)):
+    for unit, (w_in, w_out) in enumerate(zip(widths_in, widths_out, strict=True)):
         p = f"body.{unit}"
         keys |= {f"{p}.res_layer.1.weight", f"{p}.res_layer.2.weight", f"{p}.res_layer.3.weight",
                  f"{p}.res_layer.5.fc1.weight", f"{p}.res_layer.5.fc2.weight"}

@@ -228,17 +228,25 @@ for name in ('cli', 'runtime', 'runtime.ort', 'runtime.trt', 'runtime.build', 'r
     importlib.import_module('anonymixer.' + name)
 print('IMPORTED:', sorted(m for m in set(sys.modules) - before if m.startswith(%r)))
 """ % (GPU_MODULES,)
+# Third-party packages of optional extras that a module may need at import time; a module that
+# lacks one of these is reported as SKIPPED. Any other ImportError (one of ours, a typo, a missing
+# name) is a FAILED import.
+OPTIONAL_PACKAGES = ("tensorrt", "dlib", "face_recognition_models", "matplotlib")
 FULL_GRAPH = """
 import importlib, pkgutil, sys
 import numpy, onnxruntime, onnx, cv2, torch
 before = set(sys.modules)
 import anonymixer
-skipped = []
+skipped, failed = [], []
 for info in pkgutil.walk_packages(anonymixer.__path__, 'anonymixer.'):
     try:
         importlib.import_module(info.name)
-    except ImportError:   # optional extras this machine lacks
-        skipped.append(info.name)
+    except ImportError as exc:
+        missing = (exc.name or '') if isinstance(exc, ModuleNotFoundError) else ''
+        if missing.split('.')[0] in %r:   # an optional extra this machine lacks
+            skipped.append(info.name)
+        else:
+            failed.append(f'{info.name}: {type(exc).__name__}: {exc}')
 import numpy as np
 from anonymixer.keys import Key
 from anonymixer.runtime import Protector
@@ -246,7 +254,8 @@ p = Protector('random:tiny', Key(bytes(32)))
 list(p.protect_many([np.zeros((1, 256, 256, 3), np.uint8)] * 2, inflight=2))
 print('IMPORTED:', sorted(m for m in set(sys.modules) - before if m.startswith(%r)))
 print('SKIPPED:', skipped)
-""" % (GPU_MODULES,)
+print('FAILED:', failed)
+""" % (OPTIONAL_PACKAGES, GPU_MODULES)
 
 
 def test_the_runtime_import_graph_never_imports_tensorrt_or_cuda():
@@ -260,6 +269,7 @@ def test_the_whole_cpu_import_graph_and_a_cpu_run_never_import_tensorrt_or_cuda(
     assert result.returncode == 0, result.stderr[-2000:]
     assert "IMPORTED: []" in result.stdout, result.stdout
     assert "anonymixer.runtime.trt" not in result.stdout.split("SKIPPED:")[1]
+    assert "FAILED: []" in result.stdout, result.stdout
 
 
 def test_this_test_process_has_not_imported_tensorrt():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from facekit import PHOTOS, needs_yunet, photo
 
-from anonymixer.face.align import (align_face, apply_affine, ffhq_affine, invert_affine, resize_affine,
+from anonymixer.face.align import (align_face, apply_affine, ffhq_affine, ffhq_quad, invert_affine, resize_affine,
                                    template_eye_centres)
 from anonymixer.face.detect import YuNetDetector
 
@@ -83,3 +83,22 @@ def test_a_face_far_larger_than_the_crop_is_shrunk_without_moire():
     naive = cv2.warpAffine(stripes, matrix, (64, 64), flags=cv2.INTER_LINEAR)
     assert naive.std() > 40  # what a plain warp does
     assert crop.std() < 8 and abs(crop.mean() - 127.5) < 8
+
+
+# --- golden quads: faces whose eye-to-mouth distance sets the crop's size --------------------------
+
+def test_golden_quad_of_an_upright_face_with_a_long_eye_to_mouth_distance():
+    """Eyes 40 px apart, mouth 60 px below them: 1.8 * 60 = 108 > 2 * 40, so the half-side is 108.
+    By hand: x = (40, 0) - rot90((0, 60)) = (100, 0) -> scaled to (108, 0); y = (0, 108);
+    c = (120, 100) + 0.1 * (0, 60) = (120, 106). (A factor of 2.0 would give a half-side of 120.)"""
+    landmarks = np.array([[100.0, 100.0], [140.0, 100.0], [120.0, 130.0], [105.0, 160.0], [135.0, 160.0]])
+    assert np.allclose(ffhq_quad(landmarks), [[12.0, -2.0], [12.0, 214.0], [228.0, 214.0], [228.0, -2.0]],
+                       rtol=0, atol=1e-9)
+
+
+def test_golden_quad_of_a_tilted_face_with_a_long_eye_to_mouth_distance():
+    """Interocular 52.3 px, eye-to-mouth 80.0 px (ratio 1.53), tilted; frozen from the FFHQ recipe."""
+    landmarks = np.array([[210.5, 180.25], [262.0, 171.0], [241.0, 215.5], [226.0, 258.75], [268.5, 251.0]])
+    golden = [[72.98715994, 63.27123293], [117.07123293, 347.91284006],
+              [401.71284006, 303.82876707], [357.62876707, 19.18715994]]
+    assert np.allclose(ffhq_quad(landmarks), golden, rtol=0, atol=1e-6)

@@ -71,7 +71,7 @@ def test_a_video_is_protected_frame_by_frame_with_its_size_frame_count_and_rate(
     assert len(written) == len(source) == 4
     assert written[0].shape == source[0].shape == (240, 320, 3)
     assert fps == source_fps == 12.5
-    for before, after in zip(source, written):
+    for before, after in zip(source, written, strict=True):
         assert np.abs(before.astype(int) - after.astype(int)).mean() > 1.0  # the faces changed
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from anonymixer import keys
 from anonymixer.errors import AnonymixerError, KeyFileError
-from anonymixer.keys import DEFAULT_SALT, Key, derive_z, generate_key, load_key, resolve_salt, save_key
+from anonymixer.keys import Key, derive_z, generate_key, load_key, resolve_salt, save_key
 
 GOLDEN_SECRET = bytes(range(32))
 GOLDEN_SALT = b"anonymixer-test-salt"
@@ -22,6 +22,12 @@ GOLDEN_FINGERPRINT = "6253-e64c-9f21-2f06"
 GOLDEN_Z_SHA256 = "7df2bee18b96da3890ef8169b8c96b60e89647c0a78316e19ae90e652ebad555"
 GOLDEN_Z_HEAD = ["0x1.39e0540000000p-1", "0x1.377ace0000000p-2", "0x1.a958fa0000000p+0", "-0x1.1dfb1c0000000p-2"]
 GOLDEN_ROTATION_HEAD = ["-0x1.bda83c7cbea80p-1", "-0x1.64997a6bc47c2p-2", "0x1.0223545f95806p-1"]
+# The same secret under the built-in default salt (no salt given, $ANONYMIXER_SALT unset): a site
+# that relies on the default keeps its identities only while these stay.
+GOLDEN_DEFAULT_SALT = b"anonymixer/v1/default-deployment-salt"
+GOLDEN_Z_DEFAULT_SALT_SHA256 = "f3f5aeace8346afe28698866121dc136a8ae23558fc7d05a1297d0de762b2457"
+GOLDEN_Z_DEFAULT_SALT_HEAD = ["-0x1.e1a3660000000p-1", "0x1.7f58ae0000000p+1", "0x1.ad37640000000p-2",
+                              "-0x1.569b8e0000000p-3"]
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
 
@@ -130,6 +136,13 @@ def test_extreme_uniforms_give_finite_tails():
     assert 8.0 < highest < 8.5
 
 
+def test_golden_z_under_the_default_salt(monkeypatch, key):
+    monkeypatch.delenv("ANONYMIXER_SALT", raising=False)
+    z = derive_z(key)
+    assert [float(v).hex() for v in z[:4]] == GOLDEN_Z_DEFAULT_SALT_HEAD
+    assert hashlib.sha256(z.tobytes()).hexdigest() == GOLDEN_Z_DEFAULT_SALT_SHA256
+
+
 def test_z_is_float32_of_requested_dim(key):
     z = derive_z(key, GOLDEN_SALT, dim=18)
     assert z.shape == (18,) and z.dtype == np.float32
@@ -167,7 +180,7 @@ def test_str_salt_is_utf8_encoded(key):
 
 def test_salt_defaults_without_value_or_env(monkeypatch):
     monkeypatch.delenv("ANONYMIXER_SALT", raising=False)
-    assert resolve_salt(None) == DEFAULT_SALT
+    assert resolve_salt(None) == GOLDEN_DEFAULT_SALT
 
 
 def test_salt_from_env_beats_default(monkeypatch):

@@ -52,7 +52,7 @@ def test_ort_gives_the_same_protected_faces_as_torch_in_order(tiny_export, torch
     expected = [torch_protector.protect_tensor(x) for x in inputs]
     got = list(protector.protect_tensor_many(inputs, inflight=inflight))
     assert len(got) == len(expected)
-    for a, b in zip(got, expected):     # every batch differs, so a swap would show
+    for a, b in zip(got, expected, strict=True):     # every batch differs, so a swap would show
         assert relative_error(a, b) <= 1e-5
     for name, value in protector.key_feeds.items():
         assert np.abs(value - torch_protector.key_feeds[name]).max() <= 1e-5
@@ -70,7 +70,7 @@ def test_all_backends_give_the_same_protected_faces_for_the_same_key(tiny_export
 
 def test_ort_uint8_faces_match_torch_within_one_level(tiny_export, torch_protector, key):
     protector = Protector(str(tiny_export), key, backend="ort")
-    for batch, out in zip(frames(2), protector.protect_many(frames(2), inflight=2)):
+    for batch, out in zip(frames(2), protector.protect_many(frames(2), inflight=2), strict=True):
         diff = np.abs(out.astype(int) - torch_protector.protect(batch).astype(int))
         assert diff.max() <= 1
 
@@ -82,6 +82,7 @@ def test_io_binding_path_gives_the_same_result_as_plain_run(tiny_export, key):
     x = faces_to_input(frames(1)[0], 256)
     np.testing.assert_array_equal(bound.protect_tensor(x), plain.protect_tensor(x))
     streamed = list(bound.protect_tensor_many([x, x[:1]], inflight=2))
+    assert len(streamed) == 2
     np.testing.assert_array_equal(streamed[0], plain.protect_tensor(x))
     assert streamed[1].shape[0] == 1
 

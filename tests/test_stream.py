@@ -108,7 +108,7 @@ def test_protect_many_on_torch_equals_protect_per_batch_in_order(protector, infl
     expected = [protector.protect(f) for f in frames]
     got = list(protector.protect_many(frames, inflight=inflight))
     assert len(got) == 4
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=True):
         assert np.array_equal(a, b)
     assert set(protector.last_timings_ms) == {"encoder", "mixer", "generator"}
 
@@ -182,7 +182,7 @@ def test_device_pipeline_gives_each_frame_its_own_result_in_order(fake_cudart, i
     pipeline = DevicePipeline(SHAPES, toy_steps(), inflight=inflight, max_batch=4, shared={"w_key": key_buffer},
                               shared_ready=cuda_module.Event())
     out = run_pipeline(pipeline, frames, inflight)
-    for got, frame in zip(out, frames):
+    for got, frame in zip(out, frames, strict=True):
         np.testing.assert_allclose(got, toy_reference(frame, w_key), rtol=1e-6)
     assert set(pipeline.last_timings_ms) == {"copy_in", "encoder", "mixer", "generator", "copy_out"}
     streams = {entry[3] for entry in fake_cudart.log if entry[0] == "copy"}
@@ -228,5 +228,5 @@ def test_pinned_buffer_views_alias_its_memory(fake_cudart):
 def test_float_stream_matches_protect_tensor(protector):
     faces = [faces_to_input(f, 256) for f in batches(3, batch=2, seed=1)]
     expected = [protector.protect_tensor(f) for f in faces]
-    for got, want in zip(protector.protect_tensor_many(faces, inflight=2), expected):
+    for got, want in zip(protector.protect_tensor_many(faces, inflight=2), expected, strict=True):
         np.testing.assert_array_equal(got, want)

@@ -140,7 +140,7 @@ def test_protector_on_the_trt_plumbing_gives_each_frame_its_result_in_order(cuda
     # A graph is kept per slot for its current batch size (TensorRT must re-capture when shapes change).
     inputs = frames((2,) * 6 + (3,) * 6 if cuda_graphs else (1, 2, 4, 3, 2, 1, 4))
     out = list(protector.protect_tensor_many(inputs, inflight=inflight))
-    for got, face in zip(out, inputs):
+    for got, face in zip(out, inputs, strict=True):
         np.testing.assert_allclose(got, reference(face, protector.key_feeds), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(protector.protect_tensor(inputs[-1]), out[-1], rtol=1e-6)
     mixer_contexts = backend.stages["mixer"].engine.contexts
@@ -201,6 +201,6 @@ def test_real_engines_match_the_ort_backend(tmp_path):  # pragma: no cover - GPU
     faces = [np.random.default_rng(1).uniform(-1, 1, (f.shape[0], 3, 256, 256)).astype(np.float32) for f in faces]
     ort = Protector(str(tmp_path / "onnx"), key, backend="ort")
     trt = Protector(str(tmp_path / "engines"), key, backend="trt")
-    for got, face in zip(trt.protect_tensor_many(faces, inflight=3), faces):
+    for got, face in zip(trt.protect_tensor_many(faces, inflight=3), faces, strict=True):
         want = ort.protect_tensor(face)
         assert np.linalg.norm(got - want) / np.linalg.norm(want) <= 1e-3
