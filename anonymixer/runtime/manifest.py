@@ -61,6 +61,13 @@ class GraphEntry:
             self.manifest.verify_file(path.name)
 
 
+def _parity_failed(entries: Any) -> bool:
+    """Whether a stage's manifest entries record an FP32 graph out of tolerance against PyTorch."""
+    fp32 = entries.get("fp32") if isinstance(entries, dict) else None
+    parity = fp32.get("parity") if isinstance(fp32, dict) else None
+    return isinstance(parity, dict) and parity.get("passed") is False
+
+
 class ExportManifest:
     """``DIR/manifest.json``, checked for format and version."""
 
@@ -84,6 +91,10 @@ class ExportManifest:
                               f"(this anonymixer reads version {MANIFEST_VERSION}); {REEXPORT}")
         if not isinstance(data.get("graphs"), dict) or not isinstance(data.get("model"), dict):
             raise ExportError(f"{path}: manifest has no 'graphs' or 'model' table; {REEXPORT}")
+        failed = [stage for stage, entries in data["graphs"].items() if _parity_failed(entries)]
+        if failed:  # `anonymixer export` refused this folder: its graphs compute something else than the model
+            raise ExportError(f"{path}: {', '.join(failed)} failed the export's parity check against PyTorch "
+                              f"(see \"parity\" in the manifest); {REEXPORT}")
         self.path = path
         self.data: dict[str, Any] = data
 
