@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import os
 import pathlib
 
@@ -171,7 +172,8 @@ def test_e4e_config_is_inferred_from_the_shapes(e4e_file):
 
 def test_e4e_source_records_kind_file_name_and_sha256(e4e_file):
     assert import_e4e(e4e_file).sources == [
-        {"kind": "e4e", "file": "e4e_ffhq_encode.pt", "sha256": sha256_file(e4e_file)}]
+        {"kind": "e4e", "file": "e4e_ffhq_encode.pt",
+         "sha256": hashlib.sha256(e4e_file.read_bytes()).hexdigest()}]
 
 
 def test_imported_bundle_saves_loads_and_resolves_as_a_model_spec(tmp_path, e4e_file, encoder):
