@@ -149,7 +149,8 @@ def test_ray_writes_byte_identical_outputs_with_the_same_report_and_exit_code(si
         if name.endswith(".png"):
             assert (ray_out / name).read_bytes() == (out / name).read_bytes(), name
         else:
-            assert all(np.array_equal(a, b) for a, b in zip(read_video(ray_out / name)[0], read_video(out / name)[0]))
+            assert all(np.array_equal(a, b) for a, b in zip(read_video(ray_out / name)[0], read_video(out / name)[0],
+                                                            strict=True))
 
 
 def test_the_bad_files_are_named_one_line_each_and_the_rest_finish(on_ray):
