@@ -124,7 +124,7 @@ def test_the_device_pipeline_gives_the_same_frames_in_order_on_pycuda(pycuda, in
     frames = [rng.normal(size=(b, 3, 4, 4)).astype(np.float32) for b in (1, 2, 4, 3, 1)]
     pipeline = DevicePipeline(SHAPES, toy_steps(), inflight=inflight, max_batch=4, shared={"w_key": key_buffer},
                               shared_ready=Event())
-    for got, frame in zip(run_pipeline(pipeline, frames, inflight), frames):
+    for got, frame in zip(run_pipeline(pipeline, frames, inflight), frames, strict=True):
         np.testing.assert_allclose(got, toy_reference(frame, w_key), rtol=1e-6)
     assert len({entry[2] for entry in pycuda.log if entry[0] == "htod"}) == inflight
 
