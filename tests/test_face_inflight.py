@@ -54,7 +54,7 @@ def test_a_video_in_flight_gives_the_same_frames_as_one_at_a_time(tmp_path, key_
     one, _ = read_video(tmp_path / "one" / "clip.avi")
     three, _ = read_video(tmp_path / "three" / "clip.avi")
     assert len(one) == len(three) == 6
-    assert all(np.array_equal(a, b) for a, b in zip(one, three))
+    assert all(np.array_equal(a, b) for a, b in zip(one, three, strict=True))
     assert (tmp_path / "one" / "clip.avi").read_bytes() == (tmp_path / "three" / "clip.avi").read_bytes()
 
 
@@ -78,7 +78,7 @@ def test_frames_in_flight_come_back_in_input_order(detector, protector):
     expected = [face_protector.process(frame, time_s=None).frame for frame in frames]
     results = list(face_protector.process_many(((frame, None) for frame in frames), inflight=3))
     assert len(results) == 5
-    assert all(np.array_equal(r.frame, e) for r, e in zip(results, expected))
+    assert all(np.array_equal(r.frame, e) for r, e in zip(results, expected, strict=True))
     assert len({r.frame.tobytes() for r in results}) == 5   # the frames differ, so order is visible
 
 
