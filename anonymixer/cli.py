@@ -21,6 +21,9 @@ from .atomic import prepare_folder
 from .errors import AnonymixerError, Terminated, printable
 from .keymaterial import MIXER_MODES
 
+# The model of `protect` and `demo` when none is given: real weights that ship with anonymixer.
+DEFAULT_MODEL = "faces64"
+
 if TYPE_CHECKING:
     from .keys import Key
     from .face.aligned import ProtectReport
@@ -235,7 +238,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     prepare_folder(Path(args.out))  # a file named like --out fails now, not after the model has loaded
     random_note = "NOTE: random weights: for pipeline and latency checks only; the faces are not realistic"
     if not (args.onnx or args.engines) and args.model.startswith("random:"):
-        print(f"{random_note} (pass --model BUNDLE from `anonymixer import` for real faces)")
+        print(f"{random_note} (drop --model for faces64, or pass a BUNDLE from `anonymixer import`)")
     key = generate_key()  # lives in memory only: never written, never printed
     detector = open_detector(args.detector)
     started = time.perf_counter()
@@ -387,9 +390,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def _add_protect_options(p: argparse.ArgumentParser) -> None:
     """Model, backend, detector and batch options of ``protect`` and ``rekey``."""
-    p.add_argument("--model", default="random:ffhq256",
-                   help="bundle file from `anonymixer import`, or random:tiny|ffhq256|ffhq1024[@seed] "
-                        "(default: %(default)s)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="bundle file from `anonymixer import`, faces64 (real 64-px weights that ship with "
+                        "anonymixer), or random:tiny|ffhq256|ffhq1024[@seed] (default: %(default)s)")
     _add_backend_options(p)
     p.add_argument("--resolution", type=int, default=None,
                    help="stop the generator early at this resolution (e.g. 256 from a 1024 model)")
@@ -534,9 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_rekey, aligned=False, preview=False)
 
     p = sub.add_parser("demo", help="protect two packaged photos with a fresh in-memory key; start here")
-    p.add_argument("--model", default="random:ffhq256",
-                   help="bundle file from `anonymixer import`, or random:tiny|ffhq256|ffhq1024[@seed] "
-                        "(default: %(default)s)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="bundle file from `anonymixer import`, faces64 (real 64-px weights that ship with "
+                        "anonymixer), or random:tiny|ffhq256|ffhq1024[@seed] (default: %(default)s)")
     p.add_argument("--out", default="anonymixer-demo", help="folder for demo.png (default: %(default)s)")
     _add_backend_options(p)
     p.add_argument("--resolution", type=int, default=None,
@@ -569,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--synthetic: protect known codes, G(mix(w)), instead of going through the encoder")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for eval.json, report.md, scores.npz, plots")
     p.add_argument("--model", default=None, metavar="SPEC",
-                   help="bundle file from `anonymixer import`, or random:tiny|ffhq256|ffhq1024[@seed] (torch)")
+                   help="bundle file from `anonymixer import`, faces64, or random:tiny|ffhq256|ffhq1024[@seed] (torch)")
     p.add_argument("--onnx", default=None, metavar="DIR",
                    help="export folder (`anonymixer export`): its fp32/fp16/int8 graphs on ONNX Runtime (CPU) are "
                         "compared (template stability); the protocols run on it when --model is not given")

@@ -9,7 +9,8 @@ import pytest
 
 from anonymixer.errors import RecognizerError
 from anonymixer.eval import fr as frmod
-from anonymixer.eval.faces import similarity_align, umeyama_similarity
+from anonymixer.eval.faces import similarity_align
+from anonymixer.face.align import umeyama_similarity
 from anonymixer.eval.protocols import within_pairs
 from anonymixer.face.io import read_image
 from anonymixer.face.photos import packaged_photo

@@ -60,14 +60,16 @@ def frame_with_faces(n: int, tiles: list[np.ndarray]) -> np.ndarray:
     return frame
 
 
-def aligned_faces(detector: Any, frame: np.ndarray, n: int, size: int) -> np.ndarray:
-    """``(n, 3, size, size) float32`` in [-1, 1]: the faces of ``frame`` in reading order, FFHQ-aligned
-    as the frame pipeline aligns them; seeded faces fill in if the detector finds fewer than ``n``."""
+def aligned_faces(detector: Any, frame: np.ndarray, n: int, size: int,
+                  template: np.ndarray | None = None) -> np.ndarray:
+    """``(n, 3, size, size) float32`` in [-1, 1]: the faces of ``frame`` in reading order, aligned
+    as the frame pipeline aligns them (FFHQ, or the model's crop ``template``); seeded faces fill in
+    if the detector finds fewer than ``n``."""
     from ..face.align import align_face
     from ..runtime.protector import faces_to_input
 
     found = sorted(detector.detect(frame), key=lambda f: (int(f.box[1]) // TILE, float(f.box[0])))[:n]
-    crops = [cv2.cvtColor(align_face(frame, face.landmarks, size)[0], cv2.COLOR_BGR2RGB) for face in found]
+    crops = [cv2.cvtColor(align_face(frame, face.landmarks, size, template)[0], cv2.COLOR_BGR2RGB) for face in found]
     faces = faces_to_input(np.stack(crops), size) if crops else np.zeros((0, 3, size, size), np.float32)
     if len(faces) < n:
         faces = np.concatenate([faces, seeded_faces(n - len(faces), size)])

@@ -317,8 +317,8 @@ class RowRunner:
                 "wall_s": wall, "faces_per_s": count * batch / wall}
 
 
-def prepare_inputs(config: BenchConfig, size: int, notes: list[str]) -> tuple[Any, dict[int, np.ndarray],
-                                                                           np.ndarray, str]:
+def prepare_inputs(config: BenchConfig, size: int, notes: list[str],
+                   template: np.ndarray | None = None) -> tuple[Any, dict[int, np.ndarray], np.ndarray, str]:
     """``(detector, {batch: frame with that many faces}, faces (max batch, 3, size, size), their source)``.
 
     Without a detector (``--detector none``, or none installed: a note says why) there are no
@@ -341,9 +341,10 @@ def prepare_inputs(config: BenchConfig, size: int, notes: list[str]) -> tuple[An
         else:
             frames = {batch: frame_with_faces(batch, tiles) for batch in {*config.batches, top}}
             frames[0] = video_frame(tiles)   # key 0: the 640x480 one-face frame of the video rows
-            faces = aligned_faces(detector, frames[top], top, size)
+            faces = aligned_faces(detector, frames[top], top, size, template)
+            how = "FFHQ-aligned" if template is None else "template-aligned"
             return (detector, frames, faces,
-                    "FFHQ-aligned crops of the packaged photos (astronaut, Grace Hopper), as detected")
+                    f"{how} crops of the packaged photos (astronaut, Grace Hopper), as detected")
     return None, {}, seeded_faces(top, size), "seeded smooth random images"
 
 
@@ -362,7 +363,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     peak = choose_peak(config, machine["gpu"]["name"] if machine["gpu"] else None)
     notes = [f"ONNX graphs: {onnx_dir} ({'reused: same model, resolution and precisions' if reused else 'exported'})"]
 
-    detector, frames, faces, face_source = prepare_inputs(config, int(manifest["input_size"]), notes)
+    detector, frames, faces, face_source = prepare_inputs(config, int(manifest["input_size"]), notes,
+                                                          _template(manifest.get("crop_template")))
     video = frames.pop(0, None)
     per_row = (len(config.batches) * (len(FRAME_STAGES) + (detector is not None) + len(config.inflight))
                + (video is not None) * len(config.inflight))
@@ -426,3 +428,8 @@ def _cuda_torch(device: str) -> Any:
     import torch
 
     return torch.cuda if torch.cuda.is_available() else None
+
+
+def _template(value: Any) -> np.ndarray | None:
+    """The manifest's ``crop_template`` as a ``(5, 2)`` array, or None (FFHQ alignment)."""
+    return None if value is None else np.asarray(value, np.float64).reshape(5, 2)

@@ -8,7 +8,7 @@ transform), and the FR system's own crop of the original photo. A photo that can
 has no face is reported by file and skipped.
 
 Detection and FFHQ alignment come from ``anonymixer.face`` (YuNet by default). The FR systems'
-5-point similarity alignment (:func:`similarity_align`) lives here.
+5-point similarity alignment (:func:`similarity_align`) lives here; its fit is ``face.align``'s.
 """
 
 from __future__ import annotations
@@ -22,30 +22,13 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import AnonymixerError, EvaluationError
-from ..face.align import align_face, apply_affine
+from ..face.align import align_face, apply_affine, umeyama_similarity
 from ..face.detect import Detector
 from ..face.io import IMAGE_SUFFIXES, read_photo
 
 if TYPE_CHECKING:
     from .fr import FaceRecognizer
 
-
-
-def umeyama_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (rotation, uniform scale, translation; no reflection) mapping
-    ``src (K, 2)`` onto ``dst (K, 2)``, as a ``(2, 3) float64`` affine (Umeyama 1991)."""
-    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s, d = src - mu_s, dst - mu_d
-    cov = d.T @ s / len(src)
-    u, sigma, vt = np.linalg.svd(cov)
-    sign = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[-1] = -1.0
-    rotation = u @ np.diag(sign) @ vt
-    var = (s * s).sum() / len(src)
-    scale = (sigma * sign).sum() / var if var > 0 else 1.0
-    return np.hstack([scale * rotation, (mu_d - scale * rotation @ mu_s)[:, None]])
 
 
 def similarity_align(image_bgr: np.ndarray, landmarks5: np.ndarray, template: np.ndarray,
@@ -97,8 +80,10 @@ def list_photos(data_dir: Path) -> list[tuple[str, Path]]:
     return photos
 
 
-def load_eval_set(data_dir: str | Path, detector: Detector, fr: FaceRecognizer, crop_size: int = 256) -> EvalSet:
-    """Detect and align the largest face of every photo under ``data_dir`` (see module docstring)."""
+def load_eval_set(data_dir: str | Path, detector: Detector, fr: FaceRecognizer, crop_size: int = 256,
+                  crop_template: np.ndarray | None = None) -> EvalSet:
+    """Detect and align the largest face of every photo under ``data_dir`` (see module docstring);
+    ``crop_template``: the model's (``ModelInfo.crop_template``), None for FFHQ alignment."""
     result = EvalSet()
     photos = list_photos(Path(data_dir))
     for identity, path in tqdm(photos, desc="faces", unit="photo", disable=None):
@@ -109,7 +94,7 @@ def load_eval_set(data_dir: str | Path, detector: Detector, fr: FaceRecognizer, 
                 result.skipped.append(f"{path}: no face detected")
                 continue
             face = max(faces, key=lambda f: float(f.box[2] * f.box[3]))
-            crop_bgr, matrix = align_face(image, face.landmarks, crop_size)
+            crop_bgr, matrix = align_face(image, face.landmarks, crop_size, crop_template)
             result.faces.append(EvalFace(
                 path=path, identity=identity, crop=np.ascontiguousarray(crop_bgr[..., ::-1]),
                 crop_landmarks=apply_affine(matrix, face.landmarks), fr_crop=fr.align(image, face.landmarks)))

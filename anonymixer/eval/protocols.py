@@ -273,7 +273,8 @@ def evaluate(config: EvalConfig, fr: FaceRecognizer | None = None, detector: Det
     fr = fr or open_recognizer(config.fr, **config.fr_options)
     backend = open_main_backend(config)
     try:
-        evalset = load_eval_set(config.data, detector, fr, backend.info.input_size)
+        evalset = load_eval_set(config.data, detector, fr, backend.info.input_size,
+                                np.array(backend.info.crop_template) if backend.info.crop_template else None)
         _check_evalset(evalset, config.data)
         result = _run_protocols(config, backend, evalset, fr)
         result.settings.update(_settings(config, backend, fr, detector))

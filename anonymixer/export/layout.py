@@ -23,6 +23,7 @@ encoder) keeps them in ``<file>.data`` in every precision.
                "spec" (the SPEC string, or null), "weights_sha256" (models.bundle.bundle_digest),
                "sources": [...], "config": ModelConfig.to_dict()},
      "input_size": 256, "style_dim": 512, "n_latent": 18, "output_resolution": 256,
+     "crop_template": null | [[x, y] * 5] (landmarks in the crop, fractions; null: FFHQ quad),
      "layer_mask": [3, 4, 5, 6, 7], "mixer_mode": "project", "truncation_psi": 0.7,
      "project_rank": 256 (null unless "project"), "radius_guard": true, "code_stats": "code_stats.npz",
      "tools": {"torch", "onnx", "onnxruntime", "onnxslim"}, "external_data_min_bytes": 268435456,

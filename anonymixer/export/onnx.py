@@ -259,6 +259,7 @@ def new_manifest(built: StageModules, model: str | ModelBundle, opset: int) -> d
                   "config": bundle.config.to_dict()},
         "input_size": info.input_size, "style_dim": info.style_dim, "n_latent": info.n_latent,
         "output_resolution": info.output_resolution, "layer_mask": list(built.layer_mask),
+        "crop_template": [list(p) for p in info.crop_template] if info.crop_template else None,
         "mixer_mode": built.mixer_mode, "truncation_psi": built.truncation_psi,
         "project_rank": built.info.project_rank, "radius_guard": built.radius_guard,
         "code_stats": codestats.STATS_FILE,

@@ -20,6 +20,11 @@ eye-to-mouth distance ``m <= d / 0.9``, the square has half-side ``2 d``; the ey
 ``(0.375 S, (0.5 - 0.025 m/d) S)`` and ``(0.625 S, ...)``, minus half a pixel. For ``m = d`` and
 ``S = 256`` that is (95.5, 121.1) and (159.5, 121.1); real faces (``m/d`` in 0.8-1.1) stay within
 a pixel of it vertically. ``template_eye_centres`` returns these positions.
+
+Models trained on other crops (faces64's DCGAN frames its faces tighter) carry a *crop template*
+instead: where the five landmarks sit, as fractions of the crop side. Their alignment is the
+least-squares similarity (``umeyama_similarity``) from the detected landmarks to the template.
+``alignment_affine`` picks one or the other; everything after it (warp, paste-back) is shared.
 """
 
 from __future__ import annotations
@@ -57,6 +62,40 @@ def ffhq_affine(landmarks: np.ndarray, size: int) -> np.ndarray:
     return np.linalg.solve(src, corners).T
 
 
+def umeyama_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation; no reflection) mapping
+    ``src (K, 2)`` onto ``dst (K, 2)``, as a ``(2, 3) float64`` affine (Umeyama 1991)."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    cov = d.T @ s / len(src)
+    u, sigma, vt = np.linalg.svd(cov)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1.0
+    rotation = u @ np.diag(sign) @ vt
+    var = (s * s).sum() / len(src)
+    scale = (sigma * sign).sum() / var if var > 0 else 1.0
+    return np.hstack([scale * rotation, (mu_d - scale * rotation @ mu_s)[:, None]])
+
+
+def template_affine(landmarks: np.ndarray, template: np.ndarray, size: int) -> np.ndarray:
+    """``(2, 3) float64`` affine from frame pixels to a ``size x size`` crop in which the five
+    ``landmarks`` best fit ``template`` (``(5, 2)`` fractions of the side; pixel centres at integers)."""
+    lm = np.asarray(landmarks, np.float64).reshape(5, 2)
+    if not np.all(np.isfinite(lm)) or np.ptp(lm, axis=0).max() < 1e-6:
+        raise ValueError("degenerate face landmarks: all five coincide")
+    matrix = umeyama_similarity(lm, np.asarray(template, np.float64).reshape(5, 2) * size - 0.5)
+    if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix[:, :2])) < 1e-12:
+        raise ValueError("degenerate face landmarks: no similarity fits the crop template")
+    return matrix
+
+
+def alignment_affine(landmarks: np.ndarray, size: int, template: np.ndarray | None = None) -> np.ndarray:
+    """Frame -> crop affine: the FFHQ quad (``template`` None) or a model's crop template."""
+    return ffhq_affine(landmarks, size) if template is None else template_affine(landmarks, template, size)
+
+
 def resize_affine(matrix: np.ndarray, size: int, new_size: int) -> np.ndarray:
     """The same alignment for a crop of ``new_size`` instead of ``size`` pixels."""
     scale = new_size / size
@@ -82,16 +121,19 @@ def template_eye_centres(size: int) -> np.ndarray:
     return FFHQ_EYE_FRACTIONS * size - 0.5
 
 
-def align_face(image: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: int,
+               template: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Warp one face to a ``(size, size, C)`` crop; returns ``(crop, affine frame->crop)``.
+
+    ``template``: the model's crop template (``(5, 2)`` fractions), or None for FFHQ alignment.
 
     Borders are reflected, as FFHQ pads with reflections. A face larger than twice the crop is
     first shrunk with an area filter to the crop's own scale (FFHQ shrinks too), so that the
     bilinear warp that follows works at about 1:1 and does not alias.
     """
-    matrix = ffhq_affine(landmarks, size)
+    matrix = alignment_affine(landmarks, size, template)
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))  # crop pixels per frame pixel
-    quad = ffhq_quad(landmarks)
+    quad = apply_affine(invert_affine(matrix), np.array([[0.0, 0.0], [0.0, size], [size, size], [size, 0.0]]) - 0.5)
     height, width = image.shape[:2]
     # Shrink only the part of the frame under the quad (plus a margin for the filters).
     x0, y0 = np.floor(quad.min(0)).astype(int) - 4

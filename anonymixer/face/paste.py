@@ -27,13 +27,38 @@ MASK_AXES = (0.33, 0.37)
 FEATHER = 0.03  # Gaussian sigma of the feathered edge, as a fraction of the side
 
 
+def mask_ellipse(template: tuple[tuple[float, float], ...] | None) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Centre and half-axes of the face ellipse, fractions of the crop side.
+
+    FFHQ crops: the constants above. A model's crop template: the same proportions to its landmarks
+    (half-axes 1.32x the interocular distance across, 1.33x the eye-to-mouth distance down, centre
+    0.18 of the way from the eyes to the mouth), shrunk where needed so that the feathered edge
+    (2.5 sigma) stays inside the crop, where the generated face is.
+    """
+    if template is None:
+        return MASK_CENTRE, MASK_AXES
+    points = np.asarray(template, np.float64).reshape(5, 2)
+    eyes, mouth = points[:2].mean(0), points[3:].mean(0)
+    interocular = float(np.hypot(*(points[1] - points[0])))
+    eye_to_mouth = float(mouth[1] - eyes[1])
+    cx, cy = float(points[:, 0].mean()), float(eyes[1] + 0.18 * eye_to_mouth)
+    margin = 2.5 * FEATHER
+    ax = min(1.32 * interocular, cx - margin, 1.0 - cx - margin)
+    ay = min(1.33 * eye_to_mouth, cy - margin, 1.0 - cy - margin)
+    return (cx, cy), (ax, ay)
+
+
 @lru_cache(maxsize=8)
-def face_mask(size: int) -> np.ndarray:
-    """``(size, size) float32`` in [0, 1]: 1 on the face, a feathered edge, exactly 0 beyond it."""
+def face_mask(size: int, template: tuple[tuple[float, float], ...] | None = None) -> np.ndarray:
+    """``(size, size) float32`` in [0, 1]: 1 on the face, a feathered edge, exactly 0 beyond it.
+
+    ``template``: the model's crop template (see ``mask_ellipse``); None for FFHQ crops.
+    """
     scale = 1024  # draw at sub-pixel precision: ellipse coordinates in 1/1024 px
     ellipse = np.zeros((size, size), np.float32)
-    centre = (round(MASK_CENTRE[0] * size * scale), round(MASK_CENTRE[1] * size * scale))
-    axes = (round(MASK_AXES[0] * size * scale), round(MASK_AXES[1] * size * scale))
+    (mcx, mcy), (max_, may) = mask_ellipse(template)
+    centre = (round(mcx * size * scale), round(mcy * size * scale))
+    axes = (round(max_ * size * scale), round(may * size * scale))
     cv2.ellipse(ellipse, centre, axes, 0, 0, 360, 1.0, thickness=-1, lineType=cv2.LINE_AA, shift=10)
     sigma = FEATHER * size
     mask: np.ndarray = cv2.GaussianBlur(ellipse, (0, 0), sigma)
@@ -69,9 +94,11 @@ def _bounds(points: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, 
     return max(y0, 0), min(y1, height), max(x0, 0), min(x1, width)
 
 
-def paste_face(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray) -> PasteRegion:
+def paste_face(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray,
+               template: tuple[tuple[float, float], ...] | None = None) -> PasteRegion:
     """Blend ``face`` ``(R, R, 3) uint8`` (same channel order as ``frame``) into ``frame``
-    ``(H, W, 3) uint8`` **in place**. ``matrix`` is the ``(2, 3)`` affine frame -> crop of size R."""
+    ``(H, W, 3) uint8`` **in place**. ``matrix`` is the ``(2, 3)`` affine frame -> crop of size R;
+    ``template`` the model's crop template (None: FFHQ crop), which places the face mask."""
     size = face.shape[0]
     to_frame = invert_affine(matrix)
     corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [size - 0.5, size - 0.5], [-0.5, size - 0.5]])
@@ -83,7 +110,7 @@ def paste_face(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray) -> Paste
     roi_matrix = to_frame.copy()
     roi_matrix[:, 2] -= (x0, y0)
     roi_size = (x1 - x0, y1 - y0)
-    alpha = cv2.warpAffine(face_mask(size), roi_matrix, roi_size, flags=cv2.INTER_LINEAR,
+    alpha = cv2.warpAffine(face_mask(size, template), roi_matrix, roi_size, flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     alpha[alpha < 1.0 / 512.0] = 0.0
     warped = cv2.warpAffine(face, roi_matrix, roi_size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

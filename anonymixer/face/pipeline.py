@@ -163,7 +163,7 @@ class FaceProtector:
         t = time.perf_counter()
         for i, face in enumerate(faces):
             try:
-                crop, matrix = align_face(frame, face.landmarks, size)
+                crop, matrix = align_face(frame, face.landmarks, size, self.protector.crop_template)
                 work.crops[i] = (cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), matrix)
             except Exception as exc:
                 work.failed[i] = f"alignment failed: {_reason(exc)}"
@@ -196,7 +196,8 @@ class FaceProtector:
         for i, face_rgb in work.protected.items():
             try:
                 matrix = resize_affine(work.crops[i][1], size, face_rgb.shape[0])
-                paste_face(out, cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR), matrix)
+                paste_face(out, cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR), matrix,
+                           self.protector.info.crop_template)
                 result.protected += 1
             except Exception as exc:
                 failed[i] = f"paste-back failed: {_reason(exc)}"

@@ -17,7 +17,10 @@ A bundle is a ``torch.save`` dict read back with ``weights_only=True`` (no pickl
 Version 1 had no digest; it is refused with the command that re-creates the file (there were no
 version-1 bundles outside this repository's own runs).
 
-A model SPEC is a bundle path or ``random:tiny|ffhq256|ffhq1024[@seed]``.
+A model SPEC is a bundle path, ``faces64`` (the packaged DCGAN + our trained encoder: real
+weights that run anywhere) or ``random:tiny|ffhq256|ffhq1024[@seed]``.
+
+Only this module looks at ``config.family`` to pick the networks; everything above speaks in codes.
 """
 
 from __future__ import annotations
@@ -36,12 +39,12 @@ import torch
 from ..atomic import replacing_file
 from ..codestats import CodeStats, from_samples, identity
 from ..errors import BundleIntegrityError, CheckpointError, ExportError, ModelSpecError
-from .configs import CONFIGS, ModelConfig, check_output_resolution
+from .configs import CONFIGS, CodeEncoderConfig, DCGANConfig, ModelConfig, check_output_resolution, faces64
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from .arcface import ArcFace
-    from .encoder import Encoder
-    from .stylegan2 import Generator
 
 log = logging.getLogger("anonymixer.models")
 M = TypeVar("M", bound=torch.nn.Module)
@@ -78,22 +81,35 @@ class ModelBundle:
         names = ", ".join(s.get("file", "?") for s in self.sources) or "no recorded sources"
         return f"{self.config.name} from {names}"
 
-    def build_encoder(self) -> Encoder:
-        """The e4e/pSp encoder in eval mode: ``(B, 3, 256, 256) -> (B, n_styles, style_dim)``."""
+    def build_encoder(self) -> nn.Module:
+        """The encoder in eval mode: ``face (B, 3, S, S) -> w_real (B, L, D)`` (e4e/pSp, or faces64's CNN)."""
+        cfg = self.config
+        if isinstance(cfg.encoder, CodeEncoderConfig):
+            from .code_encoder import CodeEncoder
+
+            return self.load_module("encoder", lambda: CodeEncoder(cfg.encoder), self._require("encoder", "faces64")).eval()
         from .encoder import Encoder
 
-        state = self._require("encoder", "--e4e or --psp")
-        return self.load_module("encoder", lambda: Encoder(self.config.encoder), state).eval()
+        return self.load_module("encoder", lambda: Encoder(cfg.encoder), self._require("encoder", "--e4e or --psp")).eval()
 
-    def build_generator(self, output_resolution: int | None = None) -> Generator:
-        """The StyleGAN2 generator in eval mode, optionally stopping early at ``output_resolution``."""
+    def build_generator(self, output_resolution: int | None = None) -> nn.Module:
+        """The generator in eval mode: ``w (B, L, D) -> image (B, 3, R, R)``, with ``mapping``, ``w_avg``
+        and ``output_resolution`` attributes; StyleGAN2 may stop early at ``output_resolution``."""
+        cfg = self.config
+        if isinstance(cfg.generator, DCGANConfig):
+            from .dcgan import build_faces64_generator
+
+            if output_resolution not in (None, cfg.generator.size):
+                raise ValueError(f"the {cfg.name} generator draws {cfg.generator.size} px only, "
+                                 f"not {output_resolution}")
+            return build_faces64_generator(cfg.generator, self._require("generator", "faces64"))
         from .stylegan2 import Generator
 
         state = self._require("generator", "--e4e, --psp or --stylegan2")
         if output_resolution is not None:  # a bad --resolution is the user's error, not the bundle's
-            check_output_resolution(int(output_resolution), self.config.generator.size)
-        return self.load_module("generator", lambda: Generator(self.config.generator, output_resolution=output_resolution),
-                          state).eval()
+            check_output_resolution(int(output_resolution), cfg.generator.size)
+        return self.load_module("generator", lambda: Generator(cfg.generator, output_resolution=output_resolution),
+                                state).eval()
 
     def build_arcface(self) -> ArcFace:
         """The ArcFace IR-SE model in eval mode: ``(B, 3, 112, 112) -> (B, 512)`` unit vectors."""
@@ -181,11 +197,11 @@ def random_bundle(name: str, seed: int = 0) -> ModelBundle:
     if name not in CONFIGS:
         raise ModelSpecError(f"unknown config {name!r} in model spec: choose one of {', '.join(CONFIGS)}")
     config = CONFIGS[name]()
-    generator = make_generator(config.generator, seed=seed)
-    encoder = make_encoder(config.encoder, seed=seed + 1)
+    generator = make_generator(config.stylegan2_generator, seed=seed)
+    encoder = make_encoder(config.e4e_encoder, seed=seed + 1)
     w_avg = generator.w_avg.detach().reshape(1, -1)
     with torch.no_grad():
-        encoder.latent_avg.copy_(w_avg.expand(config.encoder.n_styles, -1))
+        encoder.latent_avg.copy_(w_avg.expand(config.e4e_encoder.n_styles, -1))
     return ModelBundle(config=config, encoder=encoder.state_dict(), generator=generator.state_dict(),
                        random_seed=seed, code_stats=stats_tensors(measure_code_stats(generator, seed)))
 
@@ -221,6 +237,42 @@ def bundle_code_stats(bundle: ModelBundle, generator: torch.nn.Module) -> CodeSt
         return CodeStats.from_arrays({k: v.numpy() for k, v in bundle.code_stats.items()}, bundle.description)
     except ExportError as exc:
         raise CheckpointError(f"{exc}; re-run `anonymixer import`") from None
+
+
+FACES64_SPEC = "faces64"
+# Our trained faces64 encoder, shipped in the package (see anonymixer/models/weights/README.md for
+# the command that made it, its log and metrics).
+FACES64_ENCODER_FILE = Path(__file__).parent / "weights" / "faces64_encoder.pt"
+FACES64_ENCODER_SHA256 = "?"
+FACES64_LICENCE = ("faces64 generator: DCGAN from gan-face-generate 1.1.1, trained on DigiFace-1M "
+                   "(non-commercial research licence)")
+
+
+def faces64_bundle(encoder_weights: str | os.PathLike[str] | None = None) -> ModelBundle:
+    """The faces64 model: the packaged DCGAN generator + our encoder (``encoder_weights``: a state-dict
+    file, default the one shipped in this package). Real weights, 64-px faces."""
+    from ..digest import sha256_file
+    from .dcgan import DCGAN_FILE, DCGAN_PACKAGE, DCGAN_SHA256, load_dcgan_state
+
+    path = Path(encoder_weights) if encoder_weights is not None else FACES64_ENCODER_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: faces64 encoder weights not found; train them with "
+                              "`python -m anonymixer.train.faces64` (or reinstall anonymixer)")
+    digest = sha256_file(path)
+    if encoder_weights is None and FACES64_ENCODER_SHA256 != "?" and digest != FACES64_ENCODER_SHA256:
+        raise CheckpointError(f"{path}: faces64 encoder weights do not match their published sha256 "
+                              f"({digest[:12]}...); reinstall anonymixer")
+    try:
+        encoder = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable faces64 encoder state dict ({type(exc).__name__})") from None
+    if not isinstance(encoder, dict) or not all(isinstance(v, torch.Tensor) for v in encoder.values()):
+        raise CheckpointError(f"{path}: not a faces64 encoder state dict (expected a dict of tensors)")
+    sources = [{"kind": "dcgan", "file": f"{DCGAN_PACKAGE}/{DCGAN_FILE}", "sha256": DCGAN_SHA256},
+               {"kind": "encoder", "file": path.name, "sha256": digest}]
+    config = faces64()
+    return ModelBundle(config=config, encoder=encoder, generator=load_dcgan_state(), sources=sources,
+                       code_stats=stats_tensors(identity(config.style_dim)))  # the code is z: mu = 0, C = I
 
 
 def save_bundle(bundle: ModelBundle, path: str | os.PathLike[str]) -> None:
@@ -297,6 +349,8 @@ def resolve_spec(spec: str | ModelBundle) -> ModelBundle:
     """Turn a model SPEC into a bundle: a bundle path or ``random:NAME[@seed]``."""
     if isinstance(spec, ModelBundle):
         return spec
+    if spec == FACES64_SPEC:
+        return faces64_bundle()
     if spec.startswith("random:"):
         name, _, seed_text = spec[len("random:"):].partition("@")
         try:
@@ -308,5 +362,5 @@ def resolve_spec(spec: str | ModelBundle) -> ModelBundle:
         return bundle
     if not Path(spec).exists():
         raise ModelSpecError(f"model spec {spec!r}: no such bundle file; use a file written by "
-                             "`anonymixer import` or random:tiny|ffhq256|ffhq1024[@seed]")
+                             "`anonymixer import`, faces64, or random:tiny|ffhq256|ffhq1024[@seed]")
     return load_bundle(spec)

@@ -89,13 +89,13 @@ def import_e4e(path: PathLike, *, mode: str | None = None,
         _fail(path, f"is a pSp model for {channels or input_nc}-channel inputs (sketches or "
               "segmentation maps), not for face photos; use an e4e or pSp FFHQ face encoder")
 
-    encoder_cfg = dataclasses.replace(config.encoder if config else infer_encoder_config(encoder_official),
+    encoder_cfg = dataclasses.replace(config.e4e_encoder if config else infer_encoder_config(encoder_official),
                                       mode=mode)
     encoder_module = _encoder_module(encoder_cfg)
     encoder = _check(path, "e4e", encoder_official, encoder_module, skip={"latent_avg"}, prefix="encoder.")
 
     generator: State | None = None
-    generator_cfg = config.generator if config else None
+    generator_cfg = config.stylegan2_generator if config else None
     if decoder_official:
         generator_cfg = generator_cfg or infer_generator_config(decoder_official)
         generator = _generator_state(path, "e4e", decoder_official, generator_cfg,
@@ -162,14 +162,14 @@ def import_bundle(e4e: PathLike | None = None, psp: PathLike | None = None,
     if encoder_path is not None:
         bundle = import_e4e(encoder_path, mode="e4e" if e4e is not None else "psp", config=config)
     if stylegan2 is not None:
-        gan = import_stylegan2(stylegan2, config=config.generator if config else None)
+        gan = import_stylegan2(stylegan2, config=config.stylegan2_generator if config else None)
         if bundle is None:
             bundle = gan
             if config:
                 bundle.config = config
         else:
-            enc = bundle.config.encoder
-            gen = gan.config.generator
+            enc = bundle.config.e4e_encoder
+            gen = gan.config.stylegan2_generator
             if (enc.n_styles, enc.style_dim) != (gen.n_latent, gen.style_dim):
                 raise CheckpointError(
                     f"{stylegan2}: this StyleGAN2 takes {gen.n_latent} x {gen.style_dim} W+ codes "
@@ -189,12 +189,12 @@ def import_bundle(e4e: PathLike | None = None, psp: PathLike | None = None,
 def summary_lines(bundle: ModelBundle) -> list[str]:
     """Human-readable lines: config, networks with parameter counts, sources with a sha256 prefix."""
     cfg = bundle.config
-    gen = cfg.generator
+    gen = cfg.stylegan2_generator
     lines = [f"config: {cfg.name} (StyleGAN2 {gen.size}x{gen.size}, {gen.n_latent} W+ layers x "
              f"{gen.style_dim})"]
     builders: dict[str, Callable[[], nn.Module]] = {
-        "encoder": lambda: _encoder_module(cfg.encoder),
-        "generator": lambda: _generator_module(cfg.generator),
+        "encoder": lambda: _encoder_module(cfg.e4e_encoder),
+        "generator": lambda: _generator_module(cfg.stylegan2_generator),
     }
     if cfg.arcface is not None:
         from .arcface import ArcFace
@@ -205,7 +205,7 @@ def summary_lines(bundle: ModelBundle) -> list[str]:
             lines.append(f"  {name:<9}  -")
             continue
         params = sum(p.numel() for p in build().parameters())
-        kind = f" ({cfg.encoder.mode})" if name == "encoder" else ""
+        kind = f" ({cfg.e4e_encoder.mode})" if name == "encoder" else ""
         lines.append(f"  {name:<9}  {params / 1e6:8.2f} M parameters{kind}")
     for source in bundle.sources:
         lines.append(f"  source: {source['kind']:<9} {source['file']}  sha256 {source['sha256'][:16]}")
@@ -309,7 +309,7 @@ def _named_config(generator: GeneratorConfig, encoder: EncoderConfig | None) -> 
     for name, factory in CONFIGS.items():
         named = factory()
         if named.generator == generator and (
-                encoder is None or dataclasses.replace(named.encoder, mode=encoder.mode) == encoder):
+                encoder is None or dataclasses.replace(named.e4e_encoder, mode=encoder.mode) == encoder):
             return dataclasses.replace(named, encoder=encoder or named.encoder)
     encoder = encoder or EncoderConfig(n_styles=generator.n_latent, style_dim=generator.style_dim)
     return ModelConfig(name=f"stylegan2-{generator.size}", generator=generator, encoder=encoder)

@@ -96,36 +96,123 @@ class ArcFaceConfig:
 
 
 @dataclass(frozen=True)
+class DCGANConfig:
+    """The DCGAN face generator of PyTorch's tutorial: ``z (nz) -> (nc, size, size)``, ``ngf`` base width."""
+
+    nz: int = 100
+    ngf: int = 64
+    nc: int = 3
+    size: int = 64
+
+    @property
+    def style_dim(self) -> int:
+        return self.nz
+
+    @property
+    def n_latent(self) -> int:
+        return 1
+
+
+@dataclass(frozen=True)
+class CodeEncoderConfig:
+    """faces64's encoder: a small residual CNN, aligned face ``(3, input_size, input_size)`` -> code ``(1, code_dim)``.
+
+    ``widths``: channels of the stem and of each stride-2 stage (64 -> 32 -> 16 -> 8 -> 4 px).
+    """
+
+    input_size: int = 64
+    code_dim: int = 100
+    widths: tuple[int, ...] = (32, 64, 128, 192, 256)
+    hidden: int = 512
+
+
+FAMILIES = ("stylegan2", "faces64")
+# (x, y) of the five landmarks (detect.LANDMARKS order) as fractions of the crop side, or None
+# for the FFHQ quad (align.ffhq_quad), which StyleGAN2/e4e were trained on.
+CropTemplate = tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    """Everything the protection pipeline needs to rebuild its networks."""
+    """Everything the protection pipeline needs to rebuild its networks.
+
+    ``family`` names the pair of architectures: ``stylegan2`` (e4e/pSp encoder + StyleGAN2,
+    ``GeneratorConfig``/``EncoderConfig``) or ``faces64`` (``CodeEncoderConfig`` + ``DCGANConfig``).
+    Only the model builders (``models.bundle``) look at it; everything above speaks in codes
+    ``(B, n_latent, style_dim)`` and asks the properties below.
+    """
 
     name: str
-    generator: GeneratorConfig
-    encoder: EncoderConfig
+    generator: GeneratorConfig | DCGANConfig
+    encoder: EncoderConfig | CodeEncoderConfig
     truncation_psi: float = DEFAULT_TRUNCATION_PSI
     layer_mask: tuple[int, ...] = DEFAULT_LAYER_MASK
     arcface: ArcFaceConfig | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    family: str = "stylegan2"
+    crop_template: CropTemplate | None = None
 
     @property
     def n_latent(self) -> int:
         return self.generator.n_latent
+
+    @property
+    def style_dim(self) -> int:
+        return self.generator.style_dim
+
+    @property
+    def stylegan2_generator(self) -> GeneratorConfig:
+        """``generator`` of the ``stylegan2`` family (importers, StyleGAN2 builders); ValueError otherwise."""
+        if not isinstance(self.generator, GeneratorConfig):
+            raise ValueError(f"model {self.name} is of the {self.family} family, not StyleGAN2")
+        return self.generator
+
+    @property
+    def e4e_encoder(self) -> EncoderConfig:
+        """``encoder`` of the ``stylegan2`` family (e4e/pSp); ValueError otherwise."""
+        if not isinstance(self.encoder, EncoderConfig):
+            raise ValueError(f"model {self.name} is of the {self.family} family, not e4e/pSp")
+        return self.encoder
+
+    @property
+    def input_size(self) -> int:
+        """Side of the aligned face the encoder reads, in pixels."""
+        return self.encoder.input_size
+
+    @property
+    def output_size(self) -> int:
+        """Side of the generator's full-resolution output, in pixels."""
+        return self.generator.size
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        family = data.get("family", "stylegan2")
+        if family not in FAMILIES:
+            raise ValueError(f"unknown model family {family!r}: this anonymixer knows {', '.join(FAMILIES)}")
         arc = data.get("arcface")
         arcface = ArcFaceConfig(**_json_fields(arc)) if arc else None
+        generator: GeneratorConfig | DCGANConfig
+        encoder: EncoderConfig | CodeEncoderConfig
+        if family == "faces64":
+            generator = DCGANConfig(**_json_fields(data["generator"]))
+            encoder = CodeEncoderConfig(**_json_fields(data["encoder"]))
+        else:
+            generator = GeneratorConfig(**_json_fields(data["generator"]))
+            encoder = EncoderConfig(**_json_fields(data["encoder"]))
+        template = data.get("crop_template")
         return cls(
             name=data["name"],
-            generator=GeneratorConfig(**_json_fields(data["generator"])),
-            encoder=EncoderConfig(**_json_fields(data["encoder"])),
+            generator=generator,
+            encoder=encoder,
             truncation_psi=float(data.get("truncation_psi", DEFAULT_TRUNCATION_PSI)),
             layer_mask=tuple(data.get("layer_mask", DEFAULT_LAYER_MASK)),
             arcface=arcface,
             extra=dict(data.get("extra", {})),
+            family=family,
+            crop_template=tuple((float(x), float(y)) for x, y in template) if template else None,
         )
 
 
@@ -162,6 +249,18 @@ def tiny() -> ModelConfig:
 
 
 CONFIGS = {"ffhq1024": ffhq1024, "ffhq256": ffhq256, "tiny": tiny}
+
+# Where YuNet puts the five landmarks on the packaged DCGAN's faces (median over 254 of 256
+# seeded samples upscaled to 256 px, made left-right symmetric about x = 0.5), so that real faces
+# are cropped the way the generator frames its own. ``python -m anonymixer.train.template``
+# re-measures it; tests/test_faces64.py checks that it still holds.
+FACES64_TEMPLATE: CropTemplate = ((0.3475, 0.465), (0.6525, 0.465), (0.5, 0.655), (0.3775, 0.80), (0.6225, 0.80))
+
+
+def faces64() -> ModelConfig:
+    """The packaged 64-px DCGAN face generator + our trained encoder: one code (L = 1, D = 100), all identity."""
+    return ModelConfig(name="faces64", family="faces64", generator=DCGANConfig(), encoder=CodeEncoderConfig(),
+                       truncation_psi=1.0, layer_mask=(0,), crop_template=FACES64_TEMPLATE)
 
 
 def tiny_arcface() -> ArcFaceConfig:

@@ -365,6 +365,11 @@ class Generator(nn.Module):
         z = torch.randn(n, self.cfg.style_dim, generator=torch.Generator().manual_seed(seed))
         return self.mapping(z.to(self.w_avg.device)).mean(dim=0)
 
+    @property
+    def output_resolution(self) -> int:
+        """Side of the images drawn, pixels (the early-exit resolution, else ``cfg.size``)."""
+        return int(self.synthesis.output_resolution or self.cfg.size)
+
     def truncate(self, w: torch.Tensor, psi: float) -> torch.Tensor:
         """``w_avg + psi * (w - w_avg)`` for ``w`` of shape ``(..., style_dim)``."""
         return self.w_avg + psi * (w - self.w_avg)

@@ -16,7 +16,7 @@ import numpy as np
 from ..codestats import CodeStats, identity
 
 # Graph name -> (input names, output names). Shapes (B = batch, L = W+ layers, D = style dim):
-#   encoder   face (B, 3, 256, 256) float32 in [-1, 1]        -> w_real (B, L, D)
+#   encoder   face (B, 3, S, S) float32 in [-1, 1], S = 256|64 -> w_real (B, L, D)
 #   mapping   z (B, D) float32                                -> w_key (B, L, D), truncated
 #   mixer     w_real (B, L, D), key_matrix (D, D),            -> w_prot (B, L, D)
 #             key_offset (L, D): key material, no batch axis (anonymixer.keymaterial)
@@ -34,9 +34,9 @@ FRAME_STAGES = ("encoder", "mixer", "generator")
 class ModelInfo:
     """What the Protector needs to know of the model behind a backend (from a bundle or a manifest)."""
 
-    name: str                 # config name: tiny, ffhq256, ffhq1024
+    name: str                 # config name: tiny, ffhq256, ffhq1024, faces64
     description: str          # one line for logs: where the weights came from
-    input_size: int           # aligned face side, 256
+    input_size: int           # aligned face side S: 256 (e4e), 64 (faces64)
     style_dim: int            # D
     n_latent: int             # L
     output_resolution: int    # R
@@ -44,6 +44,9 @@ class ModelInfo:
     mixer_mode: str = "project"                # baked into the mixer graph (anonymixer.keymaterial)
     project_rank: int | None = None            # ``project``'s kept dimensions (None: D // 2)
     code_stats: CodeStats | None = field(default=None, compare=False)   # None: mu = 0, C = I
+    # Where the five landmarks sit in the aligned crop, (x, y) fractions of its side, in
+    # face.detect.LANDMARKS order; None: the FFHQ quad (face.align.ffhq_quad).
+    crop_template: tuple[tuple[float, float], ...] | None = None
 
     def stats(self) -> CodeStats:
         """The model's code statistics (``mu``, ``C``) for the key material."""

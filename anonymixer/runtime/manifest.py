@@ -187,7 +187,8 @@ class ExportManifest:
                              is_random=bool(model.get("is_random", False)),
                              mixer_mode=check_mode(str(self.data["mixer_mode"])),
                              project_rank=None if self.data.get("project_rank") is None else int(self.data["project_rank"]),
-                             code_stats=self._code_stats())
+                             code_stats=self._code_stats(),
+                             crop_template=_template(self.data.get("crop_template")))
         except (ExportError, IntegrityError):
             raise
         except AnonymixerError as exc:   # an unknown mixer mode
@@ -210,3 +211,13 @@ class ExportManifest:
         if wanted != have:
             raise ExportError(f"{self.folder} was exported with output resolution {have}, not {wanted}; "
                               f"drop --resolution, or export again with `anonymixer export --resolution {wanted}`")
+
+
+def _template(value: object) -> tuple[tuple[float, float], ...] | None:
+    """The manifest's ``crop_template`` (five ``[x, y]`` fractions, or null for FFHQ alignment)."""
+    if value is None:
+        return None
+    points = tuple((float(x), float(y)) for x, y in value)  # type: ignore[attr-defined]
+    if len(points) != 5:
+        raise ValueError("crop_template")
+    return points

@@ -87,6 +87,8 @@ class Protector:
         self.info = self.backend.info
         self.fingerprint = key.fingerprint
         self.input_size = self.info.input_size
+        # Where the model wants the landmarks in its crop ((5, 2) fractions), or None: FFHQ alignment.
+        self.crop_template = np.array(self.info.crop_template, np.float64) if self.info.crop_template else None
         self.key_material = key_material(key, salt, self.info.mixer_mode, self.info.stats(), self.info.n_latent,
                                          mapping=self.backend.stage("mapping"), rank=self.info.project_rank)
         self.key_feeds = self.key_material.feeds()

@@ -74,19 +74,22 @@ def build_stage_modules(model: str | ModelBundle, output_resolution: int | None 
     generator = bundle.build_generator(output_resolution)
     mode = mixer_mode or ("learned" if bundle.mixer is not None else DEFAULT_MIXER_MODE)
     stats = bundle_code_stats(bundle, generator)
-    mixer = Mixer(cfg.n_latent, cfg.generator.style_dim, layer_mask or cfg.layer_mask, mode, stats=stats,
+    mixer = Mixer(cfg.n_latent, cfg.style_dim, layer_mask or cfg.layer_mask, mode, stats=stats,
                   radius_guard=radius_guard)
+    mapping, w_avg = generator.mapping, generator.w_avg  # every family's generator has both
+    assert isinstance(mapping, nn.Module) and isinstance(w_avg, torch.Tensor)
     if mode == "learned" and bundle.mixer is not None:
         mixer = bundle.load_module("mixer", lambda: mixer, bundle.mixer)
     psi = cfg.truncation_psi if truncation_psi is None else float(truncation_psi)
-    rank = check_rank(project_rank, cfg.generator.style_dim) if mode == "project" else None
-    info = ModelInfo(name=cfg.name, description=bundle.description, input_size=cfg.encoder.input_size,
-                     style_dim=cfg.generator.style_dim, n_latent=cfg.n_latent,
-                     output_resolution=generator.synthesis.output_resolution or cfg.generator.size,
-                     is_random=bundle.is_random, mixer_mode=mode, project_rank=rank, code_stats=stats)
+    rank = check_rank(project_rank, cfg.style_dim) if mode == "project" else None
+    info = ModelInfo(name=cfg.name, description=bundle.description, input_size=cfg.input_size,
+                     style_dim=cfg.style_dim, n_latent=cfg.n_latent,
+                     output_resolution=int(getattr(generator, "output_resolution", None) or cfg.output_size),
+                     is_random=bundle.is_random, mixer_mode=mode, project_rank=rank, code_stats=stats,
+                     crop_template=cfg.crop_template)
     modules: dict[str, nn.Module] = {
         "encoder": bundle.build_encoder(),
-        "mapping": KeyMapping(generator.mapping, generator.w_avg, cfg.n_latent, psi).eval(),
+        "mapping": KeyMapping(mapping, w_avg, cfg.n_latent, psi).eval(),
         "mixer": mixer.eval(),
         "generator": generator,
     }

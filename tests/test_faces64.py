@@ -1,0 +1,160 @@
+"""faces64: the packaged DCGAN generator + our trained encoder, behind the same four graphs."""
+
+import hashlib
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from anonymixer.errors import CheckpointError
+from anonymixer.face.align import align_face, apply_affine, template_affine
+from anonymixer.face.detect import open_detector
+from anonymixer.keys import Key
+from anonymixer.models.bundle import FACES64_ENCODER_FILE, FACES64_ENCODER_SHA256, faces64_bundle, resolve_spec
+from anonymixer.models.configs import FACES64_TEMPLATE, ModelConfig, faces64
+from anonymixer.models.dcgan import build_faces64_generator, dcgan_layers, find_dcgan_weights, load_dcgan_state
+from anonymixer.runtime import Protector
+from anonymixer.runtime.protector import output_to_faces
+
+from .conftest import TEST_SECRET
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return faces64_bundle()
+
+
+@pytest.fixture(scope="module")
+def generator(bundle):
+    return bundle.build_generator()
+
+
+def seeded_faces(generator, n, seed):
+    z = torch.randn(n, 1, 100, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return z, generator(z)
+
+
+def test_folded_generator_draws_what_the_packaged_dcgan_draws():
+    config = faces64().generator
+    state = load_dcgan_state()
+    reference = dcgan_layers(config)
+    reference.load_state_dict({k.removeprefix("main."): v for k, v in state.items()})
+    z = torch.randn(4, 100, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = reference.eval()(z.reshape(4, 100, 1, 1))
+        got = build_faces64_generator(config, state)(z.reshape(4, 1, 100))
+    assert got.shape == (4, 3, 64, 64)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in build_faces64_generator(config, state).modules())
+    assert torch.allclose(got, want, atol=2e-5, rtol=0)
+    assert float(want.std()) > 0.2  # real weights draw images, not a flat field
+
+
+def test_a_dcgan_file_that_is_not_the_published_one_is_refused(tmp_path):
+    copy = tmp_path / "weights.tar"
+    shutil.copyfile(find_dcgan_weights(), copy)
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    copy.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="weights.tar"):
+        load_dcgan_state(copy)
+
+
+def test_the_shipped_encoder_weights_match_their_published_sha256():
+    assert hashlib.sha256(FACES64_ENCODER_FILE.read_bytes()).hexdigest() == FACES64_ENCODER_SHA256
+    assert len(FACES64_ENCODER_SHA256) == 64
+
+
+def test_a_tampered_encoder_file_is_refused_by_the_faces64_spec(tmp_path, monkeypatch):
+    import anonymixer.models.bundle as bundle_module
+
+    copy = tmp_path / "faces64_encoder.pt"
+    data = bytearray(FACES64_ENCODER_FILE.read_bytes())
+    data[-100] ^= 0x01
+    copy.write_bytes(bytes(data))
+    monkeypatch.setattr(bundle_module, "FACES64_ENCODER_FILE", copy)
+    with pytest.raises(CheckpointError, match="sha256"):
+        bundle_module.faces64_bundle()
+
+
+def test_faces64_speaks_in_one_code_of_100_with_an_identity_mapping(bundle):
+    protector = Protector(bundle, Key(TEST_SECRET))
+    info = protector.info
+    assert (info.input_size, info.n_latent, info.style_dim, info.output_resolution) == (64, 1, 100, 64)
+    assert info.crop_template == FACES64_TEMPLATE and not info.is_random
+    z = np.random.default_rng(0).standard_normal((3, 100)).astype(np.float32)
+    w = protector.backend.stage("mapping").run({"z": z})["w_key"]
+    assert w.shape == (3, 1, 100)
+    np.testing.assert_array_equal(w[:, 0], z)  # the code is z itself (w_avg = 0, no truncation)
+
+
+def test_the_config_round_trips_through_json_with_its_family_and_template():
+    config = faces64()
+    again = ModelConfig.from_dict(config.to_dict())
+    assert again == config
+    assert again.family == "faces64" and again.crop_template == FACES64_TEMPLATE
+
+
+def test_the_crop_template_is_where_yunet_finds_landmarks_on_generated_faces(generator):
+    _, images = seeded_faces(generator, 24, seed=123)
+    detector = open_detector("yunet")
+    found = []
+    for image in output_to_faces(images.numpy()):
+        big = cv2.resize(np.ascontiguousarray(image[..., ::-1]), (256, 256), interpolation=cv2.INTER_CUBIC)
+        faces = detector.detect(big)
+        if len(faces) == 1:
+            found.append(faces[0].landmarks / 256.0)
+    assert len(found) >= 20
+    median = np.median(np.stack(found), axis=0)
+    assert np.abs(median - np.asarray(FACES64_TEMPLATE)).max() < 0.03
+
+
+def test_template_alignment_puts_the_landmarks_on_the_template():
+    template = np.asarray(FACES64_TEMPLATE)
+    angle, scale, shift = 0.3, 2.7, np.array([140.0, 75.0])
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    landmarks = (template * 64) @ rotation.T + shift  # the template, rotated, scaled, moved
+    matrix = template_affine(landmarks, template, 64)
+    np.testing.assert_allclose(apply_affine(matrix, landmarks), template * 64 - 0.5, atol=1e-9)
+    frame = np.zeros((400, 400, 3), np.uint8)
+    crop, matrix2 = align_face(frame, landmarks, 64, template)
+    assert crop.shape == (64, 64, 3)
+    np.testing.assert_allclose(matrix2, matrix)
+
+
+def test_the_encoder_reconstructs_held_out_generated_faces(bundle, generator):
+    encoder = bundle.build_encoder()
+    z, images = seeded_faces(generator, 64, seed=987_654)
+    with torch.no_grad():
+        w = encoder(images)
+        again = generator(w)
+    cosine = torch.nn.functional.cosine_similarity(w.flatten(1), z.flatten(1)).mean()
+    mse = ((again - images) ** 2).flatten(1).mean(1)
+    psnr = (10 * torch.log10(4.0 / mse)).mean()
+    # Untrained weights give cosine ~0 and PSNR ~11 dB; see benchmarks/RESULTS.md for the trained figures.
+    assert float(cosine) > 0.3
+    assert float(psnr) > 17.0
+
+
+def test_the_demo_shows_a_generated_face_where_each_real_face_was(tmp_path, bundle):
+    from anonymixer.face.demo import run_demo
+    from anonymixer.face.pipeline import FaceProtector
+
+    detector = open_detector("yunet")
+    with Protector(bundle, Key(TEST_SECRET)) as protector:
+        demo = run_demo(FaceProtector(protector, detector), tmp_path)
+    assert demo.path.is_file()
+    assert len(demo.results) == 2
+    for name, result in demo.results.items():
+        assert result.protected >= 1 and result.masked == 0, name
+        again = detector.detect(result.frame)
+        for face in result.faces:
+            centre = face.box[:2] + face.box[2:] / 2
+            inside = [f for f in again if np.linalg.norm(f.box[:2] + f.box[2:] / 2 - centre) < 0.25 * face.box[2]]
+            assert inside, f"{name}: no face found where the protected face was pasted"
+
+
+def test_resolve_spec_knows_faces64():
+    assert resolve_spec("faces64").config.family == "faces64"
