@@ -117,11 +117,11 @@ def test_a_failing_paste_masks_only_that_face(detector, protector, monkeypatch):
 
     real_paste, calls = pipeline.paste_face, []
 
-    def paste_second_fails(frame, face, matrix):
+    def paste_second_fails(frame, face, matrix, *template):
         calls.append(1)
         if len(calls) == 2:
             raise RuntimeError("forced failure")
-        return real_paste(frame, face, matrix)
+        return real_paste(frame, face, matrix, *template)
 
     monkeypatch.setattr(pipeline, "paste_face", paste_second_fails)
     frame = two_photo_frame()
@@ -138,8 +138,8 @@ def test_a_failing_alignment_masks_only_that_face(detector, protector, monkeypat
     import anonymixer.face.pipeline as pipeline
 
     real_align = pipeline.align_face
-    monkeypatch.setattr(pipeline, "align_face", lambda image, lm, size: (
-        boom() if lm[0, 0] > 512 else real_align(image, lm, size)))  # the face on the right half
+    monkeypatch.setattr(pipeline, "align_face", lambda image, lm, size, *template: (
+        boom() if lm[0, 0] > 512 else real_align(image, lm, size, *template)))  # the face on the right half
     calls = spy_on_protect(protector)
     result = FaceProtector(protector, detector).process(two_photo_frame())
     assert calls == [(1, 256, 256, 3)]
