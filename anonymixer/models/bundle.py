@@ -243,7 +243,7 @@ FACES64_SPEC = "faces64"
 # Our trained faces64 encoder, shipped in the package (see anonymixer/models/weights/README.md for
 # the command that made it, its log and metrics).
 FACES64_ENCODER_FILE = Path(__file__).parent / "weights" / "faces64_encoder.pt"
-FACES64_ENCODER_SHA256 = "?"
+FACES64_ENCODER_SHA256 = "52a001321429cbe15d8d3174d8522feb5029c80ea41058e36ef652485746996a"
 FACES64_LICENCE = ("faces64 generator: DCGAN from gan-face-generate 1.1.1, trained on DigiFace-1M "
                    "(non-commercial research licence)")
 
@@ -259,7 +259,7 @@ def faces64_bundle(encoder_weights: str | os.PathLike[str] | None = None) -> Mod
         raise CheckpointError(f"{path}: faces64 encoder weights not found; train them with "
                               "`python -m anonymixer.train.faces64` (or reinstall anonymixer)")
     digest = sha256_file(path)
-    if encoder_weights is None and FACES64_ENCODER_SHA256 != "?" and digest != FACES64_ENCODER_SHA256:
+    if encoder_weights is None and digest != FACES64_ENCODER_SHA256:
         raise CheckpointError(f"{path}: faces64 encoder weights do not match their published sha256 "
                               f"({digest[:12]}...); reinstall anonymixer")
     try:
