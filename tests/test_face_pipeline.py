@@ -1,5 +1,7 @@
 """The frame pipeline: all faces of a frame in one batch, fail closed, no-face policy, smoothing."""
 
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 import pytest
@@ -67,6 +69,8 @@ class IdentityProtector:
     """Gives back the aligned crops it is given, resized to ``output`` px: paste-back must restore the frame."""
 
     input_size = 256
+    crop_template = None                      # FFHQ alignment, as e4e models have
+    info = SimpleNamespace(crop_template=None)
 
     def __init__(self, output):
         self.output, self.last_timings_ms = output, {}

@@ -18,8 +18,6 @@ from anonymixer.models.dcgan import build_faces64_generator, dcgan_layers, find_
 from anonymixer.runtime import Protector
 from anonymixer.runtime.protector import output_to_faces
 
-from .conftest import TEST_SECRET
-
 
 @pytest.fixture(scope="module")
 def bundle():
@@ -79,8 +77,8 @@ def test_a_tampered_encoder_file_is_refused_by_the_faces64_spec(tmp_path, monkey
         bundle_module.faces64_bundle()
 
 
-def test_faces64_speaks_in_one_code_of_100_with_an_identity_mapping(bundle):
-    protector = Protector(bundle, Key(TEST_SECRET))
+def test_faces64_speaks_in_one_code_of_100_with_an_identity_mapping(bundle, key):
+    protector = Protector(bundle, key)
     info = protector.info
     assert (info.input_size, info.n_latent, info.style_dim, info.output_resolution) == (64, 1, 100, 64)
     assert info.crop_template == FACES64_TEMPLATE and not info.is_random
@@ -138,12 +136,12 @@ def test_the_encoder_reconstructs_held_out_generated_faces(bundle, generator):
     assert float(psnr) > 17.0
 
 
-def test_the_demo_shows_a_generated_face_where_each_real_face_was(tmp_path, bundle):
+def test_the_demo_shows_a_generated_face_where_each_real_face_was(tmp_path, bundle, key):
     from anonymixer.face.demo import run_demo
     from anonymixer.face.pipeline import FaceProtector
 
     detector = open_detector("yunet")
-    with Protector(bundle, Key(TEST_SECRET)) as protector:
+    with Protector(bundle, key) as protector:
         demo = run_demo(FaceProtector(protector, detector), tmp_path)
     assert demo.path.is_file()
     assert len(demo.results) == 2

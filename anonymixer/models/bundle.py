@@ -38,7 +38,7 @@ import torch
 
 from ..atomic import replacing_file
 from ..codestats import CodeStats, from_samples, identity
-from ..errors import BundleIntegrityError, CheckpointError, ExportError, ModelSpecError
+from ..errors import BundleIntegrityError, CheckpointError, ExportError, ModelSpecError, ResolutionError
 from .configs import CONFIGS, CodeEncoderConfig, DCGANConfig, ModelConfig, check_output_resolution, faces64
 
 if TYPE_CHECKING:
@@ -83,14 +83,16 @@ class ModelBundle:
 
     def build_encoder(self) -> nn.Module:
         """The encoder in eval mode: ``face (B, 3, S, S) -> w_real (B, L, D)`` (e4e/pSp, or faces64's CNN)."""
-        cfg = self.config
-        if isinstance(cfg.encoder, CodeEncoderConfig):
+        config = self.config.encoder
+        if isinstance(config, CodeEncoderConfig):
             from .code_encoder import CodeEncoder
 
-            return self.load_module("encoder", lambda: CodeEncoder(cfg.encoder), self._require("encoder", "faces64")).eval()
+            code_config = config   # narrowed for the lambda
+            return self.load_module("encoder", lambda: CodeEncoder(code_config), self._require("encoder", "faces64")).eval()
         from .encoder import Encoder
 
-        return self.load_module("encoder", lambda: Encoder(cfg.encoder), self._require("encoder", "--e4e or --psp")).eval()
+        e4e_config = config
+        return self.load_module("encoder", lambda: Encoder(e4e_config), self._require("encoder", "--e4e or --psp")).eval()
 
     def build_generator(self, output_resolution: int | None = None) -> nn.Module:
         """The generator in eval mode: ``w (B, L, D) -> image (B, 3, R, R)``, with ``mapping``, ``w_avg``
@@ -100,15 +102,16 @@ class ModelBundle:
             from .dcgan import build_faces64_generator
 
             if output_resolution not in (None, cfg.generator.size):
-                raise ValueError(f"the {cfg.name} generator draws {cfg.generator.size} px only, "
-                                 f"not {output_resolution}")
+                raise ResolutionError(f"the {cfg.name} generator draws {cfg.generator.size} px only, "
+                                      f"not {output_resolution}; drop --resolution")
             return build_faces64_generator(cfg.generator, self._require("generator", "faces64"))
         from .stylegan2 import Generator
 
+        stylegan2 = cfg.generator   # narrowed for the lambda
         state = self._require("generator", "--e4e, --psp or --stylegan2")
         if output_resolution is not None:  # a bad --resolution is the user's error, not the bundle's
-            check_output_resolution(int(output_resolution), cfg.generator.size)
-        return self.load_module("generator", lambda: Generator(cfg.generator, output_resolution=output_resolution),
+            check_output_resolution(int(output_resolution), stylegan2.size)
+        return self.load_module("generator", lambda: Generator(stylegan2, output_resolution=output_resolution),
                                 state).eval()
 
     def build_arcface(self) -> ArcFace:
