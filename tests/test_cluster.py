@@ -219,3 +219,33 @@ def test_a_call_that_fails_for_good_names_each_of_its_inputs_and_the_rest_finish
         name = f"p{i:02d}.png"
         assert (tmp_path / "out" / name).exists() == (not any(name in line for line in lost)), name
     assert [outcome.failed for outcome in report.outcomes].count(True) == 2
+
+
+def test_a_video_whose_call_fails_for_good_leaves_nothing_under_its_name(ray_session, archive, secret_key,
+                                                                         tmp_path, monkeypatch):
+    """No restarts: actor 0 dies on the 3rd frame of its video, 2 frames already encoded. That video is
+    one failure line, no file has its final name, and its hidden partial file is gone; the other
+    video is complete."""
+    import argparse
+
+    from anonymixer.cli import build_parser
+    from anonymixer.cluster import ClusterOptions, protect_on_cluster
+    from anonymixer.face.sources import expand_sources
+    from anonymixer.keys import load_key
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("v1.avi", "v2.avi"):
+        (videos / name).write_bytes((archive / name).read_bytes())
+    settings: argparse.Namespace = build_parser().parse_args(
+        ["protect", str(videos), "--key", str(secret_key[0]), "--model", "random:tiny"])
+    monkeypatch.setenv(FAULT_ENV, "3")
+    out = tmp_path / "out"
+    report = protect_on_cluster(settings, load_key(secret_key[0]), expand_sources([str(videos)]).sources, out,
+                                ClusterOptions(actors=2, batch=2, max_restarts=0))
+    lost = [line for line in report.failures if "not protected: its Ray actor died" in line]
+    assert len(lost) == 1 and report.failed_inputs == 1 and len(report.written) == 1
+    lost_name = "v1.avi" if "v1.avi" in lost[0] else "v2.avi"
+    kept_name = {"v1.avi", "v2.avi"}.difference({lost_name}).pop()
+    assert tree(out) == [kept_name]  # neither the lost video's name nor any hidden partial file
+    assert len(read_video(out / kept_name)[0]) == 6
