@@ -439,9 +439,10 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                    help="graphs or engines to run from --onnx/--engines (default: fp32 / the folder's)")
     p.add_argument("--inflight", type=_positive_int, default=1, metavar="N",
-                   help="frames (or --aligned batches) in flight at once: detection, the networks and paste-back "
-                        "overlap (threads on CPU, CUDA streams on GPU); outputs keep input order, a file never "
-                        "drops a frame, a camera drops stale ones (default: %(default)s)")
+                   help="photos or video frames (or --aligned batches) in flight at once: decoding, detection, "
+                        "the networks, paste-back and writing overlap (threads on CPU, CUDA streams on GPU); "
+                        "outputs keep input order, a file never drops a frame, a camera drops stale ones "
+                        "(default: %(default)s)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:

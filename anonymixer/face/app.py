@@ -3,8 +3,9 @@
 Photos are written under the output folder with their own names and formats (gray stays gray, an
 alpha channel is kept, 16-bit stays 16-bit). Videos are written frame for frame at the source's
 size and rate, with landmarks smoothed over time. Cameras and streams run until they end,
-``max_frames``, Ctrl-C, or q/Esc in the preview. Every problem is one line naming the input; the
-rest of the batch goes on.
+``max_frames``, Ctrl-C, or q/Esc in the preview. ``inflight`` photos or video frames are in flight
+at once, with the same outputs and report lines as one at a time. Every problem is one line naming
+the input; the rest of the batch goes on.
 
 Outputs are atomic (a temporary file renamed on success, ``anonymixer.atomic``) and never land on
 an input or on another output of the run (``OutputPlan``). Ctrl-C and SIGTERM (``Terminated``)
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import AnonymixerError, OutputError, Terminated, printable
-from .io import read_photo, write_image
+from .io import Restore, read_photo, write_image
 from .outputs import OutputPlan
 from .pipeline import STAGES, FaceProtector, FrameResult, changed_region
 from .preview import Preview
@@ -119,8 +122,10 @@ def protect_sources(face_protector: FaceProtector, sources: list[Source], out_di
 
     Photos come first, then videos, cameras and streams (``processing_order``); the report is the
     merge of one report per source in that order, which is also how ``anonymixer.cluster`` puts
-    together the reports of its Ray actors, so both print the same lines. Ctrl-C or SIGTERM stops
-    the run (``report.interrupted``): the input in progress writes nothing (a live recording is kept).
+    together the reports of its Ray actors, so both print the same lines. ``inflight``: photos or
+    video frames in flight (``FaceProtector.process_many``). Ctrl-C or SIGTERM stops the run
+    (``report.interrupted``): the input in progress writes nothing (a live recording is kept), and
+    every input whose report is not in yet counts as not processed.
     """
     report = RunReport()
     start = time.perf_counter()
@@ -129,13 +134,12 @@ def protect_sources(face_protector: FaceProtector, sources: list[Source], out_di
     ordered = processing_order(sources)
     photos = sum(source.kind == "image" for source in sources)
     done = 0
+    reports = _source_reports(face_protector, ordered, plan, preview, max_frames, inflight)
     try:
-        with tqdm(total=photos, unit="photo", desc="photos", disable=None if photos else True) as bar:
-            for source in ordered:
-                usable, target = plan_output(source, plan, report)
-                if usable:
-                    report.merge(protect_source(face_protector, source, target, preview=preview,
-                                                max_frames=max_frames, inflight=inflight))
+        with tqdm(total=photos, unit="photo", desc="photos", disable=None if photos else True) as bar, \
+                closing(reports):
+            for source, source_report in reports:
+                report.merge(source_report)
                 done += 1
                 if source.kind == "image":
                     bar.update(1)
@@ -161,15 +165,79 @@ def processing_order(sources: list[Source]) -> list[Source]:
 def protect_source(face_protector: FaceProtector, source: Source, target: Path | None, *,
                    preview: Preview | None = None, max_frames: int | None = None, inflight: int = 1) -> RunReport:
     """One photo or one whole video (landmarks smoothed over its frames) -> its own report, with
-    one ``outcomes`` entry. The step that a single process and a Ray actor both run per input."""
+    one ``outcomes`` entry. The step a Ray actor runs per input, and a single process per video
+    (and per photo with ``inflight`` 1; more photos in flight give the same reports)."""
     report = RunReport()
     if source.kind == "image":
-        _protect_photo(face_protector, source, target, report, preview or Preview(False))
+        photo = _read_photo(source, report)
+        if photo is not None:
+            _finish_photo(source, target, face_protector.process(photo[0]), photo[1], report,
+                          preview or Preview(False))
     else:
         _protect_video(face_protector, source, target, report, preview or Preview(False), max_frames, inflight)
+    return _with_outcome(source, report)
+
+
+def _with_outcome(source: Source, report: RunReport) -> RunReport:
+    """``report``, the whole report of ``source``, with its ``outcomes`` entry."""
     output = report.written[-1] if report.written else None
     report.outcomes.append(Outcome(source, output, report.failed_inputs > 0, tuple(report.failures)))
     return report
+
+
+def _source_reports(face_protector: FaceProtector, ordered: list[Source], plan: OutputPlan | None,
+                    preview: Preview, max_frames: int | None,
+                    inflight: int) -> Generator[tuple[Source, RunReport], None, None]:
+    """``(source, its report)`` for each of ``ordered`` (photos first), in that order. Photos go
+    ``inflight`` at once (``_photos_in_flight``), videos one by one with ``inflight`` frames."""
+    photos = [s for s in ordered if s.kind == "image"]
+    if inflight > 1 and len(photos) > 1:
+        yield from _photos_in_flight(face_protector, photos, plan, preview, inflight)
+        ordered = ordered[len(photos):]
+    for source in ordered:
+        report = RunReport()
+        usable, target = plan_output(source, plan, report)
+        if usable:
+            report = protect_source(face_protector, source, target, preview=preview, max_frames=max_frames,
+                                    inflight=inflight)
+        yield source, report
+
+
+def _photos_in_flight(face_protector: FaceProtector, photos: list[Source], plan: OutputPlan | None,
+                      preview: Preview, inflight: int) -> Iterator[tuple[Source, RunReport]]:
+    """The reports ``protect_source`` gives for ``photos``, in order, with ``inflight`` photos at
+    once through ``FaceProtector.process_many``: this thread decodes photo n+1 and writes photo
+    n-1 while the networks run on photo n. Photos are decoded lazily, at most ``inflight`` ahead
+    of the one being written (memory does not grow with the folder). A photo that cannot be read,
+    or whose output path is refused, is reported in its place, after the photos before it."""
+    # In input order: (source, report, (output path, restore) while its frame is in flight, else None).
+    waiting: deque[tuple[Source, RunReport, tuple[Path | None, Restore] | None]] = deque()
+
+    def frames() -> Iterator[tuple[np.ndarray, float | None]]:
+        for source in photos:
+            report = RunReport()
+            usable, target = plan_output(source, plan, report)   # reports an unusable output itself
+            photo = _read_photo(source, report) if usable else None
+            if photo is None:
+                waiting.append((source, _with_outcome(source, report) if usable else report, None))
+            else:
+                waiting.append((source, report, (target, photo[1])))
+                yield photo[0], None
+
+    def reported() -> Iterator[tuple[Source, RunReport]]:
+        while waiting and waiting[0][2] is None:
+            source, report, _ = waiting.popleft()
+            yield source, report
+
+    with closing(face_protector.process_many(frames(), inflight)) as results:
+        for result in results:
+            yield from reported()
+            source, report, pending = waiting.popleft()
+            assert pending is not None   # results come in input order, one per frame
+            _finish_photo(source, pending[0], result, pending[1], report, preview)
+            yield source, _with_outcome(source, report)
+            yield from reported()
+    yield from reported()   # unreadable photos after the last readable one
 
 
 def plan_output(source: Source, plan: OutputPlan | None, report: RunReport) -> tuple[bool, Path | None]:
@@ -187,17 +255,20 @@ def plan_output(source: Source, plan: OutputPlan | None, report: RunReport) -> t
         return False, None
 
 
-def _protect_photo(face_protector: FaceProtector, source: Source, target: Path | None, report: RunReport,
-                   preview: Preview) -> None:
+def _read_photo(source: Source, report: RunReport) -> tuple[np.ndarray, Restore] | None:
+    """``read_photo`` of ``source``, or ``None`` with the one line that says why in ``report``."""
     try:
-        image, restore = read_photo(str(source.location))
+        return read_photo(str(source.location))
     except AnonymixerError as exc:
         report.fail(str(exc))
-        return
     except Exception as exc:  # a decoder bug must not stop the batch
         report.fail(f"{source}: cannot read ({type(exc).__name__}: {str(exc).strip()[:200]})")
-        return
-    result = face_protector.process(image)
+    return None
+
+
+def _finish_photo(source: Source, target: Path | None, result: FrameResult, restore: Restore,
+                  report: RunReport, preview: Preview) -> None:
+    """Count, show and write (``target``; ``None``: not written) one protected photo."""
     _count(result, report)
     preview.show(result.frame, result, 0.0)
     lines = [f"{source}: {line}" for line in result.failures]

@@ -20,7 +20,7 @@ where the faces are. ``no_face`` decides what happens to frames in which no face
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -118,7 +118,7 @@ class FaceProtector:
         return self.paste(self.protect_crops(self.prepare(frame, smoother, time_s)))
 
     def process_many(self, frames: Iterable[tuple[np.ndarray, float | None]], inflight: int = 1,
-                     smoother: LandmarkSmoother | None = None) -> Iterator[FrameResult]:
+                     smoother: LandmarkSmoother | None = None) -> Generator[FrameResult, None, None]:
         """``(frame, time_s)`` pairs -> ``FrameResult``s in input order, ``inflight`` frames at once.
 
         Three threads, one per phase (``prepare``, ``protect_crops``, ``paste``): detection and
