@@ -47,9 +47,10 @@ def mixed_folder(folder):
     (folder / "p05_text.png").write_text("not a photo")
 
 
-def report_lines(printed):
-    """The summary without what depends on the clock (seconds, per-stage timings)."""
-    return [re.sub(r" in [0-9.]+ s$", "", line) for line in printed.splitlines() if not line.startswith("per frame:")]
+def report_lines(printed, out_dir):
+    """The summary without what depends on the clock (seconds, per-stage timings), ``out_dir`` as OUT."""
+    return [re.sub(r" in [0-9.]+ s$", "", line).replace(str(out_dir), "OUT") for line in printed.splitlines()
+            if not line.startswith("per frame:")]
 
 
 def anonymixer_threads():
@@ -58,15 +59,19 @@ def anonymixer_threads():
 
 def test_photos_in_flight_give_the_same_files_and_report_lines_as_one_at_a_time(tmp_path, key_file, capsys):
     mixed_folder(tmp_path / "in")
+    (tmp_path / "first").mkdir()   # its output p07.png is claimed first: in/p07.png's is refused
+    cv2.imwrite(str(tmp_path / "first" / "p07.png"), face_photos(12)[-1])
+    inputs = [tmp_path / "first" / "p07.png", tmp_path / "in"]
     # --no-face mask: the wall is written masked and reported between the two bad files
-    assert protect([tmp_path / "in"], key_file, tmp_path / "one", "--inflight", "1", "--no-face", "mask") == 1
-    one = report_lines(no_traceback(capsys).out)
-    assert protect([tmp_path / "in"], key_file, tmp_path / "three", "--inflight", "3", "--no-face", "mask") == 1
-    three = report_lines(no_traceback(capsys).out)
+    assert protect(inputs, key_file, tmp_path / "one", "--inflight", "1", "--no-face", "mask") == 1
+    one = report_lines(no_traceback(capsys).out, tmp_path / "one")
+    assert protect(inputs, key_file, tmp_path / "three", "--inflight", "3", "--no-face", "mask") == 1
+    three = report_lines(no_traceback(capsys).out, tmp_path / "three")
     assert three == one
     failed = failure_lines("\n".join(one))
-    assert [re.match(r".*/(p\d\d\w*)\.png", line).group(1) for line in failed] == [
-        "p02_empty", "p04_wall", "p05_text"], failed
+    assert [re.match(r".*/in/(p\d\d\w*)\.png", line).group(1) for line in failed] == [
+        "p02_empty", "p04_wall", "p05_text", "p07"], failed
+    assert "would overwrite the output of" in failed[3], failed
     names = sorted(p.name for p in (tmp_path / "one").iterdir())
     assert len(names) == 10 and sorted(p.name for p in (tmp_path / "three").iterdir()) == names
     for name in names:
