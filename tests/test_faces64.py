@@ -156,3 +156,69 @@ def test_the_demo_shows_a_generated_face_where_each_real_face_was(tmp_path, bund
 
 def test_resolve_spec_knows_faces64():
     assert resolve_spec("faces64").config.family == "faces64"
+
+
+@pytest.fixture(scope="module")
+def faces64_onnx(tmp_path_factory):
+    """faces64 exported to ONNX (FP32 + FP16), then INT8 calibrated on real faces: the packaged
+    photos' faces aligned to the faces64 template (64 px) with a few shifts."""
+    import json
+
+    from anonymixer.cli import main
+    from anonymixer.face.photos import packaged_photo
+    from anonymixer.face.io import read_image
+
+    root = tmp_path_factory.mktemp("faces64_onnx")
+    out = root / "onnx"
+    assert main(["export", "--model", "faces64", "--out", str(out), "--precision", "fp32,fp16"]) == 0
+    detector = open_detector("yunet")
+    calib = root / "calib"
+    calib.mkdir()
+    for name in ("astronaut", "grace_hopper"):
+        image = read_image(packaged_photo(name))
+        (face,) = detector.detect(image)[:1]
+        for dx in range(-2, 3):
+            crop, _ = align_face(image, face.landmarks + np.array([dx, -dx]), 64, np.asarray(FACES64_TEMPLATE))
+            cv2.imwrite(str(calib / f"{name}_{dx + 2}.png"), crop)
+    assert main(["calibrate", "--onnx", str(out), "--calib", str(calib)]) == 0
+    return out, json.loads((out / "manifest.json").read_text()), json.loads((out / "accuracy.json").read_text())
+
+
+def test_faces64_exports_with_fp32_parity_and_its_template_and_reports_fp16_int8_psnr(faces64_onnx):
+    out, manifest, accuracy = faces64_onnx
+    assert manifest["crop_template"] == [list(p) for p in FACES64_TEMPLATE]
+    assert (manifest["input_size"], manifest["style_dim"], manifest["n_latent"]) == (64, 100, 1)
+    for stage, graphs in manifest["graphs"].items():
+        parity = graphs["fp32"]["parity"]
+        assert parity["passed"] and max(parity["batch_1"], parity["batch_3"]) <= 1e-5, stage
+    assert manifest["calibration"]["source"] == "folder" and manifest["calibration"]["samples"] == 10
+    psnr = {p: v["pipeline"]["image_psnr_db"] for p, v in accuracy["precisions"].items()}
+    # Measured: fp16 83 dB, int8 (TensorRT form) 47 dB, int8-ort (QOperator) 32-33 dB.
+    assert psnr["fp16"] > 60 and psnr["int8"] > 35 and psnr["int8-ort"] > 28
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_faces64_protects_a_photo_on_onnx_runtime_like_torch(faces64_onnx, tmp_path, key, precision):
+    """ORT and torch give the same protected face for the same key (FP32: >= 40 dB; INT8: >= 28 dB),
+    and ``protect --onnx`` changes the face in a photo."""
+    from anonymixer.face.pipeline import FaceProtector
+    from anonymixer.face.photos import packaged_photo
+    from anonymixer.face.io import read_image
+
+    out, _, _ = faces64_onnx
+    image = read_image(packaged_photo("astronaut"))
+    detector = open_detector("yunet")
+    results = {}
+    with Protector(faces64_bundle(), key) as torch_protector, \
+            Protector(str(out), key, backend="ort", precision=precision) as ort_protector:
+        for name, protector in (("torch", torch_protector), ("ort", ort_protector)):
+            results[name] = FaceProtector(protector, detector).process(image.copy())
+    assert results["ort"].protected == 1 and not results["ort"].failures
+    (face,) = results["ort"].faces
+    x, y, w, h = face.box.astype(int)
+    region = (slice(y, y + h), slice(x, x + w))
+    assert np.abs(results["ort"].frame[region].astype(int) - image[region]).mean() > 10  # the face was replaced
+    diff = results["ort"].frame[region].astype(float) - results["torch"].frame[region]
+    psnr = 10 * np.log10(255.0 ** 2 / max(np.mean(diff ** 2), 1e-12))
+    # Measured in the face's box: fp32 168 dB (the same bytes but for rounding), int8 (QOperator) 32.8 dB.
+    assert psnr >= (40.0 if precision == "fp32" else 28.0), psnr
