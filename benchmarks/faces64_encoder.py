@@ -16,7 +16,8 @@ aligned to the faces64 template at 64 px, encoded, regenerated; the dlib distanc
 the face in the original photo (full resolution) and the reconstruction. Closed-set identification
 over the people (one photo each): the share whose reconstruction is nearest to its own original
 among all originals, without and with ``--refine-steps`` of enrolment-time refinement
-(``anonymixer.train.refine``). Writes ``faces64_encoder.json`` and ``faces64_encoder.md``.
+(``anonymixer.train.refine``). Writes ``--out``/faces64_encoder.json and, beside ``--photos``, the strips
+``faces64_real_encoder.png`` and ``faces64_real_refined_<steps>.png`` (aligned crops over reconstructions).
 """
 
 from __future__ import annotations
