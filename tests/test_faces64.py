@@ -222,3 +222,31 @@ def test_faces64_protects_a_photo_on_onnx_runtime_like_torch(faces64_onnx, tmp_p
     psnr = 10 * np.log10(255.0 ** 2 / max(np.mean(diff ** 2), 1e-12))
     # Measured in the face's box: fp32 168 dB (the same bytes but for rounding), int8 (QOperator) 32.8 dB.
     assert psnr >= (40.0 if precision == "fp32" else 28.0), psnr
+
+
+def test_the_trainer_is_seeded_writes_its_record_and_fine_tunes_from_init(tmp_path):
+    """A few steps of ``python -m anonymixer.train.faces64``: the same seed gives the same weights,
+    the record (command, log, metrics) is written, and ``--init`` starts from given weights."""
+    import json
+
+    from anonymixer.digest import sha256_file
+    from anonymixer.train.faces64 import main as train_main
+
+    small = ["--steps", "3", "--batch", "4", "--id-batch", "2", "--id-start", "0.5", "--eval-n", "8",
+             "--log-every", "1", "--threads", "1"]
+    for run in ("a", "b"):
+        assert train_main(["--out", str(tmp_path / run), "--seed", "5", *small]) == 0
+    a, b = (torch.load(tmp_path / run / "faces64_encoder.pt", weights_only=True) for run in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["command.txt", "faces64_encoder.pt", "log.jsonl",
+                                                                  "metrics.json"]
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in log] == [0, 1, 2] and log[0]["identity"] == 0 and log[2]["identity"] > 0
+    init = tmp_path / "a" / "faces64_encoder.pt"
+    assert train_main(["--out", str(tmp_path / "c"), "--seed", "5", "--init", str(init), "--lr", "1e-9", *small]) == 0
+    metrics = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert metrics["settings"]["init"]["sha256"] == sha256_file(init)
+    c = torch.load(tmp_path / "c" / "faces64_encoder.pt", weights_only=True)
+    # lr 1e-9: the weights stay where --init put them (BatchNorm running stats move; weights barely)
+    assert all(torch.allclose(c[k], a[k], atol=1e-6) for k in a if k.endswith("weight") and "bn" not in k)
+    assert train_main(["--out", str(tmp_path / "d"), "--init", str(tmp_path / "missing.pt"), *small]) == 2

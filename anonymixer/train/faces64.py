@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from ..atomic import replacing_file, write_json
+from ..digest import sha256_file
 from ..models.code_encoder import CodeEncoder, make_code_encoder
 from ..models.configs import CodeEncoderConfig, DCGANConfig, faces64
 from ..models.dcgan import Faces64Generator, build_faces64_generator, load_dcgan_state
@@ -108,7 +110,7 @@ def evaluate_encoder(encoder: CodeEncoder, generator: Faces64Generator, n: int, 
 
 def train(out: Path, steps: int, batch: int, seed: int, lr: float, w_code: float, w_pixel: float, w_id: float,
           id_start: float, id_batch: int, eval_n: int, log_every: int, threads: int,
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, init: Path | None = None) -> dict[str, Any]:
     """Train the encoder (module docstring); returns the metrics written to ``out/metrics.json``."""
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -119,7 +121,10 @@ def train(out: Path, steps: int, batch: int, seed: int, lr: float, w_code: float
     assert isinstance(config.generator, DCGANConfig) and isinstance(config.encoder, CodeEncoderConfig)
     generator = build_faces64_generator(config.generator, load_dcgan_state())
     generator.requires_grad_(False)
-    encoder = make_code_encoder(config.encoder, seed=seed).train()
+    encoder = make_code_encoder(config.encoder, seed=seed)
+    if init is not None:  # fine-tune: start from earlier weights (recorded in metrics.json with their sha256)
+        encoder.load_state_dict(torch.load(init, map_location="cpu", weights_only=True), strict=True)
+    encoder.train()
     identity = IdentityLoss() if w_id > 0 else None
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=lr, weight_decay=1e-4)
     warmup, first_id_step = max(1, steps // 50), int(id_start * steps)
@@ -155,17 +160,17 @@ def train(out: Path, steps: int, batch: int, seed: int, lr: float, w_code: float
                 log.flush()
     encoder.eval()
     weights = out / "faces64_encoder.pt"
-    tmp = weights.with_name(weights.name + ".tmp")
-    torch.save({k: v.detach().clone().contiguous() for k, v in encoder.state_dict().items()}, tmp)
-    tmp.replace(weights)
+    with replacing_file(weights) as handle:
+        torch.save({k: v.detach().clone().contiguous() for k, v in encoder.state_dict().items()}, handle)
     metrics = {"train_seconds": round(time.perf_counter() - started, 1),
                "held_out": evaluate_encoder(encoder, generator, eval_n, seed, identity),
                "settings": {"steps": steps, "batch": batch, "seed": seed, "lr": lr, "w_code": w_code,
-                            "w_pixel": w_pixel, "w_id": w_id, "id_start": id_start, "id_batch": id_batch, "threads": threads},
+                            "w_pixel": w_pixel, "w_id": w_id, "id_start": id_start, "id_batch": id_batch, "threads": threads,
+                            "init": None if init is None else {"file": str(init), "sha256": sha256_file(init)}},
                "machine": {"python": platform.python_version(), "torch": torch.__version__,
                            "cpu": platform.processor() or platform.machine()},
                "parameters": sum(p.numel() for p in encoder.parameters())}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out / "metrics.json", metrics, indent=2)
     return metrics
 
 
@@ -184,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-n", type=int, default=1000, help="held-out faces for metrics.json")
     parser.add_argument("--log-every", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--init", default=None, metavar="FILE",
+                        help="start from these encoder weights (fine-tuning) instead of a fresh initialisation")
     return parser
 
 
@@ -193,11 +200,15 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
             return 2
+    if args.init is not None and not Path(args.init).is_file():
+        print(f"error: --init {args.init}: no such file", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "command.txt").write_text("python -m anonymixer.train.faces64 " + " ".join(argv or sys.argv[1:]) + "\n")
     metrics = train(out, args.steps, args.batch, args.seed, args.lr, args.w_code, args.w_pixel, args.w_id,
-                    args.id_start, args.id_batch, args.eval_n, args.log_every, args.threads)
+                    args.id_start, args.id_batch, args.eval_n, args.log_every, args.threads,
+                    init=None if args.init is None else Path(args.init))
     print(json.dumps(metrics["held_out"], indent=2))
     print(f"wrote {out / 'faces64_encoder.pt'} in {metrics['train_seconds']:.0f} s")
     return 0
