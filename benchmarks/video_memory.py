@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         video = Path(tmp) / "clip.avi"
         write_test_video(video, args.frames)
         start = time.perf_counter()
-        report = app.protect_sources(face_protector, expand_sources([str(video)]), Path(tmp) / "out",
+        report = app.protect_sources(face_protector, expand_sources([str(video)]).sources, Path(tmp) / "out",
                                      inflight=args.inflight)
         wall = time.perf_counter() - start
     what = f"`--onnx {args.onnx} --precision {args.precision}`" if args.onnx else f"`--model {args.model}`"
