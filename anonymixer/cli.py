@@ -319,7 +319,7 @@ def _evaluate_synthetic(args: argparse.Namespace) -> int:
     if args.data is not None or args.onnx is not None or args.engines is not None:
         raise AnonymixerError("--synthetic runs on --model (torch); drop --data, --onnx and --engines")
     config = SyntheticConfig(model=args.model or "faces64", identities=args.synthetic, fr=args.fr,
-                             seed=args.seed, batch=args.batch, rank=args.rank,
+                             seed=args.seed, batch=args.batch, rank=args.rank, ranks=args.ranks or (),
                              through_encoder=False if args.generator_only else None)
     if args.modes:
         config.modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
@@ -569,6 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--synthetic: mixer modes to compare (default: rotate,rotate-noguard,project,swap)")
     p.add_argument("--rank", type=_positive_int, default=None, metavar="R",
                    help="--synthetic: project's rank in the mode table (default: D/2)")
+    p.add_argument("--ranks", type=_int_list, default=None, metavar="LIST",
+                   help="--synthetic: project's ranks in the sweep (default: D/10, D/4, D/2, 3D/4, 9D/10)")
     p.add_argument("--generator-only", action="store_true",
                    help="--synthetic: protect known codes, G(mix(w)), instead of going through the encoder")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for eval.json, report.md, scores.npz, plots")

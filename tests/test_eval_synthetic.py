@@ -79,3 +79,13 @@ def test_unknown_mode_is_refused(tiny_bundle):
 def test_synthetic_cannot_be_combined_with_a_data_folder(tmp_path, capsys):
     assert main(["evaluate", "--synthetic", "10", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) != 0
     assert "--synthetic runs on --model" in capsys.readouterr().err
+
+
+def test_the_sweep_ranks_come_from_the_command_line(capsys):
+    from anonymixer.cli import build_parser
+
+    args = build_parser().parse_args(["evaluate", "--synthetic", "10", "--ranks", "25,50", "--out", "o"])
+    assert args.ranks == (25, 50)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--synthetic", "10", "--ranks", "0,50", "--out", "o"])
+    assert "expected positive integers" in capsys.readouterr().err
