@@ -14,7 +14,7 @@ from anonymixer.face.pipeline import FaceProtector
 from anonymixer.face.sources import LatestFrames, read_frames
 from anonymixer.runtime import Protector
 
-pytestmark = needs_yunet
+pytestmark = [needs_yunet, pytest.mark.usefixtures("reuse_tiny_model")]
 
 
 @pytest.fixture(scope="module")
@@ -25,15 +25,6 @@ def detector():
 @pytest.fixture
 def protector(tiny_bundle, key):
     return Protector(tiny_bundle, key)
-
-
-@pytest.fixture(autouse=True)
-def reuse_the_tiny_model(monkeypatch, tiny_bundle):
-    import anonymixer.models.bundle as bundle
-
-    real = bundle.random_bundle
-    monkeypatch.setattr(bundle, "random_bundle",
-                        lambda name, seed=0: tiny_bundle if (name, seed) == ("tiny", 0) else real(name, seed))
 
 
 def moving_face_frames(n=5):

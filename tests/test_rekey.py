@@ -10,17 +10,7 @@ from anonymixer.cli import main
 from anonymixer.digest import sha256_file
 from anonymixer.keys import load_key
 
-pytestmark = needs_yunet
-
-
-@pytest.fixture(autouse=True)
-def reuse_the_tiny_model(monkeypatch, tiny_bundle):
-    """Build random:tiny once per session rather than once per command (in this process only)."""
-    import anonymixer.models.bundle as bundle
-
-    real = bundle.random_bundle
-    monkeypatch.setattr(bundle, "random_bundle",
-                        lambda name, seed=0: tiny_bundle if (name, seed) == ("tiny", 0) else real(name, seed))
+pytestmark = [needs_yunet, pytest.mark.usefixtures("reuse_tiny_model")]
 
 
 @pytest.fixture
