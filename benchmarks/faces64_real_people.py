@@ -1,0 +1,137 @@
+"""Does faces64 keep a real person recognisable under one key? dlib on several photos per person.
+
+    python benchmarks/faces64_real_people.py [--photos out/photos] [--out out/faces64_real_people]
+
+The keyed-mixer figures (``anonymixer evaluate --synthetic``) are on generated faces. This asks the
+same questions on real people with several photos each, from ``dlib==19.5.0``'s source archive
+(documentation examples, fetched with ``pip download`` into ``--photos``): five LFW "Johns" with 11
+photos each and four actors with 6 photos each (the ``bald_guys.jpg`` collage; faces are assigned
+to people by their centres, listed below). Every face is aligned at faces64's template (64 px),
+then judged by dlib (originals: full resolution, dlib's own alignment; 64-px faces upscaled to 256):
+
+- ``original``: original vs original (the recogniser's own figure on these photos);
+- ``crop_64px``: the 64-px crop vs itself across photos (what any 64-px model starts from);
+- ``reconstruction``: G(E(x)) vs G(E(x)) (the encoder alone, no key);
+- ``protected_same_key``: protected faces under one shared key (utility: the FR system should
+  still match a person's photos);
+- ``protected_across_keys``: a person's photos under key A vs under key B (unlinkability: mated
+  pairs here should look like strangers, EER near 0.5);
+- ``protected_vs_original``: the protected face vs its own original photo (should be a stranger:
+  the share under dlib's 0.6 threshold is the share that leaks).
+
+Mated pairs: two different photos of one person; non-mated: photos of two people. Reports EER,
+the mean mated and non-mated distances, FAR and FRR at dlib's 0.6 threshold, and for ``protected_vs_original`` the share of faces whose
+protected face is under 0.6 from their own original. Writes ``--out``/faces64_real_people.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from anonymixer.eval.fr import DlibRecognizer
+from anonymixer.eval.metrics import eer
+from anonymixer.eval.protocols import eval_key
+from anonymixer.runtime import Protector
+from anonymixer.runtime.protector import faces_to_input, output_to_faces
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from faces64_encoder import (DLIB_EXAMPLES, DLIB_MATCH, FaceSet, archive_member,  # noqa: E402
+                             dlib_generated)
+
+JOHNS = ("John_Salley", "John_Savage", "John_Schneider", "John_Shimkus", "John_Simm")
+# Face centres (x, y) in bald_guys.jpg, six photos of each of four actors.
+BALD_GUYS = {
+    "Vin Diesel": ((143, 150), (386, 291), (635, 178), (139, 453), (649, 512), (152, 1374)),
+    "Jason Statham": ((392, 101), (956, 173), (389, 515), (958, 479), (142, 767), (497, 912)),
+    "Dwayne Johnson": ((1600, 233), (1879, 480), (1691, 751), (1164, 1386), (1513, 1392), (1863, 1389)),
+    "Bruce Willis": ((1150, 836), (853, 897), (120, 1049), (1186, 1133), (847, 1315), (451, 1327)),
+}
+REQUIREMENT = "dlib==19.5.0"
+
+
+def people_with_several_photos(fr: DlibRecognizer, folder: Path) -> FaceSet:
+    """The 79 faces of nine people (``people`` holds each face's person)."""
+    import tarfile
+
+    faces = FaceSet()
+    archive_member(folder, REQUIREMENT, f"{DLIB_EXAMPLES}/faces/bald_guys.jpg")  # downloads once
+    tar_path = sorted(folder.glob("dlib-19.5.0.tar.gz"))[-1]
+    with tarfile.open(tar_path) as tar:
+        members = sorted(m.name for m in tar.getmembers()
+                         if m.name.startswith(f"{DLIB_EXAMPLES}/johns/") and m.name.endswith(".jpg"))
+    for member in members:
+        person = member.split("/")[-2]
+        if person not in JOHNS:
+            continue
+        image, found = faces.read(archive_member(folder, REQUIREMENT, member))
+        if not found:
+            raise ValueError(f"{member}: YuNet finds no face")
+        faces.add(image, max(found, key=lambda f: float(f.box[2] * f.box[3])), person.replace("_", " "), fr)
+    image, found = faces.read(archive_member(folder, REQUIREMENT, f"{DLIB_EXAMPLES}/faces/bald_guys.jpg"))
+    for person, centres in BALD_GUYS.items():
+        for cx, cy in centres:
+            face = min(found, key=lambda f: float((f.box[0] + f.box[2] / 2 - cx) ** 2
+                                                  + (f.box[1] + f.box[3] / 2 - cy) ** 2))
+            faces.add(image, face, person, fr)
+    return faces
+
+
+def pair_figures(a: np.ndarray, b: np.ndarray, people: list[str], same_photo_too: bool = False) -> dict[str, float]:
+    """EER and mean distances of photos' templates ``a[i]`` vs ``b[j]``: mated i != j of one person."""
+    dist = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2)
+    who = np.asarray(people)
+    same = who[:, None] == who[None, :]
+    upper = np.triu(np.ones_like(same), 1).astype(bool)  # each unordered pair once, no photo with itself
+    if same_photo_too:  # a and b are two different renderings: (i, j) and (j, i) are different pairs
+        upper = ~np.eye(len(who), dtype=bool)
+    mated, non_mated = dist[same & upper], dist[~same & upper]
+    return {"eer": eer(-mated, -non_mated).rate, "mated_mean": float(mated.mean()),
+            "non_mated_mean": float(non_mated.mean()), "far_at_0.6": float((non_mated < DLIB_MATCH).mean()),
+            "frr_at_0.6": float((mated >= DLIB_MATCH).mean()), "mated_pairs": int(mated.size),
+            "non_mated_pairs": int(non_mated.size)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="faces64")
+    parser.add_argument("--photos", default="out/photos")
+    parser.add_argument("--out", default="out/faces64_real_people")
+    args = parser.parse_args(argv)
+    fr = DlibRecognizer()
+    faces = people_with_several_photos(fr, Path(args.photos))
+    crops = np.stack(faces.crops)  # (N, 64, 64, 3) uint8 RGB
+    originals = np.stack(faces.originals)
+    key_a, key_b = eval_key(0, "A", "*"), eval_key(0, "B", "*")
+    with Protector(args.model, key_a) as protector_a, Protector(args.model, key_b) as protector_b:
+        protected_a, protected_b = protector_a.protect(crops), protector_b.protect(crops)
+        # The encoder alone, no key: its code straight into the generator.
+        backend = protector_a.backend
+        w_real = backend.stage("encoder").run({"face": faces_to_input(crops, protector_a.input_size)})["w_real"]
+        recon_rgb = output_to_faces(backend.stage("generator").run({"w_prot": w_real})["image"])
+    t_crop, t_recon = dlib_generated(fr, crops), dlib_generated(fr, recon_rgb)
+    t_a, t_b = dlib_generated(fr, protected_a), dlib_generated(fr, protected_b)
+    own = np.linalg.norm(t_a - originals, axis=1)
+    report = {
+        "model": args.model, "faces": len(faces.people), "people": sorted(set(faces.people)),
+        "original": pair_figures(originals, originals, faces.people),
+        "crop_64px": pair_figures(t_crop, t_crop, faces.people),
+        "reconstruction": pair_figures(t_recon, t_recon, faces.people),
+        "protected_same_key": pair_figures(t_a, t_a, faces.people),
+        "protected_across_keys": pair_figures(t_a, t_b, faces.people, same_photo_too=True),
+        "protected_vs_original": {"distance_mean": float(own.mean()),
+                                  "share_under_0.6": float((own < DLIB_MATCH).mean())},
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "faces64_real_people.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
