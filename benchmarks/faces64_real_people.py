@@ -21,7 +21,8 @@ then judged by dlib (originals: full resolution, dlib's own alignment; 64-px fac
 
 Mated pairs: two different photos of one person; non-mated: photos of two people. Reports EER,
 the mean mated and non-mated distances, FAR and FRR at dlib's 0.6 threshold, and for ``protected_vs_original`` the share of faces whose
-protected face is under 0.6 from their own original. Writes ``--out``/faces64_real_people.json.
+protected face is under 0.6 from their own original. All of it for the encoder's codes and for
+codes refined with ``--refine-steps`` of enrolment-time refinement. Writes ``--out``/faces64_real_people.json.
 """
 
 from __future__ import annotations
@@ -101,31 +102,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="faces64")
     parser.add_argument("--photos", default="out/photos")
     parser.add_argument("--out", default="out/faces64_real_people")
+    parser.add_argument("--refine-steps", type=int, default=30,
+                        help="also with codes refined at enrolment (anonymixer.train.refine); 0: encoder only")
     args = parser.parse_args(argv)
     fr = DlibRecognizer()
     faces = people_with_several_photos(fr, Path(args.photos))
     crops = np.stack(faces.crops)  # (N, 64, 64, 3) uint8 RGB
     originals = np.stack(faces.originals)
     key_a, key_b = eval_key(0, "A", "*"), eval_key(0, "B", "*")
+    report: dict[str, object] = {"model": args.model, "faces": len(faces.people), "people": sorted(set(faces.people)),
+                                 "original": pair_figures(originals, originals, faces.people),
+                                 "crop_64px": pair_figures(dlib_generated(fr, crops), dlib_generated(fr, crops),
+                                                           faces.people)}
     with Protector(args.model, key_a) as protector_a, Protector(args.model, key_b) as protector_b:
-        protected_a, protected_b = protector_a.protect(crops), protector_b.protect(crops)
-        # The encoder alone, no key: its code straight into the generator.
         backend = protector_a.backend
-        w_real = backend.stage("encoder").run({"face": faces_to_input(crops, protector_a.input_size)})["w_real"]
-        recon_rgb = output_to_faces(backend.stage("generator").run({"w_prot": w_real})["image"])
-    t_crop, t_recon = dlib_generated(fr, crops), dlib_generated(fr, recon_rgb)
-    t_a, t_b = dlib_generated(fr, protected_a), dlib_generated(fr, protected_b)
-    own = np.linalg.norm(t_a - originals, axis=1)
-    report = {
-        "model": args.model, "faces": len(faces.people), "people": sorted(set(faces.people)),
-        "original": pair_figures(originals, originals, faces.people),
-        "crop_64px": pair_figures(t_crop, t_crop, faces.people),
-        "reconstruction": pair_figures(t_recon, t_recon, faces.people),
-        "protected_same_key": pair_figures(t_a, t_a, faces.people),
-        "protected_across_keys": pair_figures(t_a, t_b, faces.people, same_photo_too=True),
-        "protected_vs_original": {"distance_mean": float(own.mean()),
-                                  "share_under_0.6": float((own < DLIB_MATCH).mean())},
-    }
+        target = faces_to_input(crops, protector_a.input_size)
+        w_encoder = backend.stage("encoder").run({"face": target})["w_real"]
+        codes = {"encoder": w_encoder}
+        if args.refine_steps > 0:  # enrolment-time refinement from the encoder's code (torch)
+            import torch
+
+            from anonymixer.models.bundle import resolve_spec
+            from anonymixer.train.faces64 import IdentityLoss
+            from anonymixer.train.refine import refine_codes
+
+            codes[f"refined_{args.refine_steps}"] = refine_codes(
+                resolve_spec(args.model).build_generator(), IdentityLoss(), torch.from_numpy(w_encoder),
+                torch.from_numpy(target), steps=args.refine_steps).numpy()
+        for label, w_real in codes.items():
+            def render(w: np.ndarray) -> np.ndarray:
+                return dlib_generated(fr, output_to_faces(backend.stage("generator").run({"w_prot": w})["image"]))
+
+            def protect(protector: Protector) -> np.ndarray:
+                return render(protector.backend.stage("mixer").run({"w_real": w_real, **protector.key_feeds})["w_prot"])
+
+            t_recon, t_a, t_b = render(w_real), protect(protector_a), protect(protector_b)
+            own = np.linalg.norm(t_a - originals, axis=1)
+            report[label] = {
+                "reconstruction": pair_figures(t_recon, t_recon, faces.people),  # no key: G(w_real)
+                "protected_same_key": pair_figures(t_a, t_a, faces.people),
+                "protected_across_keys": pair_figures(t_a, t_b, faces.people, same_photo_too=True),
+                "protected_vs_original": {"distance_mean": float(own.mean()),
+                                          "share_under_0.6": float((own < DLIB_MATCH).mean())}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "faces64_real_people.json").write_text(json.dumps(report, indent=2) + "\n")
