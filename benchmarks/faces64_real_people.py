@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="faces64")
     parser.add_argument("--photos", default="out/photos")
     parser.add_argument("--out", default="out/faces64_real_people")
+    parser.add_argument("--rank", type=int, default=None, help="the project mixer's rank r (default: the model's, D/2)")
     parser.add_argument("--refine-steps", type=int, default=30,
                         help="also with codes refined at enrolment (anonymixer.train.refine); 0: encoder only")
     args = parser.parse_args(argv)
@@ -114,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                                  "original": pair_figures(originals, originals, faces.people),
                                  "crop_64px": pair_figures(dlib_generated(fr, crops), dlib_generated(fr, crops),
                                                            faces.people)}
-    with Protector(args.model, key_a) as protector_a, Protector(args.model, key_b) as protector_b:
+    options = {} if args.rank is None else {"project_rank": args.rank}
+    report["project_rank"] = args.rank
+    with Protector(args.model, key_a, **options) as protector_a, Protector(args.model, key_b, **options) as protector_b:
         backend = protector_a.backend
         target = faces_to_input(crops, protector_a.input_size)
         w_encoder = backend.stage("encoder").run({"face": target})["w_real"]
