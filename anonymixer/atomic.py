@@ -3,7 +3,7 @@
 A rename within one folder is atomic on POSIX and Windows file systems: a reader (or a later run)
 sees the old file or the complete new one, never a half-written one, whatever stops us (a full
 disk, SIGTERM, a crash). A file that cannot be completed is removed. The temporary file is hidden
-(``.NAME.partial-XXXXXXXX.SUFFIX``) and keeps the target's suffix, because writers such as
+(``.NAME.partial-<8 random hex digits>.SUFFIX``) and keeps the target's suffix, because writers such as
 OpenCV's ``VideoWriter`` pick the container from it.
 
     with replacing(Path("out/clip.mp4")) as temporary:
