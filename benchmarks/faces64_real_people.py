@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anonymixer.atomic import write_json
 from anonymixer.eval.fr import DlibRecognizer
 from anonymixer.eval.metrics import eer
 from anonymixer.eval.protocols import eval_key
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "share_under_0.6": float((own < DLIB_MATCH).mean())}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "faces64_real_people.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / "faces64_real_people.json", report, indent=2)
     print(json.dumps(report, indent=2))
     return 0
 
