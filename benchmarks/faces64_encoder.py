@@ -18,7 +18,7 @@ over the people (one photo each): the share whose reconstruction is nearest to i
 among all originals, without and with ``--refine-steps`` of enrolment-time refinement
 (``anonymixer.train.refine``); also the share within the 3 nearest and the mean rank of one's own
 original (0 is best). Ten people make a coarse figure (one face is 10 points), so the same is done on
-a second, larger closed set (``MORE_PEOPLE``: 36 people from the photos in dlib 19.5.0's and
+a second, larger closed set (``MORE_PEOPLE``: 35 people from the photos in dlib 19.5.0's and
 insightface 2.1's source archives; skip it with ``--no-more-people``). Writes
 ``--out``/faces64_encoder.json and, beside ``--photos``, the strips ``faces64_real_<label>.png`` and
 ``faces64_more_people_<label>.png`` (aligned crops over reconstructions).
@@ -90,14 +90,17 @@ def archive_member(folder: Path, requirement: str, member: str, build_isolation:
     target = folder / requirement.replace("==", "-") / Path(member).name
     if target.exists():
         return target
-    name = requirement.split("==")[0]
-    pattern = f"{name.replace('-', '_')}-{requirement.split('==')[1]}.tar.gz"
-    archives = sorted(folder.glob(pattern)) or sorted(folder.glob(pattern.replace("_", "-")))
-    if not archives:
+    name, version = requirement.split("==")
+    pattern = f"{name.replace('-', '_')}-{version}.tar.gz"  # pip names sdists either way
+
+    def downloaded() -> list[Path]:
+        return sorted(folder.glob(pattern)) or sorted(folder.glob(pattern.replace("_", "-")))
+
+    if not downloaded():
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
                         *([] if build_isolation else ["--no-build-isolation"]), requirement, "-d", str(folder)],
                        check=True)
-        archives = sorted(folder.glob(pattern)) or sorted(folder.glob(pattern.replace("_", "-")))
+    archives = downloaded()
     with tarfile.open(archives[-1]) as tar:
         source = tar.extractfile(member)
         if source is None:
@@ -158,7 +161,7 @@ def generated_figures(encoder: torch.nn.Module, generator: torch.nn.Module, fr: 
 
 
 class FaceSet:
-    """Faces of different people, one each: 64-px crops at faces64's template and dlib templates of the originals."""
+    """Faces and who they are: 64-px crops at faces64's template and dlib templates of the originals."""
 
     def __init__(self) -> None:
         self.detector = open_detector("yunet")

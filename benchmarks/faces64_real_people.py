@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +59,6 @@ REQUIREMENT = "dlib==19.5.0"
 
 def people_with_several_photos(fr: DlibRecognizer, folder: Path) -> FaceSet:
     """The 79 faces of nine people (``people`` holds each face's person)."""
-    import tarfile
-
     faces = FaceSet()
     archive_member(folder, REQUIREMENT, f"{DLIB_EXAMPLES}/faces/bald_guys.jpg")  # downloads once
     tar_path = sorted(folder.glob("dlib-19.5.0.tar.gz"))[-1]
