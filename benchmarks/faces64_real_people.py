@@ -87,10 +87,11 @@ def pair_figures(a: np.ndarray, b: np.ndarray, people: list[str], same_photo_too
     dist = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2)
     who = np.asarray(people)
     same = who[:, None] == who[None, :]
-    upper = np.triu(np.ones_like(same), 1).astype(bool)  # each unordered pair once, no photo with itself
     if same_photo_too:  # a and b are two different renderings: (i, j) and (j, i) are different pairs
-        upper = ~np.eye(len(who), dtype=bool)
-    mated, non_mated = dist[same & upper], dist[~same & upper]
+        pairs = ~np.eye(len(who), dtype=bool)
+    else:  # each unordered pair once, no photo with itself
+        pairs = np.triu(np.ones_like(same), 1).astype(bool)
+    mated, non_mated = dist[same & pairs], dist[~same & pairs]
     return {"eer": eer(-mated, -non_mated).rate, "mated_mean": float(mated.mean()),
             "non_mated_mean": float(non_mated.mean()), "far_at_0.6": float((non_mated < DLIB_MATCH).mean()),
             "frr_at_0.6": float((mated >= DLIB_MATCH).mean()), "mated_pairs": int(mated.size),
@@ -111,10 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     crops = np.stack(faces.crops)  # (N, 64, 64, 3) uint8 RGB
     originals = np.stack(faces.originals)
     key_a, key_b = eval_key(0, "A", "*"), eval_key(0, "B", "*")
+    t_crops = dlib_generated(fr, crops)
     report: dict[str, object] = {"model": args.model, "faces": len(faces.people), "people": sorted(set(faces.people)),
                                  "original": pair_figures(originals, originals, faces.people),
-                                 "crop_64px": pair_figures(dlib_generated(fr, crops), dlib_generated(fr, crops),
-                                                           faces.people)}
+                                 "crop_64px": pair_figures(t_crops, t_crops, faces.people)}
     options = {} if args.rank is None else {"project_rank": args.rank}
     report["project_rank"] = args.rank
     with Protector(args.model, key_a, **options) as protector_a, Protector(args.model, key_b, **options) as protector_b:
@@ -126,20 +127,27 @@ def main(argv: list[str] | None = None) -> int:
             import torch
 
             from anonymixer.models.bundle import resolve_spec
+            from anonymixer.models.dcgan import Faces64Generator
             from anonymixer.train.faces64 import IdentityLoss
             from anonymixer.train.refine import refine_codes
 
+            generator = resolve_spec(args.model).build_generator()
+            if not isinstance(generator, Faces64Generator):
+                parser.error(f"--refine-steps needs a faces64 model, not {args.model}")
             codes[f"refined_{args.refine_steps}"] = refine_codes(
-                resolve_spec(args.model).build_generator(), IdentityLoss(), torch.from_numpy(w_encoder),
-                torch.from_numpy(target), steps=args.refine_steps).numpy()
+                generator, IdentityLoss(), torch.from_numpy(w_encoder), torch.from_numpy(target),
+                steps=args.refine_steps).numpy()
+
+        def render(w: np.ndarray) -> np.ndarray:
+            """dlib templates of the generator's faces for codes ``w``."""
+            return dlib_generated(fr, output_to_faces(backend.stage("generator").run({"w_prot": w})["image"]))
+
+        def protect(protector: Protector, w_real: np.ndarray) -> np.ndarray:
+            """The Protector's mixer and generator on given codes (so that refined codes can go in)."""
+            return render(protector.backend.stage("mixer").run({"w_real": w_real, **protector.key_feeds})["w_prot"])
+
         for label, w_real in codes.items():
-            def render(w: np.ndarray) -> np.ndarray:
-                return dlib_generated(fr, output_to_faces(backend.stage("generator").run({"w_prot": w})["image"]))
-
-            def protect(protector: Protector) -> np.ndarray:
-                return render(protector.backend.stage("mixer").run({"w_real": w_real, **protector.key_feeds})["w_prot"])
-
-            t_recon, t_a, t_b = render(w_real), protect(protector_a), protect(protector_b)
+            t_recon, t_a, t_b = render(w_real), protect(protector_a, w_real), protect(protector_b, w_real)
             own = np.linalg.norm(t_a - originals, axis=1)
             report[label] = {
                 "reconstruction": pair_figures(t_recon, t_recon, faces.people),  # no key: G(w_real)
