@@ -46,6 +46,7 @@ from anonymixer.face.io import write_image
 from anonymixer.face.photos import packaged_photo
 from anonymixer.models.bundle import FACES64_ENCODER_FILE, faces64_bundle
 from anonymixer.models.configs import FACES64_TEMPLATE
+from anonymixer.models.dcgan import Faces64Generator
 from anonymixer.train.faces64 import EVAL_SEED_OFFSET, IdentityLoss, psnr
 from anonymixer.train.refine import refine_codes
 
@@ -225,7 +226,7 @@ def identification(fr: DlibRecognizer, faces: FaceSet, faces_rgb: np.ndarray) ->
             "per_person_distance": [round(float(v), 3) for v in own]}
 
 
-def real_figures(encoder: torch.nn.Module, generator: torch.nn.Module, fr: DlibRecognizer, faces: FaceSet,
+def real_figures(encoder: torch.nn.Module, generator: Faces64Generator, fr: DlibRecognizer, faces: FaceSet,
                  refine_steps: int, strips: Path) -> dict[str, object]:
     """Identification of the crop itself (the 64-px ceiling), of G(E(x)) and of refined codes."""
     target = torch.from_numpy(np.stack(faces.crops).astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous()
@@ -262,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     bundle = faces64_bundle(args.weights)
     encoder, generator = bundle.build_encoder(), bundle.build_generator()
+    assert isinstance(generator, Faces64Generator)
     fr = DlibRecognizer()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

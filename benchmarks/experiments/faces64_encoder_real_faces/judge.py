@@ -25,6 +25,7 @@ sys.path.insert(0, str(HERE))
 import faces64_encoder as fb  # noqa: E402
 
 from anonymixer.models.bundle import faces64_bundle  # noqa: E402
+from anonymixer.models.dcgan import Faces64Generator  # noqa: E402
 
 
 def development_set(fr: fb.DlibRecognizer, photos: Path) -> fb.FaceSet:
@@ -70,6 +71,7 @@ def main() -> int:
     inputs = {name: torch.from_numpy(np.stack(s.crops).astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)
               for name, s in sets.items()}
     generator = faces64_bundle().build_generator()
+    assert isinstance(generator, Faces64Generator)
 
     def report(label: str, codes: dict[str, torch.Tensor]) -> None:
         scores = {}
