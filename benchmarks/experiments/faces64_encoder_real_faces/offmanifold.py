@@ -1,4 +1,6 @@
 import sys, math, json, time, numpy as np, torch, torch.nn.functional as F
+from pathlib import Path
+from anonymixer.atomic import replacing_file
 from anonymixer.models.configs import faces64
 from anonymixer.models.dcgan import build_faces64_generator, load_dcgan_state
 from anonymixer.models.bundle import faces64_bundle
@@ -46,4 +48,6 @@ for step in range(steps):
     loss = lc + lp + li
     opt.zero_grad(); loss.backward(); opt.step()
     if step % 20 == 0: print(step, round(lc.item(),3), round(lp.item(),3), round(li.item(),3), round(time.perf_counter()-t0), flush=True)
-E.eval(); torch.save({k: v.detach().clone().contiguous() for k, v in E.state_dict().items()}, out)
+E.eval()
+with replacing_file(Path(out)) as handle:  # atomic
+    torch.save({k: v.detach().clone().contiguous() for k, v in E.state_dict().items()}, handle)

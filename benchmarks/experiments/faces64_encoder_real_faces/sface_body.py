@@ -1,4 +1,6 @@
 import sys, math, json, time, numpy as np, torch, torch.nn.functional as F
+from pathlib import Path
+from anonymixer.atomic import replacing_file
 from torch import nn
 from anonymixer.models.configs import faces64
 from anonymixer.models.dcgan import build_faces64_generator, load_dcgan_state
@@ -39,4 +41,6 @@ if __name__ == '__main__':
         else: li = torch.zeros(())
         opt.zero_grad(); loss.backward(); opt.step()
         if step % 20 == 0: print(step, round(lc.item(),3), round(lp.item(),3), round(li.item(),3), round(time.perf_counter()-t0), flush=True)
-    E.eval(); torch.save(E.state_dict(), out)
+    E.eval()
+    with replacing_file(Path(out)) as handle:  # atomic
+        torch.save(E.state_dict(), handle)

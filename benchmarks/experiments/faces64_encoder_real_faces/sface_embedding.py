@@ -1,4 +1,6 @@
 import sys, time, numpy as np, torch, torch.nn.functional as F
+from pathlib import Path
+from anonymixer.atomic import replacing_file
 from torch import nn
 from anonymixer.models.bundle import faces64_bundle
 from anonymixer.models.sface import load_sface, faces64_to_sface
@@ -30,4 +32,6 @@ if __name__ == '__main__':
         li = idl(xh[:16], t).mean(); loss = lc + lp + li
         opt.zero_grad(); loss.backward(); opt.step()
         if step % 20 == 0: print(step, round(lc.item(),3), round(lp.item(),3), round(li.item(),3), round(time.perf_counter()-t0), flush=True)
-    E.eval(); torch.save(E.state_dict(), out)
+    E.eval()
+    with replacing_file(Path(out)) as handle:  # atomic
+        torch.save(E.state_dict(), handle)
