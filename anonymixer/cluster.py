@@ -49,7 +49,7 @@ from .face.sources import Source
 from .keys import Key
 
 FAULT_ENV = "ANONYMIXER_RAY_FAULT_AFTER_FRAMES"
-# What an actor needs to open its Protector and detector (see cli.protector_from_args); never the key.
+# What an actor needs to open its Protector and detector (see runtime.options.protector_from_args); never the key.
 SETTINGS = ("model", "onnx", "engines", "backend", "device", "precision", "resolution", "salt",
             "inflight", "detector", "no_face", "batch")
 
@@ -97,7 +97,7 @@ class ProtectorActor:
             self.problem = (f"the working folder {cwd} does not exist on this Ray node; inputs and --out "
                             "must be on storage that every node mounts at the same path")
             return
-        from .cli import protector_from_args
+        from .runtime.options import protector_from_args
         from .face.detect import open_detector
         from .face.pipeline import FaceProtector
 

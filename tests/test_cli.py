@@ -98,3 +98,25 @@ def test_unknown_model_spec_is_a_one_line_error(tmp_path, key_file, astronaut_cr
                  "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and "huge" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("module", ["anonymixer", "anonymixer.cli"])
+def test_python_dash_m_runs_the_command_line(module):
+    import subprocess
+    import sys
+
+    from anonymixer import __version__
+
+    result = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"anonymixer {__version__}"
+
+
+def test_every_command_group_registers_its_commands():
+    from anonymixer.cli import GROUPS, build_parser
+
+    parser = build_parser()
+    commands = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    assert {"keygen", "fingerprint", "protect", "rekey", "demo", "import", "export", "calibrate", "build",
+            "evaluate", "doctor", "bench"} <= commands
+    assert all(hasattr(group, "register") for group in GROUPS)

@@ -231,7 +231,7 @@ print('IMPORTED:', sorted(m for m in set(sys.modules) - before if m.startswith(%
 # Third-party packages of optional extras that a module may need at import time; a module that
 # lacks one of these is reported as SKIPPED. Any other ImportError (one of ours, a typo, a missing
 # name) is a FAILED import.
-OPTIONAL_PACKAGES = ("tensorrt", "dlib", "face_recognition_models", "matplotlib")
+OPTIONAL_PACKAGES = ("tensorrt", "dlib", "face_recognition_models", "matplotlib", "ray")
 FULL_GRAPH = """
 import importlib, pkgutil, sys
 import numpy, onnxruntime, onnx, cv2, torch
@@ -239,6 +239,8 @@ before = set(sys.modules)
 import anonymixer
 skipped, failed = [], []
 for info in pkgutil.walk_packages(anonymixer.__path__, 'anonymixer.'):
+    if info.name.endswith('.__main__'):   # runs the command line when imported
+        continue
     try:
         importlib.import_module(info.name)
     except ImportError as exc:

@@ -1,0 +1,69 @@
+"""`anonymixer <command>`: the command line.
+
+Every command reports bad input as one line naming the file and the problem, finishes the rest of
+a batch, and exits non-zero when anything failed (1) or the command itself was wrong (2).
+Secrets are never printed: key files are referred to by path and fingerprint only.
+
+One module per command group, each with ``register(sub)`` adding its subparsers; add a command
+group by adding a module and naming it in ``GROUPS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import ModuleType
+
+from .. import __version__
+from ..errors import AnonymixerError, Terminated, printable
+from . import bench, evaluate, keys, models, protect
+from .common import DEFAULT_MODEL, protector_from_args
+
+__all__ = ["DEFAULT_MODEL", "GROUPS", "build_parser", "main", "protector_from_args"]
+
+DESCRIPTION = ("anonymixer: replace faces by protected faces that a face recogniser matches only under "
+               "the same secret key (cancelable face generation, FaceAnonyMixer)")
+
+# In the order `anonymixer --help` lists them.
+GROUPS: tuple[ModuleType, ...] = (keys, protect, models, evaluate, bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="anonymixer", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"anonymixer {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        group.register(sub)
+    return parser
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; exit code 0, 1 (some input failed), 2 (the command could not run), or
+    128 + the signal number after Ctrl-C (130) or SIGTERM (143), which are handled alike."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="anonymixer: %(levelname)s: %(message)s")
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    try:
+        return int(args.func(args))
+    except AnonymixerError as exc:
+        print(f"anonymixer: error: {printable(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        number = getattr(exc, "signal_number", signal.SIGINT.value)
+        print(f"anonymixer: interrupted ({signal.Signals(number).name})", file=sys.stderr)
+        return 128 + number
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
