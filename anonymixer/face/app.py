@@ -27,8 +27,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..atomic import write_bytes
 from ..errors import AnonymixerError, OutputError, Terminated, printable
-from .io import Restore, read_photo, write_image
+from .io import LOSSY_SUFFIXES, Restore, read_photo, write_image
 from .outputs import OutputPlan
 from .pipeline import STAGES, FaceProtector, FrameResult, changed_region
 from .preview import Preview
@@ -276,16 +277,26 @@ def _finish_photo(source: Source, target: Path | None, result: FrameResult, rest
         lines[-1] += "; nothing written"
     elif result.blanked:
         lines.append(f"{source}: no face found; written fully masked (--no-face mask)")
-    elif result.no_face:
-        report.notes.append(f"{source}: no face found; written unchanged")
     if target is not None and not result.detect_failed:
         try:
             replaces = target.is_file()
-            write_image(target, restore(result.frame, lambda: changed_region(result)))
+            unchanged = restore.unchanged(target.suffix) if result.no_face and not result.blanked else None
+            if unchanged is not None:
+                write_bytes(target, unchanged)
+            else:
+                write_image(target, restore(result.frame, lambda: changed_region(result)))
             report.written.append(target)
             report.replaced += replaces
         except AnonymixerError as exc:
             lines.append(f"{exc}")
+        else:
+            if result.no_face and not result.blanked:
+                report.notes.append(f"{source}: no face found; " + (
+                    "written unchanged (its pixels as they were, metadata removed)"
+                    if unchanged is not None or target.suffix.lower() not in LOSSY_SUFFIXES else
+                    f"written re-encoded as {target.suffix} (its pixels may differ slightly)"))
+    elif result.no_face and not result.blanked:
+        report.notes.append(f"{source}: no face found")
     if lines:
         report.failures.extend(lines)
         report.failed_inputs += 1

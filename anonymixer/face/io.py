@@ -17,6 +17,13 @@ Checks made before and after decoding, because a decoder alone hides some proble
   picture looks valid but is not the photo that was taken.
 
 ``write_image`` writes atomically (``anonymixer.atomic``): a temporary file, then a rename.
+
+A photo in which no face is found is written with its pixels as they were (``Restore.unchanged``):
+a JPEG as its own compressed data with the metadata segments removed (no re-encoding; see
+``anonymixer.face.jpeg`` for what is kept, and for the EXIF orientation), a GIF with its own palette
+and indices; every other format is lossless already (PNG, WebP lossless, TIFF, BMP), and keeps the
+file's depth, gray and alpha. A photo whose suffix names another format than its content
+(a PNG named ``.jpg``) is encoded as its suffix says, as any output is.
 """
 
 from __future__ import annotations
@@ -31,17 +38,17 @@ import numpy as np
 from ..atomic import describe_os_error, write_bytes
 from ..errors import InputImageError, OutputError
 from .exif import upright
+from .jpeg import JpegStructureError, strip_metadata
 from .imageheader import FORMATS, HeaderError, ImageHeader, read_header
 
 # Files searched for in folders (photos, calibration and evaluation data); the content decides the format.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 MAX_PIXELS = 100_000_000  # larger images are refused rather than exhausting memory
+# Output suffixes whose encoder changes pixels: a photo left unchanged is written from its own bytes there.
+JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif"})
+LOSSY_SUFFIXES = JPEG_SUFFIXES | {".gif"}
 MIN_FACE_IMAGE_SIDE = 16  # pixels: a smaller photo cannot hold a face the detector can find
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-# A pipeline pixel (uint8) -> a stored pixel of another depth, and back.
-Restore = Callable[..., np.ndarray]
-
 
 def truncation(data: bytes) -> str | None:
     """Why an encoded PNG/JPEG is truncated (missing end marker), or ``None`` if it looks complete."""
@@ -110,7 +117,11 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
     Raises ``InputImageError`` naming the file for a missing, empty, unreadable, undecodable,
     truncated, animated/multi-page or too large file, or an unsupported format.
     """
-    path = Path(path)
+    return _decode(Path(path))[0]
+
+
+def _decode(path: Path) -> tuple[np.ndarray, bytes, ImageHeader]:
+    """``decode_image``, with the file's bytes and header."""
     data = _read_bytes(path)
     header = _check_header(path, data)
     problem = truncation(data)
@@ -122,7 +133,7 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
     _check_pixels(path, image.shape[1], image.shape[0])
     if image.dtype not in (np.uint8, np.uint16):
         image = image.astype(np.float32)
-    return upright(image, header.orientation)
+    return upright(image, header.orientation), data, header
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -150,38 +161,90 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def read_photo(path: str | os.PathLike[str]) -> tuple[np.ndarray, Restore]:
-    """A whole photo as ``(H, W, 3) uint8 BGR`` (upright), and ``restore(bgr, changed=None)``,
-    which turns a processed copy back into the file's own layout and depth: gray stays gray, an
-    alpha channel is put back unchanged, and 16-bit or float pixels keep their full depth where
-    ``changed()`` (a function returning ``(H, W) bool``: where the pipeline may have written; it
-    is called only for such photos) is False. Without ``changed``, every pixel comes from ``bgr``.
+    """A whole photo as ``(H, W, 3) uint8 BGR`` (upright), and its ``Restore``: the way back from a
+    processed copy to the file's own layout and depth, and to the file's own bytes.
 
     Raises ``InputImageError`` as ``decode_image`` does, and for a photo smaller than
     ``MIN_FACE_IMAGE_SIDE`` pixels on a side ("too small to contain a face").
     """
-    stored = decode_image(path)
+    stored, data, header = _decode(Path(path))
     height, width = stored.shape[:2]
     if min(height, width) < MIN_FACE_IMAGE_SIDE:
         raise InputImageError(f"{path}: image of {width}x{height} pixels is too small to contain a face "
                               f"(need at least {MIN_FACE_IMAGE_SIDE}x{MIN_FACE_IMAGE_SIDE})")
     if stored.ndim == 3 and stored.shape[2] == 1:
         stored = stored[:, :, 0]
-    gray = stored.ndim == 2
-    colour = stored if gray else stored[:, :, :3]
-    image = to_uint8(colour)
-    image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if gray else np.ascontiguousarray(image)
+    restore = Restore(stored, data, header)
+    image = to_uint8(restore.colour)
+    image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if restore.gray else np.ascontiguousarray(image)
+    return image, restore
 
-    def restore(bgr: np.ndarray, changed: Callable[[], np.ndarray] | None = None) -> np.ndarray:
-        out = from_uint8(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if gray else bgr, stored.dtype)
+
+class Restore:
+    """What ``read_photo`` keeps of a photo file to write its output.
+
+    ``restore(bgr, changed=None)`` turns a processed copy back into the file's own layout and
+    depth: gray stays gray, an alpha channel is put back unchanged, and 16-bit or float pixels
+    keep their full depth where ``changed()`` (a function returning ``(H, W) bool``: where the
+    pipeline may have written; it is called only for such photos) is False. Without ``changed``,
+    every pixel comes from ``bgr``.
+
+    ``unchanged(suffix)``: the bytes to write for the photo when nothing in it changed (no face
+    found).
+    """
+
+    def __init__(self, stored: np.ndarray, data: bytes, header: ImageHeader) -> None:
+        self.stored = stored
+        self.gray = stored.ndim == 2
+        self.colour = stored if self.gray else stored[:, :, :3]
+        self._data = data
+        self._header = header
+
+    def __call__(self, bgr: np.ndarray, changed: Callable[[], np.ndarray] | None = None) -> np.ndarray:
+        stored, colour = self.stored, self.colour
+        out = from_uint8(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if self.gray else bgr, stored.dtype)
         if changed is not None and stored.dtype != np.uint8:
             region = changed()
-            keep = ~region if gray else ~region[:, :, None]
+            keep = ~region if self.gray else ~region[:, :, None]
             out = np.where(keep, colour, out)
-        if not gray and stored.shape[2] == 4:
+        if not self.gray and stored.shape[2] == 4:
             out = np.concatenate([out, stored[:, :, 3:]], axis=2)
         return out
 
-    return image, restore
+    def unchanged(self, suffix: str) -> bytes | None:
+        """The file's own encoded photo for an output named with ``suffix``, when nothing in it
+        changed (no face found): a JPEG written as JPEG is its compressed data without metadata
+        (``jpeg.strip_metadata``), a GIF written as GIF its own palette and indices without
+        metadata (through Pillow, when installed). ``None`` otherwise: then write the pixels with
+        ``write_image``, which is lossless for every other suffix (``LOSSY_SUFFIXES``)."""
+        kind, suffix = self._header.format, suffix.lower()
+        if kind == "jpeg" and suffix in JPEG_SUFFIXES:
+            try:
+                return strip_metadata(self._data, self._header.orientation)
+            except JpegStructureError:
+                return None   # OpenCV decoded it all the same; its pixels are written instead
+        if kind == "gif" and suffix == ".gif" and self._header.orientation == 1:
+            return _gif_without_metadata(self._data)
+        return None
+
+
+def _gif_without_metadata(data: bytes) -> bytes | None:
+    """A one-frame GIF saved again by Pillow with its palette and pixel indices and no comment or
+    application extension (OpenCV's GIF encoder quantises again, which is lossy); ``None``
+    without Pillow."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    import io
+
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        kept = {name: image.info[name] for name in ("transparency", "background") if name in image.info}
+        image.info.clear()   # comments, XMP and other application extensions
+        buffer = io.BytesIO()
+        image.save(buffer, "GIF", **kept)
+    return buffer.getvalue()
 
 
 def _check_pixels(path: Path, width: int, height: int) -> None:
