@@ -82,6 +82,11 @@ class BundleIntegrityError(CheckpointError, IntegrityError):
     """A bundle's tensors or config do not match the digest written with them."""
 
 
+class SignatureError(IntegrityError):
+    """Under a trusted key: a model folder, bundle or detector file is unsigned, signed by another key,
+    or altered since it was signed; or signatures cannot be made or checked here."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C's ``KeyboardInterrupt`` so that both are handled the same way."""
 

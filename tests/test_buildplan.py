@@ -12,7 +12,7 @@ import pytest
 
 from anonymixer.cli import main
 from anonymixer.errors import EngineError
-from anonymixer.export.layout import MANIFEST_VERSION
+from anonymixer.export.layout import MANIFEST_VERSION, write_manifest
 from anonymixer.runtime.build import network_flags
 from anonymixer.runtime.buildplan import STANDIN_FLAGS, features, plan_build, plan_graph, standin
 from anonymixer.runtime.manifest import ExportManifest
@@ -31,10 +31,10 @@ def export_folder(tmp_path):
     graphs = {stage: {p: {"file": f"{stage}{'' if p == 'fp32' else '.' + p}.onnx", "inputs": inputs,
                           "opset": 19 if p == "int8" else 17}
                       for p in ("fp32", "fp16", "int8")} for stage, inputs in INPUTS.items()}
-    (tmp_path / "manifest.json").write_text(json.dumps({
+    write_manifest(tmp_path, {
         "format": "anonymixer-onnx", "version": MANIFEST_VERSION, "graphs": graphs, "opset": 17,
         "model": {"name": "ffhq256", "description": "test", "is_random": True},
-        "input_size": 256, "style_dim": 512, "n_latent": 18, "output_resolution": 256}))
+        "input_size": 256, "style_dim": 512, "n_latent": 18, "output_resolution": 256})
     return tmp_path
 
 

@@ -16,7 +16,7 @@ from anonymixer import codestats
 
 from anonymixer.cli import main
 from anonymixer.errors import EngineError, ExportError
-from anonymixer.export.layout import GRAPHS
+from anonymixer.export.layout import GRAPHS, write_manifest
 from anonymixer.runtime.build import parser_failure
 from anonymixer.runtime.buildplan import features, plan_graph, standin
 from anonymixer.runtime.engines import (EngineTarget, check_engine, engine_filename, make_sidecar, parse_batch,
@@ -143,15 +143,13 @@ def test_parser_errors_become_one_line_with_a_count():
 def manifest_only(tmp_path):
     folder = tmp_path / "export"
     folder.mkdir()
-    (folder / "manifest.json").write_text(json.dumps({
-        "format": "anonymixer-onnx", "version": 2, "graphs": {},
-        "model": {"name": "tiny", "description": "test", "is_random": True},
-        "input_size": 256, "style_dim": 64, "n_latent": 10, "output_resolution": 64, "mixer_mode": "rotate"}))
     codestats.save(codestats.identity(64), folder)
     stats = folder / codestats.STATS_FILE
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["files"] = {stats.name: {"sha256": sha256_file(stats), "bytes": stats.stat().st_size}}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(folder, {
+        "format": "anonymixer-onnx", "version": 2, "graphs": {},
+        "model": {"name": "tiny", "description": "test", "is_random": True},
+        "input_size": 256, "style_dim": 64, "n_latent": 10, "output_resolution": 64, "mixer_mode": "rotate",
+        "files": {stats.name: {"sha256": sha256_file(stats), "bytes": stats.stat().st_size}}})
     return folder
 
 
@@ -187,7 +185,7 @@ def test_trt_backend_without_tensorrt_names_the_pip_command(manifest_only):
         for name in (engine_filename(stage, "fp16"), engine_filename(stage, "fp16") + ".json"):
             (manifest_only / name).write_bytes(b"x")
             manifest["files"][name] = {"sha256": sha256_file(manifest_only / name), "bytes": 1}
-    (manifest_only / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(manifest_only, manifest)
     with pytest.raises(EngineError, match="pip install"):
         TrtBackend(manifest_only)
 

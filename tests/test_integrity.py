@@ -18,7 +18,7 @@ from conftest import cli_refuses
 from anonymixer.codestats import STATS_FILE
 from anonymixer.digest import sha256_file
 from anonymixer.errors import BundleIntegrityError, CheckpointError, EngineIntegrityError, ExportIntegrityError
-from anonymixer.export.layout import GRAPHS, MANIFEST
+from anonymixer.export.layout import GRAPHS, MANIFEST, manifest_digest, sealed
 from anonymixer.export.onnx import export_onnx
 from anonymixer.models.bundle import BUNDLE_VERSION, bundle_digest, load_bundle, save_bundle
 from anonymixer.runtime import Protector
@@ -44,7 +44,9 @@ def read_manifest(folder):
 
 
 def write_manifest(folder, data):
-    (folder / MANIFEST).write_text(json.dumps(data))
+    """Rewrite the manifest and its digest, as someone who knows the format would: the checks below
+    the manifest's own digest must hold on their own."""
+    (folder / MANIFEST).write_text(json.dumps(sealed(data)))
 
 
 def flip_bit(path, offset=None):
@@ -72,6 +74,43 @@ def crop_dir(tmp_path):
 
 def test_an_untouched_export_folder_passes_every_check(folder, key):
     assert Protector(str(folder), key, backend="ort").info.name == "tiny"
+
+
+EDITS = {  # manifest fields that change what the runtime does, each with a plausible hand edit
+    "crop_template": [[0.3, 0.4], [0.7, 0.4], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]],
+    "mixer_mode": "swap", "project_rank": 1, "radius_guard": False, "layer_mask": [], "output_resolution": 32,
+    "input_size": 128, "truncation_psi": 1.0}
+
+
+@pytest.mark.parametrize("field", sorted(EDITS))
+def test_a_hand_edited_manifest_field_is_refused_in_one_line(folder, field, key_file, tmp_path, crop_dir, capsys):
+    manifest = read_manifest(folder)
+    assert field in manifest and manifest[field] != EDITS[field]
+    manifest[field] = EDITS[field]
+    (folder / MANIFEST).write_text(json.dumps(manifest))     # the digest left as it was
+    with pytest.raises(ExportIntegrityError, match="do not match its 'digest'"):
+        OrtBackend(folder)
+    cli_refuses(capsys, protect_args(folder, key_file, tmp_path, crop_dir), folder / MANIFEST, "edited by hand")
+    assert not (tmp_path / "out" / "face.png").exists()
+
+
+def test_a_manifest_without_a_digest_is_refused(folder):
+    manifest = read_manifest(folder)
+    del manifest["digest"]
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ExportIntegrityError, match="has no 'digest'"):
+        OrtBackend(folder)
+
+
+def test_the_digest_covers_every_field_and_ignores_key_order_and_layout(folder):
+    manifest = read_manifest(folder)
+    reordered = dict(reversed(list(manifest.items())))
+    assert manifest_digest(reordered) == manifest["digest"] == manifest_digest(manifest)
+    for field in manifest:
+        if field != "digest":
+            assert manifest_digest({**manifest, field: "edited"}) != manifest["digest"], field
+    (folder / MANIFEST).write_text(json.dumps(reordered))   # no indent, other order: same fields
+    assert OrtBackend(folder).info.name == "tiny"
 
 
 @pytest.mark.parametrize("name", ["generator.onnx", "encoder.onnx.data", "mapping.onnx.data", STATS_FILE])
@@ -198,6 +237,15 @@ def test_an_engine_or_sidecar_with_one_flipped_bit_is_refused_with_the_build_com
     message = str(info.value)
     assert str(engine_folder / name) in message and "\n" not in message
     assert "anonymixer build --onnx" in message and "--batch 1,1,4" in message
+
+
+def test_a_hand_edited_engine_folder_manifest_is_refused(engine_folder):
+    manifest = read_manifest(engine_folder)
+    manifest["crop_template"] = EDITS["crop_template"]
+    (engine_folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(EngineIntegrityError, match="edited by hand") as info:
+        open_engines(engine_folder)
+    assert "anonymixer build --onnx" in str(info.value)
 
 
 def test_an_engine_not_listed_in_the_manifest_is_refused(engine_folder):

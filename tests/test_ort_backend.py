@@ -9,6 +9,7 @@ import pytest
 
 from anonymixer.digest import sha256_file
 from anonymixer.errors import BackendError, ExportError
+from anonymixer.export.layout import write_manifest
 from anonymixer.export.onnx import export_onnx
 from anonymixer.runtime import Protector, open_backend
 from anonymixer.runtime.ort import CPU, CUDA, TENSORRT, OrtBackend, choose_providers
@@ -175,7 +176,7 @@ def test_unloadable_onnx_file_is_a_one_line_error_even_when_its_hash_is_listed(e
     listed = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     manifest["files"]["mixer.onnx"] = listed
     manifest["graphs"]["mixer"]["fp32"]["sha256"] = listed["sha256"]
-    (export_copy / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(export_copy, manifest)
     with pytest.raises(ExportError) as info:
         OrtBackend(export_copy)
     one_line(info, path, "onnxruntime cannot load")

@@ -41,13 +41,23 @@ encoder) keeps them in ``<file>.data`` in every precision.
      "calibration": {"source": "folder"|"synthetic", "folder", "seed", "samples", "skipped",
                      "skipped_examples", "method", "keep_fp"},            (int8)
      "accuracy": {"file": "accuracy.json", "samples", "seed", "image_psnr_db": {"fp16", "int8"}},
-     "files": {"<file>": {"sha256", "bytes"}}}          (every graph, external data and report file)
+     "files": {"<file>": {"sha256", "bytes"}},          (every graph, external data and report file)
+     "digest": manifest_digest() of every other field}
+
+Every field is covered by ``digest`` (``manifest_digest``: SHA-256 of the canonical JSON of the
+manifest without it), which ``runtime.manifest.ExportManifest`` checks before it reads any field:
+a field edited by hand (``crop_template``, ``mixer_mode``, ``layer_mask``...) is refused, so is a
+manifest without a digest. The digest is in the file it covers, so it catches accidents and hand
+edits, not an attacker who recomputes it: that is what ``anonymixer sign`` / ``--trusted-key`` are
+for (``anonymixer.signing``, docs/integrity.md).
 
 Relative errors are ``||out - ref|| / ||ref||``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -55,6 +65,7 @@ from typing import Any
 from ..atomic import write_json
 
 MANIFEST = "manifest.json"
+SIGNATURE_SUFFIX = ".sig"          # FILE.sig: the Ed25519 signature of FILE (anonymixer.signing)
 MANIFEST_FORMAT = "anonymixer-onnx"
 MANIFEST_VERSION = 2   # 2: mixer takes key_matrix/key_offset (keyed mixer); code_stats.npz
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -62,6 +73,7 @@ ENGINE_FOLDER = "engine_folder"   # the manifest table that marks an engine fold
 ORT_INT8 = "int8-ort"              # INT8 in ONNX Runtime's CPU form (export.int8_ort): a form, not a precision
 FORMS = (*PRECISIONS, ORT_INT8)    # every key a stage may have in the manifest's "graphs" table
 GRAPHS = ("encoder", "mapping", "mixer", "generator")
+DIGEST = "digest"                  # the manifest field that holds manifest_digest() of all the others
 
 
 def graph_filename(stage: str, precision: str = "fp32") -> str:
@@ -73,8 +85,27 @@ def graph_filename(stage: str, precision: str = "fp32") -> str:
     return f"{stage}.onnx" if precision == "fp32" else f"{stage}.{precision}.onnx"
 
 
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """Hex SHA-256 of the canonical JSON (sorted keys, no spaces, ASCII) of every field but ``digest``.
+
+    JSON numbers read back by Python dump to the same text, so a manifest read and hashed again
+    gives the digest it was written with.
+    """
+    fields = {name: value for name, value in manifest.items() if name != DIGEST}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def sealed(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``manifest`` with ``digest`` set to ``manifest_digest`` of its other fields."""
+    return {**{name: value for name, value in manifest.items() if name != DIGEST}, DIGEST: manifest_digest(manifest)}
+
+
 def write_manifest(folder: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:
-    """Write ``folder/manifest.json`` atomically (``atomic.write_json``); return its path."""
+    """Write ``folder/manifest.json``, sealed with its digest, atomically (``atomic.write_json``);
+    return its path. A signature of the folder's former manifest no longer holds and is removed
+    first (``manifest.json.sig``): the folder is unsigned until ``anonymixer sign`` signs it again."""
     path = Path(folder) / MANIFEST
-    write_json(path, manifest, indent=1)
+    (Path(folder) / (MANIFEST + SIGNATURE_SUFFIX)).unlink(missing_ok=True)
+    write_json(path, sealed(manifest), indent=1)
     return path

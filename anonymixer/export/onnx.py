@@ -39,7 +39,8 @@ from ..runtime.base import STAGE_IO
 from ..runtime.torch import StageModules, build_stage_modules
 from .graphfile import (EXTERNAL_DATA_MIN_BYTES, check_graph, check_portable, graph_entry, load_graph,
                         open_session, relative_error, run_session, save_graph, weight_bytes)
-from .layout import GRAPHS, MANIFEST_FORMAT, MANIFEST_VERSION, PRECISIONS, graph_filename, write_manifest
+from .layout import (GRAPHS, MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, PRECISIONS, SIGNATURE_SUFFIX, graph_filename,
+                     write_manifest)
 from .precision import add_precisions, check_calibration_options, file_table
 
 PARITY_TOLERANCE = 1e-5
@@ -122,7 +123,7 @@ def normalize_precisions(precisions: Sequence[str] | str) -> list[str]:
 
 def remove_export_files(out: Path) -> None:
     """Delete graph files, manifest and accuracy report that a previous export left in ``out``."""
-    names = ["manifest.json", "accuracy.json", codestats.STATS_FILE]
+    names = [MANIFEST, MANIFEST + SIGNATURE_SUFFIX, "accuracy.json", codestats.STATS_FILE]
     for stage in GRAPHS:
         for precision in PRECISIONS:
             names += [graph_filename(stage, precision), graph_filename(stage, precision) + ".data"]

@@ -303,6 +303,9 @@ def load_bundle(path: str | os.PathLike[str]) -> ModelBundle:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such model bundle file")
+    from ..signing import check_signed
+
+    check_signed(path)   # under a trusted key (anonymixer.signing); nothing otherwise
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files

@@ -9,12 +9,16 @@ Integrity: every file a runtime reads from the folder (graphs, external weight f
 statistics ``code_stats.npz``; engines and their sidecars in an engine folder) must be listed in the manifest's ``files`` table with its
 sha256, and is hashed before use (``verify_file``). A file that is not listed, or listed without a
 sha256, is refused, never skipped; so is a name that leaves the folder. A graph's own hash pins the
-external data files it reads, and those are listed and hashed too. The manifest itself is not
-signed: whoever can rewrite it can rewrite the hashes (see README, Reliability).
+external data files it reads, and those are listed and hashed too. Every field of the manifest is
+covered by its ``digest`` (``export.layout.manifest_digest``), checked before any field is read, so a
+hand-edited ``crop_template`` or ``mixer_mode`` is refused too. Whoever can rewrite the manifest can
+recompute that digest: under a trusted key (``anonymixer.signing``) the manifest must also carry a
+signature that checks with it (see docs/integrity.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -26,7 +30,8 @@ from ..digest import sha256_file
 from .. import codestats
 from ..errors import AnonymixerError, EngineIntegrityError, ExportError, ExportIntegrityError, IntegrityError
 from ..keymaterial import check_mode
-from ..export.layout import ENGINE_FOLDER, GRAPHS, MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, PRECISIONS
+from ..export.layout import (DIGEST, ENGINE_FOLDER, GRAPHS, MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, PRECISIONS,
+                             manifest_digest)
 from ..models.configs import check_output_resolution
 from .base import ModelInfo
 
@@ -69,9 +74,9 @@ def _parity_failed(entries: Any) -> bool:
 
 
 class ExportManifest:
-    """``DIR/manifest.json``, checked for format and version."""
+    """``DIR/manifest.json``, checked for format, version and digest (and signature, under a trusted key)."""
 
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
+    def __init__(self, folder: str | os.PathLike[str], check_signature: bool = True) -> None:
         self.folder = Path(folder)
         path = self.folder / MANIFEST
         if not self.folder.is_dir():
@@ -80,8 +85,16 @@ class ExportManifest:
             raise ExportError(f"{path}: missing; {self.folder} is not an export folder "
                               "(create one with `anonymixer export`)")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ExportError(f"{path}: unreadable manifest ({type(exc).__name__}); {REEXPORT}") from None
+        if check_signature:   # on the bytes parsed below, so the file cannot change in between
+            from ..signing import check_signed
+
+            check_signed(self.folder, hashlib.sha256(raw).hexdigest())
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ExportError(f"{path}: corrupt manifest ({type(exc).__name__}); {REEXPORT}") from None
         if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
             raise ExportError(f"{path}: not an anonymixer export manifest (format must be "
@@ -91,12 +104,17 @@ class ExportManifest:
                               f"(this anonymixer reads version {MANIFEST_VERSION}); {REEXPORT}")
         if not isinstance(data.get("graphs"), dict) or not isinstance(data.get("model"), dict):
             raise ExportError(f"{path}: manifest has no 'graphs' or 'model' table; {REEXPORT}")
+        self.path = path
+        self.data: dict[str, Any] = data
+        if not isinstance(data.get(DIGEST), str):
+            raise self.integrity_error(path, f"has no {DIGEST!r} of its fields (written by an anonymixer that did not "
+                                             "record one), so an edited field could not be seen")
+        if data[DIGEST] != manifest_digest(data):
+            raise self.integrity_error(path, f"its fields do not match its {DIGEST!r} (edited by hand or damaged)")
         failed = [stage for stage, entries in data["graphs"].items() if _parity_failed(entries)]
         if failed:  # `anonymixer export` refused this folder: its graphs compute something else than the model
             raise ExportError(f"{path}: {', '.join(failed)} failed the export's parity check against PyTorch "
                               f"(see \"parity\" in the manifest); {REEXPORT}")
-        self.path = path
-        self.data: dict[str, Any] = data
 
     def precisions(self, stage: str) -> list[str]:
         """Precisions exported for ``stage``, in ``PRECISIONS`` order."""
