@@ -51,7 +51,7 @@ from .keys import Key
 FAULT_ENV = "ANONYMIXER_RAY_FAULT_AFTER_FRAMES"
 # What an actor needs to open its Protector and detector (see runtime.options.protector_from_args); never the key.
 SETTINGS = ("model", "onnx", "engines", "backend", "device", "precision", "resolution", "salt",
-            "inflight", "detector", "no_face", "batch")
+            "inflight", "detector", "no_face", "batch", "trusted_key")
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,9 @@ class ProtectorActor:
         from .face.pipeline import FaceProtector
 
         try:
+            from .signing import trust
+
+            trust(settings.trusted_key)   # the driver's key (--trusted-key or its environment's), on every node
             detector = open_detector(settings.detector)
             self.protector = protector_from_args(settings, key)
         except AnonymixerError as exc:

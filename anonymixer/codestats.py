@@ -60,9 +60,13 @@ class CodeStats:
     def from_arrays(cls, arrays: Any, source: str = "code statistics") -> "CodeStats":
         """From a mapping of the three arrays (an ``.npz``, a bundle's tensors); checks their shapes."""
         try:
-            values = {name: np.asarray(arrays[name], dtype=np.float64) for name in _FIELDS}
+            raw = {name: np.asarray(arrays[name]) for name in _FIELDS}
         except KeyError as exc:
             raise ExportError(f"{source}: missing array {exc}") from None
+        if not all(np.issubdtype(v.dtype, np.floating) for v in raw.values()):
+            raise ExportError(f"{source}: garbled code statistics (want real floating-point arrays, got "
+                              f"{', '.join(str(v.dtype) for v in raw.values())})")
+        values = {name: v.astype(np.float64) for name, v in raw.items()}
         d = values["mean"].shape[0] if values["mean"].ndim == 1 else -1
         if (d <= 0 or values["eigenvalues"].shape != (d,) or values["eigenvectors"].shape != (d, d)
                 or not np.all(values["eigenvalues"] > 0) or not all(np.isfinite(v).all() for v in values.values())):
@@ -102,7 +106,11 @@ def load(folder: Path) -> CodeStats:
         raise ExportError(f"{path}: missing code statistics; re-export the model with `anonymixer export`")
     try:
         with np.load(path, allow_pickle=False) as data:
-            return CodeStats.from_arrays({name: data[name] for name in data.files}, str(path))
-    except (OSError, ValueError) as exc:
+            arrays = {name: data[name] for name in data.files}
+    except Exception as exc:  # numpy and zipfile raise many types for a garbled file (EOFError, BadZipFile...)
         raise ExportError(f"{path}: unreadable code statistics ({type(exc).__name__}); "
                           "re-export the model with `anonymixer export`") from None
+    try:
+        return CodeStats.from_arrays(arrays, str(path))
+    except ExportError as exc:
+        raise ExportError(f"{exc}; re-export the model with `anonymixer export`") from None

@@ -241,15 +241,17 @@ def verify(target: Path, sha256: str, trusted: TrustedKey) -> None:
 
 _UNSET = object()
 _configured: Any = _UNSET
+_written_here: set[Path] = set()   # folders this command wrote itself (written_by_this_process)
 
 
 def trust(path: str | os.PathLike[str] | None) -> TrustedKey | None:
     """Set this process's trusted key: ``path``, else ``$ANONYMIXER_TRUSTED_KEY``, else none.
 
     Called once per command by the CLI (``--trusted-key``); loads the key now, so that a bad key
-    file is refused before any work. Returns it.
+    file is refused before any work, and forgets the folders an earlier command wrote. Returns it.
     """
     global _configured
+    _written_here.clear()
     chosen = os.fspath(path) if path is not None else os.environ.get(TRUSTED_KEY_ENV) or None
     if chosen is not None and not str(chosen).strip():
         raise KeyFileError("--trusted-key is empty; give the .pub file written by `anonymixer sign --new-key FILE`")
@@ -257,11 +259,24 @@ def trust(path: str | os.PathLike[str] | None) -> TrustedKey | None:
     return _configured
 
 
+def forget() -> None:
+    """Back to the state before any ``trust``: the key ``$ANONYMIXER_TRUSTED_KEY`` names is read on use."""
+    global _configured
+    _configured = _UNSET
+    _written_here.clear()
+
+
 def trusted_key() -> TrustedKey | None:
     """The trusted key set by ``trust``; before any call, the one ``$ANONYMIXER_TRUSTED_KEY`` names (or none)."""
     if _configured is _UNSET:
         return trust(None)
-    return _configured  # type: ignore[no-any-return]
+    return _configured
+
+
+def written_by_this_process(folder: str | os.PathLike[str]) -> None:
+    """Mark a folder this process has just written from checked inputs (``anonymixer bench``'s own
+    export and engines, made from a model that passed ``check_signed``): it needs no signature."""
+    _written_here.add(Path(folder).resolve())
 
 
 def check_signed(target: str | os.PathLike[str], sha256: str | None = None) -> None:
@@ -271,9 +286,9 @@ def check_signed(target: str | os.PathLike[str], sha256: str | None = None) -> N
     not given. Nothing to do without a trusted key.
     """
     trusted = trusted_key()
-    if trusted is None:
-        return
     target = Path(target)
+    if trusted is None or target.resolve() in _written_here:
+        return
     if sha256 is None:
         signed, _ = signed_file(target)
         sha256 = sha256_file(signed)

@@ -128,12 +128,17 @@ def ensure_export(config: BenchConfig, precisions: Sequence[str], folder: Path) 
     """An export folder of ``config.model`` with ``precisions``: reused when its manifest matches,
     else written by `anonymixer export` in a child process (its gigabytes never count against the
     benchmark's own memory peak). Returns ``(manifest, reused)``."""
+    from .. import signing
+
     wanted = sorted(set(precisions) | {"fp32"}, key=PRECISIONS.index)
+    trusted = signing.trusted_key()
     manifest = _matching_manifest(folder, config, wanted)
-    if manifest is not None:
+    if manifest is not None and trusted is None:   # under a trusted key, only what this run exported is used
         return manifest, True
     command = [sys.executable, "-m", "anonymixer.cli", "export", "--model", config.model, "--out", str(folder),
                "--precision", ",".join(wanted), "--force"]
+    if trusted is not None:   # the child checks the model's signature as this process would
+        command += ["--trusted-key", str(trusted.path)]
     if config.resolution is not None:
         command += ["--resolution", str(config.resolution)]
     if config.calib_synthetic is not None and "int8" in wanted:
@@ -144,6 +149,7 @@ def ensure_export(config: BenchConfig, precisions: Sequence[str], folder: Path) 
     manifest = _matching_manifest(folder, config, wanted)
     if manifest is None:
         raise BenchError(f"{folder}: the export finished but its manifest does not match what was asked")
+    signing.written_by_this_process(folder)
     return manifest, False
 
 
@@ -206,6 +212,9 @@ def open_row_backend(backend: str, precision: str, config: BenchConfig, onnx_dir
     if not (folder / MANIFEST).is_file():
         top = max(config.batches)
         build_engines(onnx_dir, folder, precision=precision, batch=(1, top, top), device_id=device_id, report=print)
+        from .. import signing
+
+        signing.written_by_this_process(folder)
     return open_backend("trt", folder, precision=precision, device_id=device_id)
 
 

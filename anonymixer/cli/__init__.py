@@ -20,7 +20,7 @@ from types import ModuleType
 
 from .. import __version__
 from ..errors import AnonymixerError, Terminated, printable
-from . import bench, evaluate, keys, models, protect
+from . import bench, evaluate, keys, models, protect, sign
 from .common import DEFAULT_MODEL, protector_from_args
 
 __all__ = ["DEFAULT_MODEL", "GROUPS", "build_parser", "main", "protector_from_args"]
@@ -29,7 +29,7 @@ DESCRIPTION = ("anonymixer: replace faces by protected faces that a face recogni
                "the same secret key (cancelable face generation, FaceAnonyMixer)")
 
 # In the order `anonymixer --help` lists them.
-GROUPS: tuple[ModuleType, ...] = (keys, protect, models, evaluate, bench)
+GROUPS: tuple[ModuleType, ...] = (keys, protect, models, evaluate, bench, sign)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +46,19 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def _trust(args: argparse.Namespace) -> None:
+    """The trusted key of a command that loads models (``--trusted-key``, else ``$ANONYMIXER_TRUSTED_KEY``),
+    loaded before any work and written back into ``args`` so that Ray actors check with the same key;
+    other commands leave it to be read from the environment when a model is loaded."""
+    from .. import signing
+
+    if not hasattr(args, "trusted_key"):
+        signing.forget()
+        return
+    trusted = signing.trust(args.trusted_key)
+    args.trusted_key = None if trusted is None else str(trusted.path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; exit code 0, 1 (some input failed), 2 (the command could not run), or
     128 + the signal number after Ctrl-C (130) or SIGTERM (143), which are handled alike."""
@@ -56,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
+        _trust(args)
         return int(args.func(args))
     except AnonymixerError as exc:
         print(f"anonymixer: error: {printable(str(exc))}", file=sys.stderr)

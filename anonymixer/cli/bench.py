@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from .. import __version__
 from ..atomic import prepare_folder
 from .common import (
+    add_trusted_key_option,
     int_list,
     positive_int,
 )
@@ -80,4 +81,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="detector for the whole-frame rows; none measures the networks only (default: %(default)s)")
     p.add_argument("--video-frames", type=positive_int, default=30, metavar="N",
                    help="640x480 one-face frames per whole-frame stream row, for each --inflight (default: %(default)s)")
+    add_trusted_key_option(p)
     p.set_defaults(func=cmd_bench)

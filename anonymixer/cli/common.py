@@ -7,7 +7,7 @@ import argparse
 from ..runtime.options import protector_from_args
 
 __all__ = ["DEFAULT_MODEL", "RANDOM_NOTE", "add_backend_options", "add_calibration_options", "add_protect_options",
-           "add_ray_options", "int_list", "positive_int", "print_setup", "protector_from_args"]
+           "add_ray_options", "add_trusted_key_option", "int_list", "positive_int", "print_setup", "protector_from_args"]
 
 # The model of `protect` and `demo` when none is given: real weights that ship with anonymixer.
 DEFAULT_MODEL = "faces64"
@@ -69,8 +69,16 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ray-batch", type=positive_int, default=8, metavar="N",
                    help="photos per actor call; each video is one call (default: %(default)s)")
 
+def add_trusted_key_option(p: argparse.ArgumentParser) -> None:
+    """``--trusted-key PUB``: refuse model folders, bundles and detector files it has not signed (``signing``)."""
+    p.add_argument("--trusted-key", default=None, metavar="PUB",
+                   help="public key (`anonymixer sign --new-key`): refuse any model folder, engine folder, bundle "
+                        "or detector file it has not signed, or that changed since (default: $ANONYMIXER_TRUSTED_KEY)")
+
 def add_backend_options(p: argparse.ArgumentParser) -> None:
-    """--model/--onnx/--engines, --backend, --device, --precision, --inflight (see ``protector_from_args``)."""
+    """--model/--onnx/--engines, --backend, --device, --precision, --inflight (see ``protector_from_args``),
+    and --trusted-key."""
+    add_trusted_key_option(p)
     p.add_argument("--onnx", metavar="DIR", default=None,
                    help="run an export folder (`anonymixer export`) on ONNX Runtime instead of --model")
     p.add_argument("--engines", metavar="DIR", default=None,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ..atomic import prepare_folder
 from ..errors import AnonymixerError
 from .common import (
+    add_trusted_key_option,
     int_list,
     positive_int,
 )
@@ -104,6 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accept-noncommercial", action="store_true",
                    help="allow arcface-mbf, whose licence permits non-commercial research only")
     p.add_argument("--detector", default="yunet", metavar="yunet|dlib|PATH", help="face detector (default: %(default)s)")
+    add_trusted_key_option(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation keys (default: %(default)s)")
     p.add_argument("--salt", default=None, help="deployment salt (default: $ANONYMIXER_SALT or built-in)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default: %(default)s)")

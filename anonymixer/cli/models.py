@@ -11,6 +11,7 @@ from ..errors import AnonymixerError
 from ..keymaterial import MIXER_MODES
 from .common import (
     add_calibration_options,
+    add_trusted_key_option,
     positive_int,
 )
 
@@ -120,11 +121,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ONNX opset, at most 20 (TensorRT 10.x's parser; INT8 graphs use >= 19) (default: %(default)s)")
     add_calibration_options(p)
     p.add_argument("--force", action="store_true", help="replace an existing export in DIR")
+    add_trusted_key_option(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("calibrate", help="add INT8 (Q/DQ) graphs to an export folder; no PyTorch needed")
     p.add_argument("--onnx", required=True, metavar="DIR", help="export folder from `anonymixer export`")
     add_calibration_options(p)
+    add_trusted_key_option(p)
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("build", help="build TensorRT engines (one per graph) from an export folder, for this GPU")
@@ -143,3 +146,4 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="timing cache reused across builds on this GPU (created if missing)")
     p.add_argument("--device", type=int, default=0, metavar="N", help="CUDA device (default: %(default)s)")
     p.set_defaults(func=cmd_build)
+    add_trusted_key_option(p)

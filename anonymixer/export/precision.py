@@ -77,6 +77,9 @@ def add_precisions(folder: str | os.PathLike[str], precisions: Sequence[str], ca
         for precision in [f for f in FORMS if f in (existing.data["graphs"].get(stage) or {})]:   # int8-ort too
             existing.graph(stage, precision).verify()
     manifest = existing.data
+    from ..signing import written_by_this_process
+
+    written_by_this_process(folder)   # checked above; what this run writes next is signed again by `anonymixer sign`
     fp32 = GraphSet(folder, "fp32", verify=False)  # verified just above
     external = {s: bool(manifest["graphs"][s]["fp32"].get("external_data")) for s in GRAPHS}
 
