@@ -5,6 +5,7 @@ Each case asserts: no unprotected frame leaves, an earlier output is intact unle
 no partial file is left, no traceback, the README's exit code.
 """
 
+import errno
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from facekit import failure_lines, leftovers, needs_yunet, no_traceback, photo, protect, read_video, write_video
 
 from anonymixer.atomic import PARTIAL_MARK
+from anonymixer.face.videowriter import VideoWriter
 
 pytestmark = [needs_yunet, pytest.mark.usefixtures("reuse_tiny_model")]
 
@@ -37,35 +39,21 @@ def with_earlier_output(out_dir, name="clip.avi"):
     (out_dir / name).write_bytes(EARLIER)
 
 
-class LosingWriter:
-    """Stands in for ``cv2.VideoWriter``: the real writer, but from frame ``lose_from`` on it drops
-    frames silently (as FFmpeg does on a full disk) or raises (as a failing backend does)."""
+def losing_mux(mode, lose_from=3):
+    """``VideoWriter._mux`` that, from the video's frame ``lose_from`` on, drops packets silently
+    (as a writer on a full disk may) or raises (as FFmpeg does on a write error)."""
+    real = VideoWriter._mux
+    written = []
 
-    lose_from = 3
-    mode = "drop"
-
-    def __init__(self, *args):
-        self._real = REAL_WRITER(*args)
-        self._written = 0
-
-    fourcc = staticmethod(cv2.VideoWriter.fourcc)
-
-    def isOpened(self):
-        return self._real.isOpened()
-
-    def write(self, frame):
-        self._written += 1
-        if self._written >= self.lose_from:
-            if self.mode == "raise":
-                raise cv2.error("injected write failure")
-            return
-        self._real.write(frame)
-
-    def release(self):
-        self._real.release()
-
-
-REAL_WRITER = cv2.VideoWriter
+    def mux(self, packet):
+        if packet.stream is self._stream:
+            written.append(1)
+            if len(written) >= lose_from:
+                if mode == "raise":
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return
+        real(self, packet)
+    return mux
 
 
 @pytest.mark.parametrize("mode", ["drop", "raise"])
@@ -73,8 +61,7 @@ def test_a_video_writer_that_fails_mid_run_is_an_error_with_the_frame_number(tmp
                                                                             monkeypatch, mode):
     clip(tmp_path / "clip.avi")
     with_earlier_output(tmp_path / "out")
-    monkeypatch.setattr(LosingWriter, "mode", mode)
-    monkeypatch.setattr(cv2, "VideoWriter", LosingWriter)
+    monkeypatch.setattr(VideoWriter, "_mux", losing_mux(mode))
     assert protect([tmp_path / "clip.avi"], key_file, tmp_path / "out") == 1
     lines = failure_lines(no_traceback(capsys).out)
     assert len(lines) == 1 and "clip.avi" in lines[0] and "frame 3" in lines[0], lines

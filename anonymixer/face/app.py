@@ -23,7 +23,6 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -33,7 +32,10 @@ from .io import LOSSY_SUFFIXES, Restore, read_photo, write_image
 from .outputs import OutputPlan
 from .pipeline import STAGES, FaceProtector, FrameResult, changed_region
 from .preview import Preview
-from .sources import LatestFrames, Source, VideoSink, open_capture, read_frames, video_output
+from .live import LatestFrames, Reconnecting, SegmentedRecording
+from .sources import Source
+from .video import VideoOptions, VideoReader, reopen_capture, video_output
+from .videowriter import VideoWriter
 from .track import LandmarkSmoother
 
 MAX_LINES_PER_SOURCE = 5  # a video that fails on every frame should not flood the terminal
@@ -118,7 +120,8 @@ def signal_name(number: int) -> str:
 
 
 def protect_sources(face_protector: FaceProtector, sources: list[Source], out_dir: Path | None, *,
-                    preview: Preview | None = None, max_frames: int | None = None, inflight: int = 1) -> RunReport:
+                    preview: Preview | None = None, max_frames: int | None = None, inflight: int = 1,
+                    video: VideoOptions = VideoOptions()) -> RunReport:
     """Protect every source; write outputs under ``out_dir`` (``None``: preview only).
 
     Photos come first, then videos, cameras and streams (``processing_order``); the report is the
@@ -135,7 +138,7 @@ def protect_sources(face_protector: FaceProtector, sources: list[Source], out_di
     ordered = processing_order(sources)
     photos = sum(source.kind == "image" for source in sources)
     done = 0
-    reports = _source_reports(face_protector, ordered, plan, preview, max_frames, inflight)
+    reports = _source_reports(face_protector, ordered, plan, preview, max_frames, inflight, video)
     try:
         with tqdm(total=photos, unit="photo", desc="photos", disable=None if photos else True) as bar, \
                 closing(reports):
@@ -164,7 +167,8 @@ def processing_order(sources: list[Source]) -> list[Source]:
 
 
 def protect_source(face_protector: FaceProtector, source: Source, target: Path | None, *,
-                   preview: Preview | None = None, max_frames: int | None = None, inflight: int = 1) -> RunReport:
+                   preview: Preview | None = None, max_frames: int | None = None, inflight: int = 1,
+                   video: VideoOptions = VideoOptions()) -> RunReport:
     """One photo or one whole video (landmarks smoothed over its frames) -> its own report, with
     one ``outcomes`` entry. The step a Ray actor runs per input, and a single process per video
     (and per photo with ``inflight`` 1; more photos in flight give the same reports)."""
@@ -175,7 +179,8 @@ def protect_source(face_protector: FaceProtector, source: Source, target: Path |
             _finish_photo(source, target, face_protector.process(photo[0]), photo[1], report,
                           preview or Preview(False))
     else:
-        _protect_video(face_protector, source, target, report, preview or Preview(False), max_frames, inflight)
+        _protect_video(face_protector, source, target, report, preview or Preview(False), max_frames, inflight,
+                       video)
     return _with_outcome(source, report)
 
 
@@ -187,8 +192,8 @@ def _with_outcome(source: Source, report: RunReport) -> RunReport:
 
 
 def _source_reports(face_protector: FaceProtector, ordered: list[Source], plan: OutputPlan | None,
-                    preview: Preview, max_frames: int | None,
-                    inflight: int) -> Generator[tuple[Source, RunReport], None, None]:
+                    preview: Preview, max_frames: int | None, inflight: int,
+                    video: VideoOptions) -> Generator[tuple[Source, RunReport], None, None]:
     """``(source, its report)`` for each of ``ordered`` (photos first), in that order. Photos go
     ``inflight`` at once (``_photos_in_flight``), videos one by one with ``inflight`` frames."""
     photos = [s for s in ordered if s.kind == "image"]
@@ -200,7 +205,7 @@ def _source_reports(face_protector: FaceProtector, ordered: list[Source], plan: 
         usable, target = plan_output(source, plan, report)
         if usable:
             report = protect_source(face_protector, source, target, preview=preview, max_frames=max_frames,
-                                    inflight=inflight)
+                                    inflight=inflight, video=video)
         yield source, report
 
 
@@ -311,7 +316,8 @@ def _count(result: FrameResult, report: RunReport) -> None:
 
 @dataclass
 class _VideoRun:
-    """Per-video counts: frames read, faces protected, failure lines (capped), blanked frames."""
+    """Per-video counts: frames read, faces protected, failure lines (capped), blanked frames, and
+    the times of the frames in flight (``pending``) and of the last one written (``last_time``)."""
 
     frames: int = 0
     faces: int = 0
@@ -319,20 +325,38 @@ class _VideoRun:
     blanked: int = 0
     failed: bool = False
     stopped_early: bool = False
+    pending: deque[float] = field(default_factory=deque)
+    last_time: float = 0.0
+
+
+Sink = VideoWriter | SegmentedRecording
+
+
+def _open_sink(source: Source, target: Path, reader: VideoReader, options: VideoOptions) -> Sink:
+    """A file's writer (audio and subtitles copied unless ``--no-audio``), or a live source's
+    recording in segments."""
+    if source.live:
+        return SegmentedRecording(target, reader.info, options.segment_s)
+    return VideoWriter(target, reader.info, copy_from=reader.copy_streams() if options.audio else None)
 
 
 def _protect_video(face_protector: FaceProtector, source: Source, target: Path | None, report: RunReport,
-                   preview: Preview, max_frames: int | None, inflight: int = 1) -> None:
+                   preview: Preview, max_frames: int | None, inflight: int = 1,
+                   options: VideoOptions = VideoOptions()) -> None:
     try:
-        capture, info = open_capture(source)
+        reader = VideoReader(source)
     except AnonymixerError as exc:
         report.fail(str(exc))
         return
-    sink = VideoSink(target, info.fps) if target is not None else None
+    if source.kind == "video" and reader.info.backend != "pyav":
+        report.notes.append(f"{source}: read with OpenCV (FFmpeg through PyAV cannot open it): frame times are "
+                            f"frame number / rate, and no audio is copied")
     run = _VideoRun()
-    bar = tqdm(total=info.frames or None, unit="frame", desc=printable(str(source)), disable=None)
+    sink = None
+    bar = tqdm(total=reader.info.frames or None, unit="frame", desc=printable(str(source)), disable=None)
     try:
-        _video_loop(face_protector, source, capture, info.fps, sink, run, report, preview, max_frames, bar, inflight)
+        sink = _open_sink(source, target, reader, options) if target is not None else None
+        _video_loop(face_protector, source, reader, sink, run, report, preview, max_frames, bar, inflight, options)
     except KeyboardInterrupt as exc:
         if not source.live or isinstance(exc, Terminated):
             _end_video(source, sink, run, report, keep=source.live)
@@ -347,50 +371,66 @@ def _protect_video(face_protector: FaceProtector, source: Source, target: Path |
         run.failed = run.stopped_early = True
     finally:
         bar.close()
-        capture.release()
+        reader.close()
     if run.lines > MAX_LINES_PER_SOURCE:
         report.failures.append(f"{source}: ... and {run.lines - MAX_LINES_PER_SOURCE} more masked face(s) or frame(s)")
-    _check_video(source, info.frames, face_protector.no_face, run, report)
-    _end_video(source, sink, run, report, keep=True)
+    _check_video(source, reader.info.frames, face_protector.no_face, run, report)
+    _end_video(source, sink, run, report, keep=True, frame_s=1.0 / reader.info.fps)
     report.failed_inputs += int(run.failed)
 
 
-def _video_loop(face_protector: FaceProtector, source: Source, capture: cv2.VideoCapture, fps: float,
-                sink: VideoSink | None,
+def _video_loop(face_protector: FaceProtector, source: Source, reader: VideoReader, sink: Sink | None,
                 run: _VideoRun, report: RunReport, preview: Preview, max_frames: int | None, bar: tqdm,
-                inflight: int = 1) -> None:
-    """``inflight`` frames at once (``FaceProtector.process_many``), written in order. A file gives
-    every frame with its time in the video; a live source its newest frame only (``LatestFrames``)."""
+                inflight: int, options: VideoOptions) -> None:
+    """``inflight`` frames at once (``FaceProtector.process_many``), written in order, each at its
+    time: a file's own timestamps, a live source's capture times (its newest frame only,
+    ``LatestFrames``; reopened when it drops with ``--reconnect``). The smoother sees the same times."""
     smoother = LandmarkSmoother()
     started = time.perf_counter()
-    live = LatestFrames(capture) if source.live else None
-    items: Iterator[tuple[np.ndarray, float | None]] = (
-        ((frame, None) for frame in live) if live is not None
-        else ((frame, index / fps) for index, frame in enumerate(read_frames(capture))))
+    live = None
+    if source.live:
+        capture = reader.capture
+        if options.reconnect:
+            capture = Reconnecting(capture, lambda: reopen_capture(source), str(source))
+        live = LatestFrames(capture)
+    frames: Iterator[tuple[np.ndarray, float]] = iter(live) if live is not None else reader.frames()
+
+    def items() -> Iterator[tuple[np.ndarray, float | None]]:
+        for image, time_s in frames:
+            run.pending.append(time_s)
+            yield image, time_s
+
     try:
-        _consume(face_protector.process_many(items, inflight, smoother), source, sink, run, report, preview,
+        _consume(face_protector.process_many(items(), inflight, smoother), source, sink, run, report, preview,
                  max_frames, bar, started)
     finally:
         if live is not None:
             live.close()
             if live.dropped:
                 report.notes.append(f"{source}: {live.dropped} stale frame(s) dropped to keep latency low")
+            gaps = getattr(live.capture, "gaps", [])
+            if gaps:
+                report.notes.append(f"{source}: {len(gaps)} gap(s) in the source, {sum(gaps):.1f} s lost in all; "
+                                    f"reconnected each time (--reconnect)")
+            if isinstance(live.capture, Reconnecting):
+                live.capture.release()
 
 
-def _consume(results: Iterator[FrameResult], source: Source, sink: VideoSink | None, run: _VideoRun,
+def _consume(results: Iterator[FrameResult], source: Source, sink: Sink | None, run: _VideoRun,
              report: RunReport, preview: Preview, max_frames: int | None, bar: tqdm, started: float) -> None:
     for result in results:
         _count(result, report)
         run.frames += 1
         run.faces += result.protected
         run.blanked += int(result.blanked)
+        run.last_time = run.pending.popleft()
         for line in result.failures:
             run.failed = True
             run.lines += 1
             if run.lines <= MAX_LINES_PER_SOURCE:
                 report.failures.append(f"{source} frame {run.frames}: {line}")
         if sink is not None:
-            sink.write(result.frame)
+            sink.write(result.frame, run.last_time)
         elapsed = time.perf_counter() - started
         bar.update(1)
         bar.set_postfix(faces=run.faces, faces_per_s=f"{run.faces / max(elapsed, 1e-9):.1f}")
@@ -421,8 +461,10 @@ def _check_video(source: Source, announced: int, no_face: str, run: _VideoRun, r
         report.notes.append(f"{source}: no face in {run.blanked} of {run.frames} frame(s); those are masked")
 
 
-def _end_video(source: Source, sink: VideoSink | None, run: _VideoRun, report: RunReport, keep: bool) -> None:
-    """Finish (``keep``) or discard the video's output, and say which."""
+def _end_video(source: Source, sink: Sink | None, run: _VideoRun, report: RunReport, keep: bool,
+               frame_s: float = 0.0) -> None:
+    """Finish (``keep``) or discard the video's output, and say which (and which streams were copied).
+    A video cut short keeps its audio up to the end of its last frame (``frame_s`` long)."""
     if sink is None:
         return
     if not keep or run.frames == 0:
@@ -430,14 +472,38 @@ def _end_video(source: Source, sink: VideoSink | None, run: _VideoRun, report: R
             report.notes.append(f"{source}: stopped at frame {run.frames}; no output written for it"
                                 + (" (the earlier file there is unchanged)" if sink.path.exists() else ""))
         sink.discard()
+        _report_segments(sink, report)
         return
     try:
         replaces = sink.path.is_file()
-        written = sink.finish()
+        written = sink.finish(run.last_time + frame_s if run.stopped_early else None)
     except OutputError as exc:
         report.failures.append(str(exc))
         run.failed = True
+        _report_segments(sink, report)
         return
-    if written is not None:
+    if isinstance(sink, SegmentedRecording):
+        _report_segments(sink, report)
+    elif written is not None:
         report.written.append(written)
         report.replaced += replaces
+        _report_streams(source, sink, report)
+
+
+def _report_segments(sink: Sink, report: RunReport) -> None:
+    if isinstance(sink, SegmentedRecording):
+        report.written.extend(path for path in sink.committed if path not in report.written)
+
+
+def _report_streams(source: Source, sink: VideoWriter, report: RunReport) -> None:
+    """Notes on what else the output holds: copied audio (whose voices are not protected) and
+    subtitles, streams dropped, a container changed."""
+    if sink.kept:
+        audio = any(name.startswith("audio") for name in sink.kept)
+        report.notes.append(f"{source}: {', '.join(sink.kept)} copied unchanged"
+                            + ("; audio kept: voices are not protected (--no-audio drops it)" if audio else ""))
+    if sink.dropped:
+        report.notes.append(f"{source}: {', '.join(sink.dropped)} dropped ({sink.path.suffix} cannot hold it)")
+    if sink.path.suffix.lower() != Path(str(source.location)).suffix.lower():
+        report.notes.append(f"{source}: written as {sink.path.name} ({sink.encoder}; its own container cannot hold "
+                            f"that codec)")
