@@ -46,6 +46,7 @@ from .errors import AnonymixerError
 from .face.app import RunReport, Outcome, plan_output, processing_order, protect_source
 from .face.outputs import OutputPlan
 from .face.sources import Source
+from .face.video import VideoOptions
 from .keys import Key
 
 FAULT_ENV = "ANONYMIXER_RAY_FAULT_AFTER_FRAMES"
@@ -89,6 +90,7 @@ class ProtectorActor:
         # task: the actor fetches the key from the object store itself, again after a restart.
         key: Key = ray.get(key_ref[0])
         self.index = index
+        self.video = VideoOptions.from_settings(settings)
         self.fingerprint = key.fingerprint
         self.problem: str | None = None
         try:
@@ -130,7 +132,7 @@ class ProtectorActor:
 
     def protect(self, work: list[tuple[Source, Path | None]], max_frames: int | None) -> list[RunReport]:
         """One report per ``(source, output path)``, in order."""
-        return [protect_source(self.face_protector, source, target, max_frames=max_frames)
+        return [protect_source(self.face_protector, source, target, max_frames=max_frames, video=self.video)
                 for source, target in work]
 
     def _exit_at_frame(self, n: int) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from ..runtime.options import protector_from_args
 
 __all__ = ["DEFAULT_MODEL", "RANDOM_NOTE", "add_backend_options", "add_calibration_options", "add_protect_options",
-           "add_ray_options", "add_trusted_key_option", "int_list", "positive_int", "print_setup", "protector_from_args"]
+           "add_ray_options", "add_trusted_key_option", "int_list", "non_negative_float", "positive_int",
+           "print_setup", "protector_from_args"]
 
 # The model of `protect` and `demo` when none is given: real weights that ship with anonymixer.
 DEFAULT_MODEL = "faces64"
@@ -18,6 +20,16 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
     return value
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -52,6 +64,9 @@ def add_protect_options(p: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     p.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
                    help="stop each video, camera or stream after N frames")
+    p.add_argument("--no-audio", action="store_true",
+                   help="drop the audio and subtitle streams of videos (by default they are copied unchanged: "
+                        "voices are not protected)")
 
 def add_ray_options(p: argparse.ArgumentParser) -> None:
     """``--ray [ADDRESS]`` and the actor pool's size (``anonymixer.cluster``)."""

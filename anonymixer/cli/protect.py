@@ -14,6 +14,7 @@ from .common import (
     add_backend_options,
     add_protect_options,
     add_ray_options,
+    non_negative_float,
     print_setup,
     protector_from_args,
 )
@@ -73,6 +74,7 @@ def _protect_whole(args: argparse.Namespace, key: Key, sources: list[Source]) ->
     from ..face.detect import open_detector
     from ..face.pipeline import FaceProtector
     from ..face.preview import Preview
+    from ..face.video import VideoOptions
 
     detector = open_detector(args.detector)  # before the model: a missing detector fails fast
     with protector_from_args(args, key) as protector:
@@ -81,7 +83,7 @@ def _protect_whole(args: argparse.Namespace, key: Key, sources: list[Source]) ->
         face_protector = FaceProtector(protector, detector, no_face=args.no_face, max_batch=args.batch)
         report = protect_sources(face_protector, sources, None if args.out is None else Path(args.out),
                                  preview=Preview(args.preview), max_frames=args.max_frames,
-                                 inflight=args.inflight)
+                                 inflight=args.inflight, video=VideoOptions.from_settings(args))
     return report, protector.info.description, protector.info.is_random
 
 def _protect_on_ray(args: argparse.Namespace, key: Key, sources: list[Source]) -> tuple[RunReport, str, bool]:
@@ -193,6 +195,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--aligned", action="store_true", help="inputs are 256x256 aligned face crops")
     add_protect_options(p)
     p.add_argument("--preview", action="store_true", help="show frames with FPS and stage latencies (needs a display)")
+    g = p.add_argument_group("cameras and streams")
+    g.add_argument("--segment", type=non_negative_float, default=None, metavar="SECONDS",
+                   help="record cameras and streams in files of SECONDS each, each one complete as soon as it "
+                        "closes; 0: one file (default: 60)")
+    g.add_argument("--reconnect", action="store_true",
+                   help="when a camera or stream stops delivering, reopen it (after 0.5 s, doubling up to 30 s) "
+                        "until it comes back; the report counts the gaps")
     add_ray_options(p)
     p.set_defaults(func=cmd_protect)
 

@@ -26,7 +26,6 @@ from .videowriter import VideoWriter
 
 log = logging.getLogger("anonymixer.video")
 
-DEFAULT_SEGMENT_S = 60.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 

@@ -81,6 +81,14 @@ class VideoOptions:
     segment_s: float | None = 60.0
     reconnect: bool = False
 
+    @classmethod
+    def from_settings(cls, settings: object) -> VideoOptions:
+        """From a command's options (``--no-audio``, ``--segment``, ``--reconnect``; absent: defaults)."""
+        segment = getattr(settings, "segment", None)
+        return cls(audio=not getattr(settings, "no_audio", False),
+                   segment_s=cls.segment_s if segment is None else segment or None,
+                   reconnect=bool(getattr(settings, "reconnect", False)))
+
 
 def upright(image: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:
     """``image`` as displayed, given FFmpeg's display matrix (9 int32, 16.16 fixed point; it maps a

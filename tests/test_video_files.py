@@ -1,0 +1,109 @@
+"""Video files through FFmpeg (PyAV): audio copied packet for packet, H.264 out, the input's own frame
+times (variable frame rate kept, and given to the smoother), frames upright by the rotation tag,
+the container family kept. Clips are made here with PyAV."""
+
+import av
+import numpy as np
+import pytest
+from clipkit import describe, face_frames, frame_times, make_clip, packets
+from facekit import needs_yunet, no_traceback, protect
+
+from anonymixer.face.detect import YuNetDetector
+from anonymixer.face.track import LandmarkSmoother
+from anonymixer.face.video import upright
+
+pytestmark = [needs_yunet, pytest.mark.usefixtures("reuse_tiny_model")]
+
+STEADY = [i / 10 for i in range(6)]
+VFR = [0.0, 0.2, 0.4, 1.2, 1.3, 2.5]   # a phone's frames: bursts and pauses
+
+
+def test_audio_is_copied_packet_for_packet_and_the_video_is_h264(tmp_path, key_file, capsys):
+    clip = make_clip(tmp_path / "talk.mp4", face_frames(6), STEADY, audio="aac")
+    assert protect([clip], key_file, tmp_path / "out") == 0
+    out = tmp_path / "out" / "talk.mp4"
+    assert packets(out, "audio") == packets(clip, "audio") and packets(clip, "audio")
+    before, after = describe(clip), describe(out)
+    assert after["video"] == "h264" and after["format"] == before["format"]
+    assert abs(after["duration"] - before["duration"]) <= 0.1   # one frame at 10 fps
+    assert "audio kept: voices are not protected" in no_traceback(capsys).out
+
+
+def test_no_audio_leaves_no_audio_stream(tmp_path, key_file, capsys):
+    clip = make_clip(tmp_path / "talk.mp4", face_frames(4), STEADY[:4], audio="aac")
+    assert protect([clip], key_file, tmp_path / "out", "--no-audio") == 0
+    assert describe(tmp_path / "out" / "talk.mp4")["streams"] == ["video"]
+    assert "audio kept" not in no_traceback(capsys).out
+
+
+def test_subtitles_are_copied_unchanged(tmp_path, key_file):
+    clip = make_clip(tmp_path / "film.mkv", face_frames(4), STEADY[:4], audio="libopus", subtitles=True)
+    assert protect([clip], key_file, tmp_path / "out") == 0
+    assert packets(tmp_path / "out" / "film.mkv", "subtitle") == packets(clip, "subtitle") == [(100, b"hello")]
+
+
+def test_a_variable_frame_rate_clip_keeps_its_frame_times_and_the_smoother_sees_them(tmp_path, key_file,
+                                                                                    monkeypatch):
+    clip = make_clip(tmp_path / "phone.mp4", face_frames(len(VFR)), VFR)
+    seen = []
+    real = LandmarkSmoother.update
+    monkeypatch.setattr(LandmarkSmoother, "update", lambda self, faces, time: seen.append(time) or real(self, faces, time))
+    assert protect([clip], key_file, tmp_path / "out") == 0
+    assert frame_times(tmp_path / "out" / "phone.mp4") == pytest.approx(VFR, abs=1e-3) == frame_times(clip)
+    assert seen == pytest.approx(VFR, abs=1e-3)
+
+
+def test_a_rotation_tagged_clip_is_protected_upright(tmp_path, key_file, capsys, monkeypatch):
+    upright_frames = face_frames(4)
+    stored = [np.ascontiguousarray(np.rot90(frame, -1)) for frame in upright_frames]   # a phone held sideways
+    clip = make_clip(tmp_path / "phone.mp4", stored, STEADY[:4], rotation=90)
+    shapes = []
+    real = YuNetDetector.detect
+    monkeypatch.setattr(YuNetDetector, "detect", lambda self, image: shapes.append(image.shape) or real(self, image))
+    assert protect([clip], key_file, tmp_path / "out") == 0
+    assert "4 face(s) protected, 0 masked" in no_traceback(capsys).out
+    assert set(shapes) == {upright_frames[0].shape}
+    assert describe(tmp_path / "out" / "phone.mp4")["size"] == (320, 240)
+
+
+@pytest.mark.parametrize("matrix_angle, flip", [(90, False), (180, False), (270, False), (0, True), (90, True)])
+def test_upright_undoes_each_display_matrix_as_ffmpeg_defines_it(matrix_angle, flip):
+    image = np.arange(2 * 3 * 1, dtype=np.uint8).reshape(2, 3, 1)
+    # FFmpeg's matrix: x' = a x + c y, y' = b x + d y (16.16), for a counter-clockwise turn, then a mirror.
+    a, b, c, d = {0: (1, 0, 0, 1), 90: (0, -1, 1, 0), 180: (-1, 0, 0, -1), 270: (0, 1, -1, 0)}[matrix_angle]
+    if flip:
+        a, c = -a, -c
+    matrix = np.array([a, b, 0, c, d, 0, 0, 0, 1 << 30], np.int32) * np.array([65536] * 6 + [1] * 3, np.int32)
+    expected = np.rot90(image, matrix_angle // 90)
+    expected = expected[:, ::-1] if flip else expected
+    assert np.array_equal(upright(image, matrix), expected)
+
+
+@pytest.mark.parametrize("suffix, codec, video, marker", [
+    (".webm", "libvpx-vp9", "vp9", b"webm"),
+    (".mkv", "libx264", "h264", b"matroska"),
+    (".mov", "libx264", "h264", b"ftypqt  "),
+])
+def test_webm_mkv_and_mov_inputs_keep_their_container_family(tmp_path, key_file, suffix, codec, video, marker):
+    clip = make_clip(tmp_path / f"clip{suffix}", face_frames(3), STEADY[:3], codec=codec)
+    assert protect([clip], key_file, tmp_path / "out") == 0
+    out = tmp_path / "out" / f"clip{suffix}"
+    assert describe(out)["video"] == video
+    assert marker in out.read_bytes()[:64]
+
+
+def test_a_container_that_cannot_hold_h264_becomes_matroska_and_says_so(tmp_path, key_file, capsys):
+    clip = tmp_path / "old.mpg"
+    with av.open(str(clip), "w", format="mpeg") as out:
+        stream = out.add_stream("mpeg1video", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for index, frame in enumerate(face_frames(3)):
+            picture = av.VideoFrame.from_ndarray(frame, format="bgr24")
+            picture.pts = index
+            for packet in stream.encode(picture):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    assert protect([clip], key_file, tmp_path / "out") == 0
+    assert describe(tmp_path / "out" / "old.mkv")["video"] == "h264"
+    assert "written as old.mkv" in no_traceback(capsys).out
