@@ -34,7 +34,7 @@ from .pipeline import STAGES, FaceProtector, FrameResult, changed_region
 from .preview import Preview
 from .live import LatestFrames, Reconnecting, SegmentedRecording
 from .sources import Source
-from .video import VideoOptions, VideoReader, reopen_capture, video_output
+from .video import Capture, VideoOptions, VideoReader, reopen_capture, video_output
 from .videowriter import VideoWriter
 from .track import LandmarkSmoother
 
@@ -389,7 +389,8 @@ def _video_loop(face_protector: FaceProtector, source: Source, reader: VideoRead
     started = time.perf_counter()
     live = None
     if source.live:
-        capture = reader.capture
+        capture: Capture | None = reader.capture
+        assert capture is not None   # a live source is read by OpenCV
         if options.reconnect:
             capture = Reconnecting(capture, lambda: reopen_capture(source), str(source))
         live = LatestFrames(capture)

@@ -17,11 +17,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-import cv2
 import numpy as np
 
-from .video import VideoInfo, read_bgr
+from .video import Capture, VideoInfo, read_bgr
 from .videowriter import VideoWriter
 
 log = logging.getLogger("anonymixer.video")
@@ -40,7 +40,7 @@ class LatestFrames:
     source does.
     """
 
-    def __init__(self, capture: cv2.VideoCapture) -> None:
+    def __init__(self, capture: Capture) -> None:
         self.capture = capture
         self.dropped = 0
         self._item: tuple[np.ndarray, float] | None = None
@@ -83,18 +83,19 @@ class LatestFrames:
 
 class Reconnecting:
     """A capture (``read``/``release``, as OpenCV's) that reopens its source with ``reopen`` when a
-    read fails, waiting ``BACKOFF_FIRST_S`` doubling up to ``backoff_max_s`` between tries, until a
+    read fails, waiting ``BACKOFF_FIRST_S`` doubling up to ``BACKOFF_MAX_S`` between tries, until a
     frame comes or ``stop()``. ``gaps``: seconds from the failed read to the next frame, one per gap."""
 
-    def __init__(self, capture: cv2.VideoCapture, reopen: Callable[[], cv2.VideoCapture | None], name: str,
-                 backoff_first_s: float = BACKOFF_FIRST_S, backoff_max_s: float = BACKOFF_MAX_S) -> None:
-        self.capture: cv2.VideoCapture | None = capture
+    def __init__(self, capture: Capture | None, reopen: Callable[[], Capture | None], name: str,
+                 backoff_first_s: float | None = None, backoff_max_s: float | None = None) -> None:
+        self.capture: Capture | None = capture
         self.gaps: list[float] = []
         self._reopen, self._name = reopen, name
-        self._first, self._max = backoff_first_s, backoff_max_s
+        self._first = BACKOFF_FIRST_S if backoff_first_s is None else backoff_first_s
+        self._max = BACKOFF_MAX_S if backoff_max_s is None else backoff_max_s
         self._stopping = threading.Event()
 
-    def read(self) -> tuple[bool, np.ndarray | None]:
+    def read(self) -> tuple[bool, Any]:
         if self.capture is not None:
             ok, frame = self.capture.read()
             if ok and frame is not None:

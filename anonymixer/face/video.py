@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, Protocol
 
 import av
 import cv2
@@ -108,7 +109,7 @@ def upright(image: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:
 
 
 def _display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
-    data = frame.side_data.get("DISPLAYMATRIX")
+    data: Any = frame.side_data.get("DISPLAYMATRIX")
     return None if data is None else np.frombuffer(bytes(data), np.int32)
 
 
@@ -228,7 +229,15 @@ def reopen_capture(source: Source) -> cv2.VideoCapture | None:
     return capture
 
 
-def read_bgr(capture: cv2.VideoCapture) -> np.ndarray | None:
+class Capture(Protocol):
+    """What is read from a camera or stream: OpenCV's ``VideoCapture``, or ``live.Reconnecting``."""
+
+    def read(self) -> tuple[bool, Any]: ...
+
+    def release(self) -> None: ...
+
+
+def read_bgr(capture: Capture) -> np.ndarray | None:
     """One OpenCV frame as ``(H, W, 3) uint8 BGR``; ``None`` when the source ended or a read failed."""
     ok, frame = capture.read()
     if not ok or frame is None:

@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -122,7 +123,7 @@ class VideoWriter:
         if container == "avi":          # AVI has no presentation times: no B-frames, a fixed rate
             options["bf"] = "0"
         rate = Fraction(self.info.fps).limit_denominator(1001)
-        stream = self._output.add_stream(codec, rate=rate, options=options)
+        stream = cast(av.video.stream.VideoStream, self._output.add_stream(codec, rate=rate, options=options))
         stream.width, stream.height = (side + side % 2 for side in self._size)
         stream.pix_fmt = "yuv420p"
         if container == "avi":

@@ -150,6 +150,33 @@ def _probe_torch(versions: dict[str, str]) -> tuple[bool, bool]:
     return True, cuda
 
 
+def _probe_video(versions: dict[str, str]) -> None:
+    """OpenCV (cameras, streams; GStreamer pipelines only where it was built with GStreamer) and
+    PyAV (video files; which encoders its FFmpeg has)."""
+    try:
+        import cv2
+
+        from ..face.video import gstreamer_available
+    except ImportError as exc:
+        versions["OpenCV"] = versions["PyAV"] = f"absent ({exc}): pip install anonymixer's dependencies"
+        return
+    versions["OpenCV"] = (f"{cv2.__version__}; GStreamer: " + ("yes (gst:... sources work)" if gstreamer_available()
+                          else "no (gst:... sources need an OpenCV built with GStreamer, as JetPack's is)"))
+    try:
+        av: Any = importlib.import_module("av")
+    except ImportError:
+        versions["PyAV"] = "absent (pip install av): video files cannot be read or written"
+        return
+    encoders = []
+    for name in ("libx264", "libvpx-vp9"):
+        try:
+            av.codec.Codec(name, "w")
+            encoders.append(name + (" (GPL)" if name == "libx264" else ""))
+        except Exception:  # PyAV raises its own UnknownCodecError
+            encoders.append(f"no {name}")
+    versions["PyAV"] = f"{av.__version__}, FFmpeg {av.ffmpeg_version_info}; encoders: {', '.join(encoders)}"
+
+
 def collect() -> Findings:
     """Probe Python, numpy, onnxruntime, torch, TensorRT, cuda-python, the driver and the GPU."""
     from ..bench.machine import cpu_model, int8_features
@@ -168,6 +195,7 @@ def collect() -> Findings:
     except ImportError:
         ort, providers = None, []
         versions["onnxruntime"] = f"absent ({PIP_ORT})"
+    _probe_video(versions)
     has_torch, torch_cuda = _probe_torch(versions)
     has_trt = _probe_tensorrt(versions)
     has_cuda = _probe_cuda(versions, gpu)
