@@ -6,11 +6,11 @@ import av
 import numpy as np
 import pytest
 from clipkit import describe, face_frames, frame_times, make_clip, packets
-from facekit import needs_yunet, no_traceback, protect
+from facekit import failure_lines, needs_yunet, no_traceback, protect
 
 from anonymixer.face.detect import YuNetDetector
 from anonymixer.face.track import LandmarkSmoother
-from anonymixer.face.video import upright
+from anonymixer.face.video import ENCODERS, upright
 
 pytestmark = [needs_yunet, pytest.mark.usefixtures("reuse_tiny_model")]
 
@@ -107,3 +107,13 @@ def test_a_container_that_cannot_hold_h264_becomes_matroska_and_says_so(tmp_path
     assert protect([clip], key_file, tmp_path / "out") == 0
     assert describe(tmp_path / "out" / "old.mkv")["video"] == "h264"
     assert "written as old.mkv" in no_traceback(capsys).out
+
+
+def test_an_ffmpeg_without_the_encoder_is_one_line_naming_the_file_and_the_encoder(tmp_path, key_file, capsys,
+                                                                                  monkeypatch):
+    monkeypatch.setitem(ENCODERS, "h264", ("libx264-not-in-this-build", {}))
+    clip = make_clip(tmp_path / "talk.mp4", face_frames(2), STEADY[:2])
+    assert protect([clip], key_file, tmp_path / "out") == 1
+    lines = failure_lines(no_traceback(capsys).out)
+    assert len(lines) == 1 and "talk.mp4" in lines[0] and "no libx264-not-in-this-build encoder" in lines[0], lines
+    assert not (tmp_path / "out" / "talk.mp4").exists()

@@ -117,6 +117,11 @@ class VideoWriter:
     def _add_video(self, family: str, container: str) -> av.video.stream.VideoStream:
         assert self._output is not None
         codec, options = ENCODERS[family]
+        try:
+            av.codec.Codec(codec, "w")
+        except ValueError:
+            raise ValueError(f"this FFmpeg (PyAV {av.__version__}) has no {codec} encoder: install the PyAV wheel "
+                             f"from PyPI, or see docs/video.md, Licences") from None
         options = dict(options)
         if self.live and codec == "libx264":
             options["preset"] = LIVE_PRESET
