@@ -18,7 +18,7 @@ import av
 import cv2
 import pytest
 from clipkit import face_frames
-from facekit import failure_lines, needs_yunet, no_traceback, protect
+from facekit import failure_lines, leftovers, needs_yunet, no_traceback, protect
 
 from anonymixer.atomic import PARTIAL_MARK
 from anonymixer.face import live
@@ -88,13 +88,17 @@ def decodes_whole(path):
     return stored > 0 and decoded == stored
 
 
+def start_recording(tmp_path, key_file, camera, segment):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.Popen(
+        [sys.executable, "-m", "anonymixer.cli", "protect", camera.url, "--key", str(key_file), "--model",
+         "random:tiny", "--out", str(tmp_path / "out"), "--segment", segment],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+
+
 def test_a_recording_killed_with_sigkill_leaves_every_closed_segment_whole(tmp_path, key_file):
     camera = MjpegCamera([None])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "anonymixer.cli", "protect", camera.url, "--key", str(key_file), "--model",
-         "random:tiny", "--out", str(tmp_path / "out"), "--segment", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    process = start_recording(tmp_path, key_file, camera, "1")
     try:
         while len(segments(tmp_path / "out")) < 2 and process.poll() is None:   # no deadline: pytest's own
             time.sleep(0.1)
@@ -106,6 +110,22 @@ def test_a_recording_killed_with_sigkill_leaves_every_closed_segment_whole(tmp_p
     closed = segments(tmp_path / "out")
     assert len(closed) >= 2 and all(decodes_whole(path) for path in closed), closed
     assert all(PARTIAL_MARK not in path.name for path in closed)
+
+
+def test_sigterm_commits_the_open_segment_and_exits_143(tmp_path, key_file):
+    camera = MjpegCamera([None])
+    process = start_recording(tmp_path, key_file, camera, "0")
+    try:
+        while not leftovers(tmp_path / "out") and process.poll() is None:   # the recording has begun
+            time.sleep(0.1)
+        assert process.poll() is None, process.communicate()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate()
+    finally:
+        camera.stop()
+    assert process.returncode == 143 and "Traceback" not in out + err, (out, err)
+    assert "interrupted by SIGTERM" in out and "1 output(s) written" in out, out
+    assert decodes_whole(tmp_path / "out" / "stream0.mp4") and leftovers(tmp_path) == []
 
 
 def test_segments_hold_wall_clock_times_from_their_own_start(tmp_path, key_file, capsys):

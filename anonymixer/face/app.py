@@ -9,8 +9,9 @@ the input; the rest of the batch goes on.
 
 Outputs are atomic (a temporary file renamed on success, ``anonymixer.atomic``) and never land on
 an input or on another output of the run (``OutputPlan``). Ctrl-C and SIGTERM (``Terminated``)
-stop the run: the output being written is removed (a live recording is kept: it is complete up to
-that point), and the report says what was not processed (``RunReport.interrupted``).
+stop the run: the output being written is removed (a live recording commits its open segment and
+is reported; Ctrl-C on a recording ends that recording only), and the report says what was not
+processed (``RunReport.interrupted``).
 """
 
 from __future__ import annotations
@@ -128,8 +129,8 @@ def protect_sources(face_protector: FaceProtector, sources: list[Source], out_di
     merge of one report per source in that order, which is also how ``anonymixer.cluster`` puts
     together the reports of its Ray actors, so both print the same lines. ``inflight``: photos or
     video frames in flight (``FaceProtector.process_many``). Ctrl-C or SIGTERM stops the run
-    (``report.interrupted``): the input in progress writes nothing (a live recording is kept), and
-    every input whose report is not in yet counts as not processed.
+    (``report.interrupted``): the input in progress writes nothing (a live recording commits its
+    open segment), and every input whose report is not in yet counts as not processed.
     """
     report = RunReport()
     start = time.perf_counter()
@@ -148,6 +149,8 @@ def protect_sources(face_protector: FaceProtector, sources: list[Source], out_di
                 if source.kind == "image":
                     bar.update(1)
                     bar.set_postfix(faces=report.faces, masked=report.masked)
+                if source_report.interrupted is not None:   # a recording stopped by SIGTERM, its report in
+                    raise Terminated()
     except KeyboardInterrupt as exc:
         report.interrupted = getattr(exc, "signal_number", signal.SIGINT.value)
         left = len(ordered) - done
@@ -358,12 +361,16 @@ def _protect_video(face_protector: FaceProtector, source: Source, target: Path |
         sink = _open_sink(source, target, reader, options) if target is not None else None
         _video_loop(face_protector, source, reader, sink, run, report, preview, max_frames, bar, inflight, options)
     except KeyboardInterrupt as exc:
-        if not source.live or isinstance(exc, Terminated):
-            _end_video(source, sink, run, report, keep=source.live)
+        if not source.live:
+            _end_video(source, sink, run, report, keep=False)
             report.failed_inputs += int(run.failed)
             raise
+        # A recording stops cleanly: its open segment is committed below and reported; after SIGTERM
+        # (``interrupted``) protect_sources then ends the run.
         report.notes.append(f"{source}: stopped after {run.frames} frame(s)")
         run.stopped_early = True
+        if isinstance(exc, Terminated):
+            report.interrupted = exc.signal_number
     except OutputError as exc:  # the output cannot be written: the rest of the video is not read
         if sink is not None:
             sink.discard()
