@@ -1,44 +1,62 @@
-"""What an image file is, read from its header before any decoding: format, size, frames, orientation.
+"""What an image file is, read from its header by Pillow before any decoding: format, size, frames,
+orientation, and how many bytes its pixels take once decoded.
 
 Decoding first and asking questions later is how a 100 000 x 100 000 TIFF takes gigabytes, how an
 animated GIF silently loses all but its first frame, and how a phone photo stored sideways is
-protected sideways (no face found, written unchanged). So ``read_header`` answers, from the bytes:
-- ``format``: png, jpeg, webp, tiff, gif or bmp (by magic bytes, not by suffix); other formats
-  are not decoded at all (``None``);
+protected sideways (no face found, written unchanged). Pillow parses the header (``Image.open``
+reads no pixel data); this module only decides what its answers mean for us:
+- ``format``: png, jpeg, webp, tiff, gif or bmp (the magic bytes decide, not the suffix; a JPEG
+  with a multi-picture extension, Pillow's "MPO", is a JPEG: decoders show its first picture);
+  other formats are not decoded at all (``None``);
 - ``width`` x ``height`` in pixels as stored;
-- ``frames``: 1, or 2 meaning "more than one" (animated PNG/WebP/GIF, multi-page TIFF);
-- ``orientation``: the EXIF Orientation (1-8) of JPEG (APP1), PNG (eXIf), WebP (EXIF) and TIFF.
+- ``frames``: 1, or 2 meaning "more than one" (animated PNG/WebP/GIF, multi-page TIFF; a TIFF's
+  reduced-resolution copies, NewSubfileType bit 0, are thumbnails, not pages);
+- ``orientation``: the one viewers apply, as Pillow's ``getexif`` reads it: the FIRST EXIF block
+  (Pillow appends later APP1 segments after it, where no directory points), any integer type
+  (a signed short is as good as a short), and XMP ``tiff:Orientation`` when EXIF has none. A PNG's
+  ``eXIf`` chunk counts only before the image data (where browsers read it; Pillow's PNG
+  ``getexif`` would decode the whole image to look further). Values outside 1-8 mean 1.
+- ``decoded_bytes``: the size of the pixel array a decoder returns (``IMREAD_UNCHANGED``: every
+  channel, 16-bit and float samples at their own width), for the memory limits in ``face.io``.
 """
 
 from __future__ import annotations
 
-import struct
+import io
+import warnings
 from dataclasses import dataclass
 
-from .exif import (IMAGE_LENGTH_TAG, IMAGE_WIDTH_TAG, ORIENTATION_TAG, SUBFILE_TYPE_TAG, TiffFormatError,
-                   directories, exif_orientation)
+from PIL import Image, UnidentifiedImageError
 
 FORMATS = ("png", "jpeg", "webp", "tiff", "gif", "bmp")
+_PILLOW_FORMATS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "WEBP": "webp", "TIFF": "tiff", "GIF": "gif",
+                   "BMP": "bmp"}
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# JPEG start-of-frame markers carry the size: C0-CF except DHT (C4), JPG (C8) and DAC (CC).
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-_JPEG_SOS = 0xDA
+ORIENTATION_TAG = 274
+SUBFILE_TYPE_TAG = 254
+MAX_DIRECTORIES = 256  # TIFF pages looked at; past that the file is "more than one page" anyway
 
 
 class HeaderError(ValueError):
     """The header of a known image format is malformed (the message says how)."""
 
 
+class HeaderTooLarge(HeaderError):
+    """The header announces more pixels than the header reader agrees to describe."""
+
+
 @dataclass(frozen=True)
 class ImageHeader:
     """``format`` (one of ``FORMATS``), stored ``width`` x ``height`` in pixels, ``frames``
-    (1, or 2 for "more than one"), EXIF ``orientation`` (1-8, 1 when absent)."""
+    (1, or 2 for "more than one"), EXIF ``orientation`` (1-8, 1 when absent), ``decoded_bytes``
+    (bytes of the decoded pixel array; 0 when unknown)."""
 
     format: str
     width: int
     height: int
     frames: int = 1
     orientation: int = 1
+    decoded_bytes: int = 0
 
     @property
     def frame_word(self) -> str:
@@ -65,129 +83,76 @@ def image_format(data: bytes) -> str | None:
 def read_header(data: bytes) -> ImageHeader | None:
     """The header of encoded image bytes; ``None`` for a format not in ``FORMATS``.
 
-    Raises ``HeaderError`` for a known format whose header is cut short or malformed.
+    Raises ``HeaderError`` for a known format whose header is cut short or malformed, and its
+    subclass ``HeaderTooLarge`` for one that announces more pixels than Pillow's own bomb limit.
     """
     kind = image_format(data)
     if kind is None:
         return None
+    pillow_name = kind.upper()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bomb warnings (our own limits decide), a malformed MPO index
+        try:
+            with Image.open(io.BytesIO(data), formats=[pillow_name]) as image:
+                if _PILLOW_FORMATS.get(image.format or "") != kind:
+                    raise HeaderError(f"Pillow reads it as {image.format}")
+                orientation = exif_orientation(image)
+                return ImageHeader(kind, image.width, image.height, _frames(image), orientation,
+                                   _decoded_bytes(image))
+        except Image.DecompressionBombError as exc:
+            raise HeaderTooLarge(str(exc).split(",")[0]) from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, IndexError, KeyError,
+                TypeError, EOFError) as exc:
+            if isinstance(exc, HeaderError):
+                raise
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise HeaderError(f"malformed {pillow_name} header ({reason})") from None
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The orientation (1-8) Pillow reads for an open image; 1 when absent or out of range.
+
+    Calls the base ``Image.getexif``: it reads what the header gave (EXIF, then XMP), where the
+    PNG plugin's override would first decode every pixel to look for a late ``eXIf`` chunk.
+    """
+    value = Image.Image.getexif(image).get(ORIENTATION_TAG, 1)
+    if isinstance(value, tuple):  # a count above 1: viewers take the first value
+        value = value[0] if value else 1
     try:
-        return _READERS[kind](data)
-    except (struct.error, IndexError, TiffFormatError) as exc:
-        raise HeaderError(f"malformed {kind.upper()} header ({exc})") from None
+        number = int(value)
+    except (TypeError, ValueError):
+        return 1
+    return number if 1 <= number <= 8 else 1
 
 
-def _png(data: bytes) -> ImageHeader:
-    if data[12:16] != b"IHDR":
-        raise HeaderError("PNG without an IHDR chunk")
-    width, height = struct.unpack(">II", data[16:24])
-    frames, orientation = 1, 1
-    at = 8
-    while at + 8 <= len(data):
-        length, tag = struct.unpack(">I4s", data[at:at + 8])
-        if tag == b"acTL":  # animated PNG: num_frames
-            frames = min(struct.unpack(">I", data[at + 8:at + 12])[0], 2) or 1
-        elif tag == b"eXIf":
-            orientation = exif_orientation(data[at + 8:at + 8 + length])
-        elif tag == b"IEND":
+def _frames(image: Image.Image) -> int:
+    if image.format != "TIFF":
+        # An MPO's further pictures (depth maps, previews) are not frames: decoders show the first.
+        return 2 if image.format != "MPO" and getattr(image, "is_animated", False) else 1
+    pages = 0
+    for index in range(MAX_DIRECTORIES):
+        try:
+            image.seek(index)
+        except EOFError:
             break
-        at += 12 + length
-    return ImageHeader("png", width, height, frames, orientation)
-
-
-def _jpeg(data: bytes) -> ImageHeader:
-    at, size, orientation = 2, None, 1
-    while at + 4 <= len(data):
-        if data[at] != 0xFF:
-            raise HeaderError(f"JPEG marker expected at byte {at}")
-        marker = data[at + 1]
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        length = struct.unpack(">H", data[at + 2:at + 4])[0]
-        segment = data[at + 4:at + 2 + length]
-        if marker == 0xE1 and segment.startswith(b"Exif\0\0") and orientation == 1:
-            orientation = exif_orientation(segment)
-        elif marker in _JPEG_SOF:
-            height, width = struct.unpack(">HH", segment[1:5])
-            size = (width, height)
-        if marker == _JPEG_SOS:
+        if not int(image.tag_v2.get(SUBFILE_TYPE_TAG, 0)) & 1:  # type: ignore[attr-defined]
+            pages += 1
+        if pages > 1:
             break
-        at += 2 + length
-    if size is None:
-        raise HeaderError("JPEG without a frame header (SOF)")
-    return ImageHeader("jpeg", size[0], size[1], 1, orientation)
+    image.seek(0)
+    return min(max(pages, 1), 2)
 
 
-def _webp(data: bytes) -> ImageHeader:
-    size, frames, orientation = None, 0, 1
-    at = 12
-    while at + 8 <= len(data):
-        tag, length = struct.unpack("<4sI", data[at:at + 8])
-        body = data[at + 8:at + 8 + length]
-        if tag == b"VP8X":  # extended: canvas size, 24 bits each, minus one
-            size = (int.from_bytes(body[4:7], "little") + 1, int.from_bytes(body[7:10], "little") + 1)
-        elif tag == b"VP8 " and size is None:  # lossy: after a 3-byte frame tag and start code 9D 01 2A
-            width, height = struct.unpack("<HH", body[6:10])
-            size = (width & 0x3FFF, height & 0x3FFF)
-        elif tag == b"VP8L" and size is None:  # lossless: signature 2F, then 14 bits each, minus one
-            bits = int.from_bytes(body[1:5], "little")
-            size = ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
-        elif tag == b"ANMF":
-            frames += 1
-        elif tag == b"EXIF":
-            orientation = exif_orientation(body)
-        at += 8 + length + (length & 1)  # chunks are padded to an even length
-    if size is None:
-        raise HeaderError("WebP without an image chunk")
-    return ImageHeader("webp", size[0], size[1], min(max(frames, 1), 2), orientation)
-
-
-def _tiff(data: bytes) -> ImageHeader:
-    found = directories(data)
-    first = found[0]
-    if IMAGE_WIDTH_TAG not in first.tags or IMAGE_LENGTH_TAG not in first.tags:
-        raise HeaderError("TIFF directory without ImageWidth/ImageLength")
-    # Reduced-resolution copies (thumbnails: NewSubfileType bit 0) are not pages.
-    pages = sum(1 for d in found if not d.tags.get(SUBFILE_TYPE_TAG, 0) & 1)
-    orientation = first.tags.get(ORIENTATION_TAG, 1)
-    return ImageHeader("tiff", first.tags[IMAGE_WIDTH_TAG], first.tags[IMAGE_LENGTH_TAG], min(max(pages, 1), 2),
-                       orientation if 1 <= orientation <= 8 else 1)
-
-
-def _gif(data: bytes) -> ImageHeader:
-    width, height, flags = struct.unpack("<HHB", data[6:11])
-    at = 13 + ((3 << ((flags & 7) + 1)) if flags & 0x80 else 0)  # after the global colour table
-    images = 0
-    while at < len(data) and images < 2:
-        block = data[at]
-        if block == 0x3B:  # trailer
-            break
-        if block == 0x2C:  # image descriptor; then an optional local colour table and the LZW byte
-            images += 1
-            local = data[at + 9]
-            at += 10 + ((3 << ((local & 7) + 1)) if local & 0x80 else 0) + 1
-        elif block == 0x21:  # extension: label byte, then data sub-blocks
-            at += 2
-        else:
-            raise HeaderError(f"unknown GIF block 0x{block:02x} at byte {at}")
-        if block in (0x2C, 0x21):
-            at = _skip_sub_blocks(data, at)
-    return ImageHeader("gif", width, height, max(min(images, 2), 1), 1)
-
-
-def _skip_sub_blocks(data: bytes, at: int) -> int:
-    while at < len(data) and data[at]:
-        at += 1 + data[at]
-    return at + 1
-
-
-def _bmp(data: bytes) -> ImageHeader:
-    info_size = struct.unpack("<I", data[14:18])[0]
-    if info_size == 12:  # BITMAPCOREHEADER: 16-bit sizes
-        width, height = struct.unpack("<hh", data[18:22])
+def _decoded_bytes(image: Image.Image) -> int:
+    """Bytes of the array ``cv2.imdecode(..., IMREAD_UNCHANGED)`` returns for this image (an upper
+    bound: a palette becomes BGRA at most, 16-bit samples stay 16-bit, 32-bit ones 4 bytes)."""
+    mode = image.mode
+    raw = " ".join(str(tile[3]) for tile in image.tile[:1])  # the raw mode, e.g. "RGBA;16B"
+    bands = 4 if mode in ("P", "PA") else len(image.getbands())
+    if mode in ("I", "F") or "32" in raw:
+        sample = 4
+    elif "16" in mode or "16" in raw:
+        sample = 2
     else:
-        width, height = struct.unpack("<ii", data[18:26])
-    return ImageHeader("bmp", abs(width), abs(height))  # a negative height means top-down rows
-
-
-_READERS = {"png": _png, "jpeg": _jpeg, "webp": _webp, "tiff": _tiff, "gif": _gif, "bmp": _bmp}
+        sample = 1
+    return image.width * image.height * bands * sample

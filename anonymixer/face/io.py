@@ -14,7 +14,10 @@ Checks made before and after decoding, because a decoder alone hides some proble
   upright and written upright, without the tag (no metadata of the input is copied to the output);
 - a JPEG without an end-of-image marker (``FF D9``) after its last scan, or a PNG without its
   ``IEND`` chunk, is *truncated*: OpenCV decodes what it has and fills the rest with gray, so the
-  picture looks valid but is not the photo that was taken.
+  picture looks valid but is not the photo that was taken;
+- a JPEG whose decoder warns that its data is damaged (libjpeg-turbo through ``simplejpeg`` in
+  strict mode, at 1/8 scale: every scan is still entropy-decoded) is refused too: a truncated file
+  with an end marker appended decodes "successfully", its missing part a flat gray.
 
 ``write_image`` writes atomically (``anonymixer.atomic``): a temporary file, then a rename.
 
@@ -34,12 +37,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg
 
 from ..atomic import describe_os_error, write_bytes
 from ..errors import InputImageError, OutputError
 from .exif import upright
+from .imageheader import FORMATS, HeaderError, HeaderTooLarge, ImageHeader, read_header
 from .jpeg import JpegStructureError, strip_metadata
-from .imageheader import FORMATS, HeaderError, ImageHeader, read_header
 
 # Files searched for in folders (photos, calibration and evaluation data); the content decides the format.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
@@ -47,8 +51,12 @@ MAX_PIXELS = 100_000_000  # larger images are refused rather than exhausting mem
 # Output suffixes whose encoder changes pixels: a photo left unchanged is written from its own bytes there.
 JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif"})
 LOSSY_SUFFIXES = JPEG_SUFFIXES | {".gif"}
+# Decoded pixel arrays larger than this are refused too (a 100 MP 8-bit RGBA photo is 400 MB; a
+# 16-bit RGBA one is 800 MB and refused): processing a photo holds about four such arrays.
+MAX_DECODED_BYTES = 512 * 2**20
 MIN_FACE_IMAGE_SIDE = 16  # pixels: a smaller photo cannot hold a face the detector can find
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
 
 def truncation(data: bytes) -> str | None:
     """Why an encoded PNG/JPEG is truncated (missing end marker), or ``None`` if it looks complete."""
@@ -59,6 +67,23 @@ def truncation(data: bytes) -> str | None:
     elif data.startswith(_PNG_MAGIC) and data.rfind(b"IEND") < 0:
         return "truncated PNG (no IEND chunk)"
     return None
+
+
+def jpeg_damage(data: bytes) -> str | None:
+    """The warning libjpeg-turbo gives when it decodes damaged JPEG data (premature end of a data
+    segment, extraneous bytes, a lost restart marker...), or ``None``. An error that is not a
+    warning (a colour conversion this check cannot do, e.g. CMYK) is left to the real decoder."""
+    fast = {"colorspace": "GRAY", "min_width": 1, "min_height": 1, "fastdct": True, "fastupsample": True}
+    try:
+        simplejpeg.decode_jpeg(data, strict=True, **fast)
+        return None
+    except ValueError as exc:
+        warning = str(exc).strip()
+    try:
+        simplejpeg.decode_jpeg(data, strict=False, **fast)
+    except ValueError:
+        return None  # an error even when warnings are allowed: not damage we can name
+    return f"damaged JPEG (the decoder warns: {warning})"
 
 
 def file_problem(path: Path) -> str | None:
@@ -93,12 +118,18 @@ def _read_bytes(path: Path) -> bytes:
 def _check_header(path: Path, data: bytes) -> ImageHeader:
     try:
         header = read_header(data)
+    except HeaderTooLarge as exc:
+        raise InputImageError(f"{path}: image is too large ({exc}; limit {MAX_PIXELS // 1_000_000} "
+                              f"megapixels)") from None
     except HeaderError as exc:
         raise InputImageError(f"{path}: not a readable image ({exc})") from None
     if header is None:
         raise InputImageError(f"{path}: not a readable image (not one of the formats "
                               f"{', '.join(f.upper() for f in FORMATS)})")
     _check_pixels(path, header.width, header.height)
+    if header.decoded_bytes > MAX_DECODED_BYTES:
+        raise InputImageError(f"{path}: image of {header.width}x{header.height} pixels is too large: it decodes to "
+                              f"{header.decoded_bytes / 2**20:.0f} MiB (limit {MAX_DECODED_BYTES // 2**20} MiB)")
     if header.format == "tiff" and header.orientation != 1:
         # OpenCV's TIFF decoder applies the tag itself for some pixel layouts and not others.
         raise InputImageError(f"{path}: TIFF with orientation tag {header.orientation} (stored rotated or "
@@ -124,9 +155,9 @@ def _decode(path: Path) -> tuple[np.ndarray, bytes, ImageHeader]:
     """``decode_image``, with the file's bytes and header."""
     data = _read_bytes(path)
     header = _check_header(path, data)
-    problem = truncation(data)
+    problem = truncation(data) or (jpeg_damage(data) if header.format == "jpeg" else None)
     if problem:
-        raise InputImageError(f"{path}: {problem}; the file is incomplete, copy it again")
+        raise InputImageError(f"{path}: {problem}; the file is incomplete or damaged, copy it again")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # ignores EXIF: we apply it
     if image is None:
         raise InputImageError(f"{path}: not a readable image (corrupt, truncated or not an image format)")

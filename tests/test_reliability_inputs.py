@@ -1,0 +1,131 @@
+"""Inputs read the way people see them, and inputs that are not what they seem.
+
+Orientation is judged against Pillow's ``ImageOps.exif_transpose``, which reads a photo as
+mainstream viewers do (the first EXIF segment, any integer type, XMP when EXIF says nothing): the
+protected output must be that picture, upright, with the face replaced and the rest unchanged.
+"""
+
+import io
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from facekit import failure_lines, needs_yunet, no_traceback, photo, protect
+from PIL import Image, ImageOps, PngImagePlugin
+
+from anonymixer.face.photos import ASTRONAUT_FACE_BOX
+
+pytestmark = [needs_yunet, pytest.mark.usefixtures("reuse_tiny_model")]
+
+TOP, BOTTOM, LEFT, RIGHT = ASTRONAUT_FACE_BOX
+XMP_ORIENTATION_6 = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-'
+                     b'syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/>'
+                     b'</rdf:RDF></x:xmpmeta>')
+
+
+def encoded(bgr, fmt, **options):
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1])).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def exif_app1(orientation, field_type=3):
+    """A JPEG APP1 EXIF segment (big-endian TIFF) holding one tag: Orientation of ``field_type``
+    (3 SHORT, 8 SSHORT, 9 SLONG), or for ``None`` only a Software tag (no orientation)."""
+    if orientation is None:
+        entry = struct.pack(">HHI4s", 305, 2, 4, b"cam\0")
+    else:
+        value = struct.pack(">i" if field_type in (4, 9) else ">h", orientation).ljust(4, b"\0")
+        entry = struct.pack(">HHI", 274, field_type, 1) + value
+    body = b"Exif\0\0MM\0*" + struct.pack(">I", 8) + struct.pack(">H", 1) + entry + b"\0\0\0\0"
+    return b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+
+
+def viewer(path):
+    """What a viewer shows: Pillow's exif_transpose of the file, as BGR."""
+    with Image.open(path) as image:
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))[:, :, ::-1]
+
+
+def assert_protected_as_shown(shown, written_path):
+    """The output is the picture the viewer shows: face replaced, a far corner unchanged."""
+    result = cv2.imread(str(written_path))
+    assert result is not None and result.shape == shown.shape, (None if result is None else result.shape)
+    face = np.abs(shown[TOP:BOTTOM, LEFT:RIGHT].astype(int) - result[TOP:BOTTOM, LEFT:RIGHT]).mean()
+    corner = np.abs(shown[400:, :100].astype(int) - result[400:, :100]).mean()
+    assert face > 10 and corner < 4, (face, corner)
+
+
+# --- one reading of orientation: the one viewers show -----------------------------------------------
+
+@pytest.mark.parametrize("first, second", [(1, 6), (None, 6), (1, 8), (1, 3)])
+def test_a_jpeg_with_two_exif_segments_is_turned_by_the_first_as_viewers_do(tmp_path, key_file, capsys,
+                                                                           first, second):
+    plain = encoded(photo("astronaut"), "JPEG", quality=95)
+    (tmp_path / "two.jpg").write_bytes(plain[:2] + exif_app1(first) + exif_app1(second) + plain[2:])
+    shown = viewer(tmp_path / "two.jpg")
+    assert np.abs(shown.astype(int) - photo("astronaut")).mean() < 4  # viewers show it upright
+    assert protect([tmp_path / "two.jpg"], key_file, tmp_path / "out") == 0
+    assert "1 face(s) protected" in no_traceback(capsys).out
+    assert_protected_as_shown(shown, tmp_path / "out" / "two.jpg")
+
+
+@pytest.mark.parametrize("field_type", [8, 9])
+def test_orientation_stored_as_a_signed_integer_is_applied(tmp_path, key_file, capsys, field_type):
+    sideways = encoded(np.rot90(photo("astronaut"), 1), "JPEG", quality=95)  # orientation 6 turns it upright
+    (tmp_path / "signed.jpg").write_bytes(sideways[:2] + exif_app1(6, field_type) + sideways[2:])
+    shown = viewer(tmp_path / "signed.jpg")
+    assert protect([tmp_path / "signed.jpg"], key_file, tmp_path / "out") == 0
+    assert "1 face(s) protected" in no_traceback(capsys).out
+    assert_protected_as_shown(shown, tmp_path / "out" / "signed.jpg")
+
+
+def _xmp_options(fmt):
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", XMP_ORIENTATION_6.decode())
+        return {"pnginfo": info}
+    return {"xmp": XMP_ORIENTATION_6, **({"quality": 95} if fmt == "JPEG" else {"lossless": True})}
+
+
+@pytest.mark.parametrize("fmt, suffix", [("JPEG", ".jpg"), ("PNG", ".png"), ("WEBP", ".webp")])
+def test_orientation_only_in_xmp_is_applied_when_exif_has_none(tmp_path, key_file, capsys, fmt, suffix):
+    path = tmp_path / f"xmp{suffix}"
+    path.write_bytes(encoded(np.rot90(photo("astronaut"), 1), fmt, **_xmp_options(fmt)))
+    shown = viewer(path)
+    assert np.abs(shown.astype(int) - photo("astronaut")).mean() < 4  # the viewer applies the XMP tag
+    assert protect([path], key_file, tmp_path / "out") == 0
+    assert "1 face(s) protected" in no_traceback(capsys).out
+    assert_protected_as_shown(shown, tmp_path / "out" / path.name)
+
+
+# --- damaged and oversized files ---------------------------------------------------------------------
+
+def test_a_truncated_jpeg_with_an_end_marker_appended_is_a_failed_input(tmp_path, key_file, capsys):
+    whole = encoded(photo("astronaut"), "JPEG", quality=95)
+    (tmp_path / "cut.jpg").write_bytes(whole[:len(whole) * 2 // 3] + b"\xff\xd9")
+    cv2.imwrite(str(tmp_path / "good.png"), photo("astronaut"))
+    assert protect([tmp_path / "cut.jpg", tmp_path / "good.png"], key_file, tmp_path / "out") == 1
+    lines = failure_lines(no_traceback(capsys).out)
+    assert len(lines) == 1 and "cut.jpg" in lines[0] and "damaged JPEG" in lines[0], lines
+    assert not (tmp_path / "out" / "cut.jpg").exists() and (tmp_path / "out" / "good.png").is_file()
+
+
+def png_header_only(width, height, bit_depth, colour_type):
+    """A small PNG whose header announces ``width`` x ``height`` pixels (its data is a few bytes)."""
+    def chunk(tag, body):
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_the_image_limit_bounds_decoded_bytes_not_only_pixels(tmp_path, key_file, capsys, monkeypatch):
+    (tmp_path / "deep.png").write_bytes(png_header_only(9999, 9999, 16, 6))  # 16-bit RGBA: 800 MB decoded
+    decoded = []
+    monkeypatch.setattr(cv2, "imdecode", lambda data, flags: decoded.append(len(data)))
+    assert protect([tmp_path / "deep.png"], key_file, tmp_path / "out") == 1
+    lines = failure_lines(no_traceback(capsys).out)
+    assert len(lines) == 1 and "deep.png" in lines[0] and "too large" in lines[0] and "MiB" in lines[0], lines
+    assert decoded == []
