@@ -74,3 +74,27 @@ def no_traceback(capsys):
 def leftovers(folder):
     """Temporary outputs (``anonymixer.atomic``) left anywhere under ``folder``."""
     return [p for p in folder.rglob("*") if PARTIAL_MARK in p.name]
+
+
+def face_distance(fr, before, after, landmarks):
+    """The probe's judge: dlib's distance between the face at ``landmarks`` in ``before`` and the
+    same place in ``after``; below 0.6, ``after`` still shows the same person there (a leak)."""
+    crops = np.stack([fr.align(before, landmarks), fr.align(after, landmarks)])
+    a, b = fr.embed(crops)
+    return float(np.linalg.norm(a - b))
+
+
+def face_crop(name):
+    """A packaged photo's face with some margin, and where its box and landmarks lie in that crop:
+    ``(crop (S, S, 3) uint8 BGR, box (4,) in crop pixels, landmarks (5, 2) in crop pixels)``."""
+    from anonymixer.face.detect import YuNetDetector
+
+    image = photo(name)
+    face = YuNetDetector().detect(image)[0]
+    x, y, w, h = (float(v) for v in face.box)
+    half = 0.8 * max(w, h)
+    x0, y0 = int(max(0, x + w / 2 - half)), int(max(0, y + h / 2 - half))
+    side = int(min(2 * half, image.shape[1] - x0, image.shape[0] - y0))
+    offset = np.array([x0, y0], np.float32)
+    return (np.ascontiguousarray(image[y0:y0 + side, x0:x0 + side]),
+            np.array([x - x0, y - y0, w, h], np.float32), face.landmarks - offset)

@@ -285,6 +285,9 @@ def _finish_photo(source: Source, target: Path | None, result: FrameResult, rest
         lines[-1] += "; nothing written"
     elif result.blanked:
         lines.append(f"{source}: no face found; written fully masked (--no-face mask)")
+    if result.turn:
+        report.notes.append(f"{source}: face(s) found only with the photo turned {result.turn} degrees (stored "
+                            f"sideways or upside down without a tag?); protected, written as stored")
     if target is not None and not result.detect_failed:
         try:
             replaces = target.is_file()
@@ -319,13 +322,17 @@ def _count(result: FrameResult, report: RunReport) -> None:
 
 @dataclass
 class _VideoRun:
-    """Per-video counts: frames read, faces protected, failure lines (capped), blanked frames, and
-    the times of the frames in flight (``pending``) and of the last one written (``last_time``)."""
+    """Per-video counts: frames read, faces protected, failure lines (capped); frames blanked, without
+    a face, with faces found only turned (``search.find_faces``), with a face held by its track; the
+    times of the frames in flight (``pending``) and of the last one written (``last_time``)."""
 
     frames: int = 0
     faces: int = 0
     lines: int = 0
     blanked: int = 0
+    no_face: int = 0
+    turned: int = 0
+    held: int = 0
     failed: bool = False
     stopped_early: bool = False
     pending: deque[float] = field(default_factory=deque)
@@ -432,6 +439,9 @@ def _consume(results: Iterator[FrameResult], source: Source, sink: Sink | None, 
         run.faces += result.protected
         run.blanked += int(result.blanked)
         run.last_time = run.pending.popleft()
+        run.no_face += int(result.no_face)
+        run.turned += int(result.turn != 0)
+        run.held += int(result.held > 0)
         for line in result.failures:
             run.failed = True
             run.lines += 1
@@ -467,6 +477,15 @@ def _check_video(source: Source, announced: int, no_face: str, run: _VideoRun, r
         run.failed = True
     elif run.blanked:
         report.notes.append(f"{source}: no face in {run.blanked} of {run.frames} frame(s); those are masked")
+    elif run.no_face:
+        report.notes.append(f"{source}: no face found in {run.no_face} of {run.frames} frame(s); those are written "
+                            f"unchanged (--no-face {no_face})")
+    if run.turned:
+        report.notes.append(f"{source}: face(s) found only with the frame turned (sideways or upside down) in "
+                            f"{run.turned} of {run.frames} frame(s); protected, written as stored")
+    if run.held:
+        report.notes.append(f"{source}: the detector lost a tracked face in {run.held} frame(s); protected where "
+                            f"its track held it")
 
 
 def _end_video(source: Source, sink: Sink | None, run: _VideoRun, report: RunReport, keep: bool,

@@ -53,6 +53,11 @@ class Face:
         """The same face in a frame ``factor`` times larger."""
         return Face(self.box * np.float32(factor), self.landmarks * np.float32(factor), self.score)
 
+    def moved(self, dx: float, dy: float) -> "Face":
+        """The same face ``(dx, dy)`` pixels further right and down."""
+        offset = np.array([dx, dy], np.float32)
+        return Face(self.box + np.array([dx, dy, 0, 0], np.float32), self.landmarks + offset, self.score)
+
     def with_landmarks(self, landmarks: np.ndarray) -> "Face":
         return Face(self.box, np.asarray(landmarks, np.float32).reshape(5, 2), self.score)
 
@@ -169,9 +174,15 @@ class DlibDetector:
 
 
 def open_detector(spec: str | None = None) -> Detector:
-    """A detector from a ``--detector`` value: ``yunet`` (default), ``dlib``, or a YuNet ``.onnx`` path."""
+    """A detector from a ``--detector`` value: ``yunet`` (default), ``dlib``, or a YuNet ``.onnx`` path.
+
+    YuNet is searched in tiles at every scale (``search.TiledDetector``): faces with a box of 24 px
+    or more are found at any image size.
+    """
+    from .search import TiledDetector  # search builds on this module's Face
+
     if spec is None or spec == "yunet":
-        return YuNetDetector()
+        return TiledDetector(YuNetDetector())
     if spec == "dlib":
         return DlibDetector()
     path = Path(spec)
@@ -181,4 +192,4 @@ def open_detector(spec: str | None = None) -> Detector:
         from ..signing import check_signed
 
         check_signed(path)
-    return YuNetDetector(path)
+    return TiledDetector(YuNetDetector(path))

@@ -15,6 +15,10 @@ covered with a solid fill (its whole FFHQ square and detector box), and a failur
 If detection itself raises, the whole frame is filled (``detect_failed``), because nobody knows
 where the faces are. ``no_face`` decides what happens to frames in which no face is found:
 ``"pass"`` keeps the frame as it is, ``"mask"`` fills it.
+
+**Faces the detector would miss.** Detection looks at a frame turned by quarter turns when none
+is found upright (``search.find_faces``); in video, a face the detector loses is held by its
+track for a few frames (``track.LandmarkSmoother``) and protected where the track puts it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from ..runtime.stream import FramePipeline, ThreadPipeline, in_input_order
 from .align import align_face, resize_affine
 from .detect import Detector, Face
 from .paste import fill_face, paste_face
+from .search import find_faces
 from .track import LandmarkSmoother
 
 NO_FACE_POLICIES = ("pass", "mask")
@@ -46,7 +51,10 @@ class FrameResult:
     smoothed landmarks in video). ``protected``/``masked``: faces replaced / covered by the
     fail-closed fill. ``failures``: one line per masked face, or for a failed detection.
     ``timings_ms``: wall time per stage (``STAGES``) for this frame. ``blanked``: the whole frame
-    was filled (detection failed, or no face with ``no_face="mask"``).
+    was filled (detection failed, or no face with ``no_face="mask"``). ``turn``: 0, or the
+    quarter turn (90, 180, 270 degrees clockwise) of the frame in which its faces were found
+    after none was found upright (``search.find_faces``); ``held``: faces of ``faces`` that the
+    detector missed in this frame but a video track still held (``track``).
     """
 
     frame: np.ndarray
@@ -57,6 +65,8 @@ class FrameResult:
     detect_failed: bool = False
     no_face: bool = False
     blanked: bool = False
+    turn: int = 0
+    held: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -142,9 +152,11 @@ class FaceProtector:
         result, timings = work.result, work.result.timings_ms
         t = time.perf_counter()
         try:
-            faces = self.detector.detect(frame)
+            found = find_faces(self.detector, frame)
+            faces, result.turn = found.faces, found.turn
             if smoother is not None:
                 faces = smoother.update(faces, time.monotonic() if time_s is None else time_s)
+                result.held = smoother.held
         except Exception as exc:  # fail closed: no idea where the faces are
             out[:] = self.fill
             result.detect_failed = result.blanked = True

@@ -3,14 +3,21 @@
 Each face is followed from frame to frame (nearest box centre, greedy, within half a face width)
 and its landmarks pass through a one-euro filter (Casiez et al., CHI 2012): a low-pass filter whose
 cut-off rises with speed, so a still face is steady and a moving one does not lag. Speeds are
-measured in face widths per second, so the same settings suit near and far faces. A face that is
-not found in a frame loses its track; when it comes back it starts afresh (no stale state).
+measured in face widths per second, so the same settings suit near and far faces.
+
+**Held tracks.** A detector misses a face now and then (motion blur, a turned head, a hand): for
+that frame the real face would leave unprotected. So a track that finds no face keeps its face
+for up to ``hold_frames`` frames (default ``HOLD_FRAMES``, 10): the face of its last detection,
+moved by the track's velocity (its centre's, from its last two detections, capped at two face
+widths), is returned with the detected ones and protected where it now is. A held track that
+finds its face again goes on (same filter); one unmatched for more than ``hold_frames`` frames
+is dropped, and a face that comes back later starts afresh.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -51,26 +58,38 @@ class OneEuroFilter:
         return self.value.copy()
 
 
+HOLD_FRAMES = 10  # frames a lost face stays protected where its track puts it
+
+
 @dataclass
 class _Track:
     centre: np.ndarray
     width: float
     filter: OneEuroFilter
+    face: Face | None = None        # the last face returned for this track (smoothed landmarks)
+    time: float = 0.0               # when it was last detected, seconds
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # centre, pixels per second
+    missed: int = 0                 # frames since it was last detected
 
 
 class LandmarkSmoother:
-    """Follows faces through a video and smooths their landmarks; ``update`` once per frame."""
+    """Follows faces through a video and smooths their landmarks; ``update`` once per frame.
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.5) -> None:
-        self.min_cutoff, self.beta = min_cutoff, beta
+    ``held``: how many faces the last ``update`` returned from held tracks (not detected).
+    """
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.5, hold_frames: int = HOLD_FRAMES) -> None:
+        self.min_cutoff, self.beta, self.hold_frames = min_cutoff, beta, hold_frames
         self._tracks: list[_Track] = []
+        self.held = 0
 
     def reset(self) -> None:
         """Forget every track (e.g. at a cut, or when a new video starts)."""
         self._tracks = []
 
     def update(self, faces: list[Face], time: float) -> list[Face]:
-        """The same faces, in the same order, with smoothed landmarks; ``time`` in seconds."""
+        """The same faces, in the same order, with smoothed landmarks; then the faces of tracks
+        that lost theirs at most ``hold_frames`` frames ago, moved with the track. ``time`` in seconds."""
         centres = [face.box[:2] + face.box[2:] / 2 for face in faces]
         pairs = sorted(
             ((float(np.hypot(*(c - t.centre))), i, j) for i, c in enumerate(centres)
@@ -86,10 +105,29 @@ class LandmarkSmoother:
         tracks, out = [], []
         for i, face in enumerate(faces):
             track = matched.get(i) or _Track(centres[i], float(face.box[2]),
-                                             OneEuroFilter(self.min_cutoff, self.beta))
-            track.centre, track.width = centres[i], float(face.box[2])
+                                             OneEuroFilter(self.min_cutoff, self.beta), time=time)
+            if track.face is not None and time > track.time:
+                step = (centres[i] - (track.face.box[:2] + track.face.box[2:] / 2)) / (time - track.time)
+                track.velocity = 0.5 * track.velocity + 0.5 * step if track.missed == 0 else step
+            track.centre, track.width, track.time, track.missed = centres[i], float(face.box[2]), time, 0
             smoothed = track.filter(face.landmarks, time, scale=track.width)
-            out.append(face.with_landmarks(smoothed))
+            track.face = face.with_landmarks(smoothed)
+            out.append(track.face)
             tracks.append(track)
-        self._tracks = tracks  # unmatched old tracks are dropped: a lost face restarts clean
+        self.held = 0
+        for j, track in enumerate(self._tracks):
+            if j in taken or track.face is None or track.missed >= self.hold_frames:
+                continue  # found again, or lost for too long: a face that comes back starts afresh
+            track.missed += 1
+            move = track.velocity * max(time - track.time, 0.0)
+            limit = 2.0 * track.width
+            if np.hypot(*move) > limit:
+                move = move * (limit / np.hypot(*move))
+            held = track.face.moved(float(move[0]), float(move[1]))
+            track.centre = held.box[:2] + held.box[2:] / 2
+            out.append(held)
+            tracks.append(track)
+            self.held += 1
+        self._tracks = tracks
         return out
+
