@@ -129,3 +129,64 @@ def test_the_image_limit_bounds_decoded_bytes_not_only_pixels(tmp_path, key_file
     lines = failure_lines(no_traceback(capsys).out)
     assert len(lines) == 1 and "deep.png" in lines[0] and "too large" in lines[0] and "MiB" in lines[0], lines
     assert decoded == []
+
+
+# --- what is an input: never the outputs, never the current folder by accident ---------------------
+
+def test_an_output_folder_inside_the_input_folder_is_never_searched_for_inputs(tmp_path, key_file, capsys):
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "a.png"), photo("astronaut"))
+    (tmp_path / "in" / ".b.partial-1a2b3c4d.png").write_bytes(encoded(photo("grace_hopper"), "PNG"))  # a killed write
+    for run in range(2):
+        assert protect([tmp_path / "in"], key_file, tmp_path / "in" / "out") == 0
+        printed = no_traceback(capsys).out
+        assert "1 output(s) written" in printed, (run, printed)
+    assert sorted(p.relative_to(tmp_path / "in").as_posix() for p in (tmp_path / "in").rglob("*.png")) == [
+        ".b.partial-1a2b3c4d.png", "a.png", "out/a.png"]
+
+
+def test_a_file_url_is_the_file_it_names_not_a_stream(tmp_path, key_file, capsys):
+    cv2.imwrite(str(tmp_path / "my photo.png"), photo("astronaut"))
+    url = (tmp_path / "my photo.png").as_uri()  # file:///.../my%20photo.png
+    assert protect([url], key_file, tmp_path / "out") == 0
+    assert "1 face(s) protected" in no_traceback(capsys).out
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["my photo.png"]
+
+
+def test_an_empty_input_name_is_refused_not_read_as_the_current_folder(tmp_path, key_file, capsys, monkeypatch):
+    cv2.imwrite(str(tmp_path / "here.png"), photo("astronaut"))
+    monkeypatch.chdir(tmp_path)
+    assert protect([""], key_file, tmp_path / "out") == 2
+    err = no_traceback(capsys).err
+    assert len(err.strip().splitlines()) == 1 and "empty input name" in err, err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+class CountingPipeline:
+    """Stands in for a frame pipeline: records the total weight of the items inside it."""
+
+    def __init__(self):
+        self.inside, self.heaviest, self.most = [], 0, 0
+
+    def submit(self, item):
+        self.inside.append(item)
+        self.heaviest = max(self.heaviest, sum(self.inside))
+        self.most = max(self.most, len(self.inside))
+
+    def result(self):
+        return self.inside.pop(0)
+
+    def close(self):
+        pass
+
+
+def test_photos_in_flight_weigh_at_most_the_budget_whatever_inflight():
+    from anonymixer.runtime.stream import in_input_order
+
+    items = [6, 6, 6, 12, 1, 1, 1, 1, 1]
+    pipeline = CountingPipeline()
+    assert list(in_input_order(pipeline, items, 4, weigh=lambda item: item, budget=10)) == items
+    assert pipeline.heaviest == 12 and pipeline.most == 4  # a heavy item goes alone; light ones 4 at once
+    pipeline = CountingPipeline()
+    list(in_input_order(pipeline, items[:3], 4, weigh=lambda item: item, budget=10))
+    assert pipeline.heaviest == 6

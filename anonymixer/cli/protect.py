@@ -31,7 +31,7 @@ def cmd_protect(args: argparse.Namespace) -> int:
     from ..keys import load_key
 
     key = load_key(args.key)
-    found = expand_sources(args.inputs)
+    found = expand_sources(args.inputs, None if args.out is None else Path(args.out))
     if not found.sources:
         raise AnonymixerError("; ".join(found.empty) if found.empty else
                               "no input images or videos found in " + ", ".join(args.inputs))
@@ -132,7 +132,7 @@ def cmd_rekey(args: argparse.Namespace) -> int:
         raise AnonymixerError(f"--key {args.key} is the revoked key ({revoked}); make a new one with `anonymixer keygen`")
     out = Path(args.out)
     check_new_tree(out)
-    sources = expand_sources(args.inputs).sources
+    sources = expand_sources(args.inputs, out).sources
     if not sources:
         raise AnonymixerError("no original photos or videos found in " + ", ".join(args.inputs))
     live = [str(s) for s in sources if s.live]

@@ -39,6 +39,9 @@ from .video import Capture, VideoOptions, VideoReader, reopen_capture, video_out
 from .videowriter import VideoWriter
 from .track import LandmarkSmoother
 
+# Photos in flight (--inflight) hold at most this many bytes of 8-bit pixels together (one photo
+# always goes): a batch of 100 MP photos goes one at a time, whatever --inflight says.
+INFLIGHT_PHOTO_BYTES = 512 * 2**20
 MAX_LINES_PER_SOURCE = 5  # a video that fails on every frame should not flood the terminal
 
 
@@ -238,7 +241,7 @@ def _photos_in_flight(face_protector: FaceProtector, photos: list[Source], plan:
             source, report, _ = waiting.popleft()
             yield source, report
 
-    with closing(face_protector.process_many(frames(), inflight)) as results:
+    with closing(face_protector.process_many(frames(), inflight, budget_bytes=INFLIGHT_PHOTO_BYTES)) as results:
         for result in results:
             yield from reported()
             source, report, pending = waiting.popleft()

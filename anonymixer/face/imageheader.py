@@ -26,7 +26,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 FORMATS = ("png", "jpeg", "webp", "tiff", "gif", "bmp")
 _PILLOW_FORMATS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "WEBP": "webp", "TIFF": "tiff", "GIF": "gif",
@@ -125,7 +125,7 @@ def exif_orientation(image: Image.Image) -> int:
     return number if 1 <= number <= 8 else 1
 
 
-def _frames(image: Image.Image) -> int:
+def _frames(image: ImageFile.ImageFile) -> int:
     if image.format != "TIFF":
         # An MPO's further pictures (depth maps, previews) are not frames: decoders show the first.
         return 2 if image.format != "MPO" and getattr(image, "is_animated", False) else 1
@@ -143,7 +143,7 @@ def _frames(image: Image.Image) -> int:
     return min(max(pages, 1), 2)
 
 
-def _decoded_bytes(image: Image.Image) -> int:
+def _decoded_bytes(image: ImageFile.ImageFile) -> int:
     """Bytes of the array ``cv2.imdecode(..., IMREAD_UNCHANGED)`` returns for this image (an upper
     bound: a palette becomes BGRA at most, 16-bit samples stay 16-bit, 32-bit ones 4 bytes)."""
     mode = image.mode

@@ -128,7 +128,8 @@ class FaceProtector:
         return self.paste(self.protect_crops(self.prepare(frame, smoother, time_s)))
 
     def process_many(self, frames: Iterable[tuple[np.ndarray, float | None]], inflight: int = 1,
-                     smoother: LandmarkSmoother | None = None) -> Generator[FrameResult, None, None]:
+                     smoother: LandmarkSmoother | None = None,
+                     budget_bytes: int | None = None) -> Generator[FrameResult, None, None]:
         """``(frame, time_s)`` pairs -> ``FrameResult``s in input order, ``inflight`` frames at once.
 
         Three threads, one per phase (``prepare``, ``protect_crops``, ``paste``): detection and
@@ -136,13 +137,16 @@ class FaceProtector:
         the caller decodes and writes. At most ``inflight`` frames are taken from ``frames`` and
         not yet returned (frames are read lazily: no queue grows when the source is faster). The
         same bytes as ``process`` frame by frame, whatever ``inflight``; fail-closed per face.
+        ``budget_bytes``: the frames in flight hold at most this many bytes of pixels together
+        (one frame always goes): big photos go fewer at a time, whatever ``inflight``.
         """
         def prepare(item: tuple[np.ndarray, float | None]) -> _FrameWork:
             return self.prepare(item[0], smoother, item[1])
 
         pipeline = ThreadPipeline([prepare, self.protect_crops, self.paste], inflight,
                                   names=("prepare", "protect", "paste"))
-        yield from in_input_order(pipeline, frames, inflight, _take_frame)
+        yield from in_input_order(pipeline, frames, inflight, _take_frame,
+                                  weigh=lambda item: int(item[0].nbytes), budget=budget_bytes)
 
     def prepare(self, frame: np.ndarray, smoother: LandmarkSmoother | None = None,
                 time_s: float | None = None) -> _FrameWork:

@@ -50,25 +50,33 @@ _STOP = object()
 
 
 def in_input_order(pipeline: FramePipeline, items: Iterable[Any], inflight: int,
-                   collect: Callable[[FramePipeline], Any] | None = None) -> Iterator[Any]:
+                   collect: Callable[[FramePipeline], Any] | None = None,
+                   weigh: Callable[[Any], int] | None = None, budget: int | None = None) -> Iterator[Any]:
     """Submit ``items`` keeping at most ``inflight`` in ``pipeline``; yield results in input order.
 
     Items are read lazily, one ahead of the results. ``collect`` takes one result (default
-    ``pipeline.result``). The pipeline is closed at the end, or when the consumer stops early.
+    ``pipeline.result``). With ``weigh`` (an item's size, e.g. its bytes) and ``budget``, items in
+    the pipeline also weigh at most ``budget`` together: an item that would pass it waits for
+    earlier ones to come out (one item always goes, however heavy). The pipeline is closed at the
+    end, or when the consumer stops early.
     """
     if inflight < 1:
         raise ValueError(f"inflight must be >= 1, got {inflight}")
     take = collect or (lambda p: p.result())
-    pending = 0
+    weights: deque[int] = deque()
     try:
         for item in items:
-            pipeline.submit(item)
-            pending += 1
-            if pending == inflight:
-                pending -= 1
+            weight = weigh(item) if weigh is not None and budget is not None else 0
+            while weights and budget is not None and sum(weights) + weight > budget:
+                weights.popleft()
                 yield take(pipeline)
-        while pending:
-            pending -= 1
+            pipeline.submit(item)
+            weights.append(weight)
+            if len(weights) == inflight:
+                weights.popleft()
+                yield take(pipeline)
+        while weights:
+            weights.popleft()
             yield take(pipeline)
     finally:
         pipeline.close()
