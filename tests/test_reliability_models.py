@@ -71,3 +71,152 @@ def test_garbled_code_statistics_with_a_rehashed_manifest_are_one_line(folder, d
     write_manifest(folder, manifest)      # the hash and the digest agree with the garbage
     cli_refuses(capsys, ["protect", "--aligned", str(crops), "--key", str(key_file), "--onnx", str(folder),
                          "--out", str(tmp_path / "out")], stats, "code statistics", "anonymixer export")
+
+
+# --- rekey: the manifest never overwrites an input; an interrupted job says so and resumes -------------
+
+@pytest.fixture
+def originals(tmp_path):
+    import cv2
+    from facekit import photo
+
+    folder = tmp_path / "originals"
+    (folder / "2025").mkdir(parents=True)
+    cv2.imwrite(str(folder / "a.png"), cv2.resize(photo("astronaut"), (160, 160)))
+    cv2.imwrite(str(folder / "2025" / "b.png"), cv2.resize(photo("grace_hopper")[44:556], (160, 160)))
+    cv2.imwrite(str(folder / "c.png"), cv2.resize(photo("astronaut")[::-1], (160, 160)))
+    return folder
+
+
+@pytest.fixture
+def keys(tmp_path, capsys):
+    from anonymixer.cli import main
+
+    old, new = tmp_path / "old.key", tmp_path / "new.key"
+    assert main(["keygen", "--out", str(old)]) == 0 and main(["keygen", "--out", str(new)]) == 0
+    capsys.readouterr()
+    return old, new
+
+
+def rekey_args(originals, keys, out, *extra):
+    return ["rekey", str(originals), "--revoked", str(keys[0]), "--key", str(keys[1]), "--model", "random:tiny",
+            "--out", str(out), *map(str, extra)]
+
+
+def rekey(*args):
+    from anonymixer.cli import main
+
+    return main(rekey_args(*args))
+
+
+@pytest.mark.usefixtures("reuse_tiny_model")
+@pytest.mark.parametrize("how", ["same path", "symbolic link", "hard link"])
+def test_rekey_manifest_naming_an_original_is_refused_up_front_and_the_original_is_intact(originals, keys, tmp_path,
+                                                                                         capsys, how):
+    original = originals / "a.png"
+    before = original.read_bytes()
+    target = original if how == "same path" else tmp_path / "link.png"
+    if how == "symbolic link":
+        target.symlink_to(original)
+    elif how == "hard link":
+        target.hardlink_to(original)
+    cli_refuses(capsys, rekey_args(originals, keys, tmp_path / "new", "--manifest", target),
+                "--manifest", "would overwrite the original", original)
+    assert original.read_bytes() == before
+    assert not (tmp_path / "new" / "a.png").exists()     # refused before any work
+
+
+@pytest.mark.usefixtures("reuse_tiny_model")
+@pytest.mark.parametrize("where", ["a folder", "below a file", "the output of an original"])
+def test_rekey_manifest_path_that_cannot_be_the_manifest_is_one_line_up_front(originals, keys, tmp_path, capsys,
+                                                                              where):
+    (tmp_path / "file").write_text("x")
+    target = {"a folder": tmp_path, "below a file": tmp_path / "file" / "m.json",
+              "the output of an original": tmp_path / "new" / "a.png"}[where]
+    cli_refuses(capsys, rekey_args(originals, keys, tmp_path / "new", "--manifest", target), "--manifest", target)
+    assert not (tmp_path / "new" / "a.png").exists()
+
+
+@pytest.mark.usefixtures("reuse_tiny_model", "read_only_outputs")
+def test_rekey_manifest_in_a_read_only_folder_is_one_line_up_front(originals, keys, tmp_path, capsys):
+    target = tmp_path / "audit" / "m.json"
+    cli_refuses(capsys, rekey_args(originals, keys, tmp_path / "new", "--manifest", target),
+                "--manifest", target, "Read-only file system")
+
+
+def interrupt_second_output(monkeypatch):
+    """SIGTERM (``Terminated``) as the second output of the run is about to be renamed into place."""
+    from anonymixer import atomic
+    from anonymixer.errors import Terminated
+
+    real, calls = atomic.commit, []
+
+    def commit(temporary, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise Terminated()
+        return real(temporary, path)
+
+    monkeypatch.setattr(atomic, "commit", commit)
+
+
+@pytest.mark.usefixtures("reuse_tiny_model")
+def test_an_interrupted_rekey_writes_an_incomplete_manifest_listing_what_was_not_done(originals, keys, tmp_path,
+                                                                                      capsys, monkeypatch):
+    interrupt_second_output(monkeypatch)
+    assert rekey(originals, keys, tmp_path / "new") == 143
+    monkeypatch.undo()
+    printed = capsys.readouterr().out
+    data = json.loads((tmp_path / "new" / "rekey-manifest.json").read_text())
+    assert data["complete"] is False and data["interrupted_by"] == "SIGTERM"
+    assert (data["inputs"], data["protected"], data["not_done"]) == (3, 1, 2)
+    done = [entry["input"] for entry in data["files"]]
+    assert sorted(done + data["not_done_inputs"]) == sorted(str(p) for p in originals.rglob("*.png"))
+    assert "INCOMPLETE: 2 not done" in printed and "--resume" in printed
+
+
+@pytest.mark.usefixtures("reuse_tiny_model")
+def test_a_resumed_rekey_keeps_what_stands_and_finishes_the_rest(originals, keys, tmp_path, capsys, monkeypatch):
+    interrupt_second_output(monkeypatch)
+    assert rekey(originals, keys, tmp_path / "new") == 143
+    monkeypatch.undo()
+    first = json.loads((tmp_path / "new" / "rekey-manifest.json").read_text())["files"][0]
+    kept = tmp_path / "new" / first["output"].split("/new/", 1)[1]
+    stamp = kept.stat().st_mtime_ns
+    cli_refuses(capsys, rekey_args(originals, keys, tmp_path / "new"), "interrupted re-key", "--resume")
+    assert rekey(originals, keys, tmp_path / "new", "--resume") == 0
+    assert "resume: 1 of 3 originals already protected" in capsys.readouterr().out
+    data = json.loads((tmp_path / "new" / "rekey-manifest.json").read_text())
+    assert data["complete"] is True and (data["protected"], data["not_done"]) == (3, 0)
+    assert kept.stat().st_mtime_ns == stamp                      # not protected a second time
+    for entry in data["files"]:
+        assert entry["output_sha256"] == sha256_file(entry["output"])
+
+
+@pytest.mark.usefixtures("reuse_tiny_model")
+def test_a_resume_protects_again_an_original_that_changed_since(originals, keys, tmp_path, capsys, monkeypatch):
+    import cv2
+
+    interrupt_second_output(monkeypatch)
+    assert rekey(originals, keys, tmp_path / "new") == 143
+    monkeypatch.undo()
+    first = json.loads((tmp_path / "new" / "rekey-manifest.json").read_text())["files"][0]["input"]
+    cv2.imwrite(first, cv2.flip(cv2.imread(first), 1))
+    assert rekey(originals, keys, tmp_path / "new", "--resume") == 0
+    assert "resume: 0 of 3 originals already protected" in capsys.readouterr().out
+    entry = json.loads((tmp_path / "new" / "rekey-manifest.json").read_text())["files"][0]
+    assert entry["input_sha256"] == sha256_file(first)
+
+
+@pytest.mark.usefixtures("reuse_tiny_model")
+def test_a_resume_under_another_key_is_refused(originals, keys, tmp_path, capsys, monkeypatch):
+    from anonymixer.cli import main
+
+    interrupt_second_output(monkeypatch)
+    assert rekey(originals, keys, tmp_path / "new") == 143
+    monkeypatch.undo()
+    other = tmp_path / "other.key"
+    assert main(["keygen", "--out", str(other)]) == 0
+    capsys.readouterr()
+    cli_refuses(capsys, rekey_args(originals, (keys[0], other), tmp_path / "new", "--resume"),
+                "--resume", "give the same --revoked and --key")

@@ -115,14 +115,19 @@ def _protect_on_ray(args: argparse.Namespace, key: Key, sources: list[Source]) -
     return report, setups[0].model, setups[0].is_random
 
 def cmd_rekey(args: argparse.Namespace) -> int:
+    from ..face.app import RunReport
     from ..face.sources import expand_sources
     from ..keys import load_key
     from ..rekey import (
         MANIFEST_NAME,
+        check_manifest_path,
         check_new_tree,
         input_digests,
         manifest,
+        read_previous,
         revoked_fingerprint,
+        settings_of,
+        standing_entries,
         write_manifest,
     )
 
@@ -131,21 +136,36 @@ def cmd_rekey(args: argparse.Namespace) -> int:
     if revoked == key.fingerprint:
         raise AnonymixerError(f"--key {args.key} is the revoked key ({revoked}); make a new one with `anonymixer keygen`")
     out = Path(args.out)
-    check_new_tree(out)
+    path = Path(args.manifest) if args.manifest is not None else out / MANIFEST_NAME
+    settings = settings_of(args)
+    previous = read_previous(path, revoked, key.fingerprint, settings) if args.resume else None
+    if previous is None:
+        check_new_tree(out, path)
     sources = expand_sources(args.inputs, out).sources
     if not sources:
         raise AnonymixerError("no original photos or videos found in " + ", ".join(args.inputs))
     live = [str(s) for s in sources if s.live]
     if live:
         raise AnonymixerError(f"a re-key works on stored originals, not on {', '.join(live)}")
+    check_manifest_path(path, sources, out)   # before any work: never an input, never a folder, writable
     print(f"re-key: revoked {revoked} -> new {key.fingerprint}")
     digests = input_digests(sources)
-    report, model, is_random = _protect_whole(args, key, sources)
+    kept = standing_entries(previous, sources, digests) if previous is not None else []
+    todo = [s for s in sources if str(s) not in {entry["input"] for entry in kept}]
+    if previous is not None:
+        print(f"resume: {len(kept)} of {len(sources)} originals already protected (unchanged, outputs intact); "
+              f"{len(todo)} to do")
+    if todo:
+        report, model, is_random = _protect_whole(args, key, todo)
+    else:
+        report, model, is_random = RunReport(), str(previous["model"] if previous else ""), False
     print(report.summary())
-    path = Path(args.manifest) if args.manifest else out / MANIFEST_NAME
-    data = manifest(report, digests, revoked=revoked, new=key.fingerprint, model=model)
+    data = manifest(report, digests, sources, revoked=revoked, new=key.fingerprint, model=model, settings=settings,
+                    kept=kept)
     write_manifest(path, data)
-    print(f"manifest: {path} ({data['protected']} protected, {data['failed']} failed, of {data['inputs']} originals)")
+    print(f"manifest: {path} ({data['protected']} protected, {data['failed']} failed, of {data['inputs']} originals)"
+          + ("" if data["complete"] else f"; INCOMPLETE: {data['not_done']} not done: run the same command "
+                                         "with --resume to finish"))
     if is_random:
         print(RANDOM_NOTE)
     if report.interrupted is not None:
@@ -214,6 +234,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="new output folder (must not exist, or be empty)")
     p.add_argument("--manifest", default=None, metavar="FILE",
                    help="where to write the manifest (default: OUT/rekey-manifest.json)")
+    p.add_argument("--resume", action="store_true",
+                   help="finish an interrupted re-key into the same --out: originals already protected (unchanged, "
+                        "outputs intact, as its manifest records) are kept, the rest are done")
     add_protect_options(p)
     add_ray_options(p)
     p.set_defaults(func=cmd_rekey, aligned=False, preview=False)

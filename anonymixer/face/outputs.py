@@ -40,6 +40,10 @@ class OutputPlan:
                 self._inputs.setdefault(identity, str(path))
         self._claimed: dict[str, str] = {}
 
+    def overwritten_input(self, target: Path) -> str | None:
+        """The input that writing ``target`` would overwrite (same real path, or same file), or ``None``."""
+        return self._inputs.get(os.path.realpath(target)) or self._inputs.get(_identity(target))
+
     def claim(self, relative: Path, owner: str) -> Path:
         """The output path for ``owner`` (an input's name), ``out_dir / relative``.
 
@@ -51,7 +55,7 @@ class OutputPlan:
         if real in self._claimed:
             raise OutputError(f"{owner}: its output {target} would overwrite the output of "
                               f"{self._claimed[real]}; rename one of them")
-        same = self._inputs.get(real) or self._inputs.get(_identity(target))
+        same = self.overwritten_input(target)
         if same is not None:
             which = "the input itself" if same == owner else f"the input {same}"
             raise OutputError(f"{owner}: its output {target} would overwrite {which} (the same file, or a link "
