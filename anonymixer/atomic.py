@@ -47,6 +47,19 @@ def prepare_folder(folder: Path) -> None:
         raise OutputError(f"{folder}: cannot create the output folder ({describe_os_error(exc)})") from None
 
 
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and create (then remove) one hidden file in it, so that a folder
+    that cannot be written (read-only, no permission, a file in the way) fails in one line before
+    long work, not after it (``OutputError`` naming the folder)."""
+    prepare_folder(folder)
+    probe = folder / f".anonymixer{PARTIAL_MARK}{secrets.token_hex(4)}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot write into this folder ({describe_os_error(exc)})") from None
+    discard(probe)
+
+
 def new_temporary(path: Path, mode: int = 0o666) -> Path:
     """Create an empty, hidden temporary file in ``path``'s folder, with ``path``'s suffix, and return it.
 

@@ -220,3 +220,77 @@ def test_a_resume_under_another_key_is_refused(originals, keys, tmp_path, capsys
     capsys.readouterr()
     cli_refuses(capsys, rekey_args(originals, (keys[0], other), tmp_path / "new", "--resume"),
                 "--resume", "give the same --revoked and --key")
+
+
+# --- one clear line, before the work ---------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["a file", "below a file", "a read-only folder"])
+def test_evaluate_synthetic_out_that_cannot_hold_the_reports_is_one_line_before_the_work(where, tmp_path, capsys,
+                                                                                         monkeypatch, request):
+    import anonymixer.eval.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic, "evaluate_synthetic", lambda config: pytest.fail("the work started"))
+    (tmp_path / "file").write_text("x")
+    out = {"a file": tmp_path / "file", "below a file": tmp_path / "file" / "reports",
+           "a read-only folder": tmp_path / "reports"}[where]
+    if where == "a read-only folder":
+        request.getfixturevalue("read_only_outputs")
+    needle = {"a file": "a file of that name is in the way", "below a file": "part of its path is a file",
+              "a read-only folder": "Read-only file system"}[where]
+    cli_refuses(capsys, ["evaluate", "--synthetic", "2", "--model", "random:tiny", "--out", str(out)], out, needle)
+
+
+def test_evaluate_data_that_is_a_file_says_it_is_a_file(tmp_path, capsys):
+    (tmp_path / "photos.zip").write_bytes(b"PK")
+    cli_refuses(capsys, ["evaluate", "--data", str(tmp_path / "photos.zip"), "--model", "random:tiny",
+                         "--out", str(tmp_path / "eval")], tmp_path / "photos.zip", "is a file, not a folder")
+
+
+def test_model_given_an_export_folder_says_to_use_onnx(folder, key_file, crops, tmp_path, capsys):
+    cli_refuses(capsys, ["protect", "--aligned", str(crops), "--key", str(key_file), "--model", str(folder),
+                         "--out", str(tmp_path / "out")], "is an export folder", f"--onnx {folder}")
+
+
+def test_model_given_an_engine_folder_says_to_use_engines(folder, tmp_path, capsys):
+    manifest = json.loads((folder / MANIFEST).read_text())
+    write_manifest(folder, {**manifest, "engine_folder": {"onnx_dir": "x", "batch": [1, 1, 8]}})
+    cli_refuses(capsys, ["export", "--model", str(folder), "--out", str(tmp_path / "x")],
+                "is an engine folder", f"--engines {folder}")
+
+
+def test_an_empty_model_is_refused_by_name(key_file, crops, tmp_path, capsys):
+    cli_refuses(capsys, ["protect", "--aligned", str(crops), "--key", str(key_file), "--model", "",
+                         "--out", str(tmp_path / "out")], "--model is empty", "faces64")
+
+
+@pytest.mark.usefixtures("read_only_outputs")
+def test_calibrate_on_a_read_only_folder_says_read_only_before_calibrating(folder, capsys):
+    before = (folder / MANIFEST).read_bytes()
+    cli_refuses(capsys, ["calibrate", "--onnx", str(folder), "--calib-synthetic", "2"], folder,
+                "Read-only file system")
+    assert (folder / MANIFEST).read_bytes() == before and not (folder / "encoder.int8.onnx").exists()
+
+
+def not_a_detector(path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 320, 320])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 320, 320])])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.usefixtures("reuse_tiny_model")
+def test_a_detector_onnx_that_is_not_a_detector_is_refused_at_start(key_file, tmp_path, capsys):
+    import cv2
+    from facekit import photo
+
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "a.png"), cv2.resize(photo("astronaut"), (160, 160)))
+    detector = not_a_detector(tmp_path / "mixer.onnx")
+    cli_refuses(capsys, ["protect", str(tmp_path / "in"), "--key", str(key_file), "--model", "random:tiny",
+                         "--detector", str(detector), "--out", str(tmp_path / "out")],
+                detector, "cannot load as a YuNet face detector")
+    assert not (tmp_path / "out" / "a.png").exists()

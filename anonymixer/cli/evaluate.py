@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..atomic import prepare_folder
+from ..atomic import check_writable
 from ..errors import AnonymixerError
 from .common import (
     add_trusted_key_option,
@@ -30,7 +30,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.model is None and args.onnx is None and args.engines is None:
         raise AnonymixerError("give the model to evaluate: --model BUNDLE (or random:tiny|ffhq256|ffhq1024 "
                               "for a pipeline check), --onnx EXPORT_DIR and/or --engines ENGINE_DIR")
-    prepare_folder(Path(args.out))
+    check_writable(Path(args.out))   # a file, a path below a file or a read-only folder fails before the work
     fr_options: dict[str, object] = {"accept_noncommercial": args.accept_noncommercial}
     if args.fr not in FR_NAMES:  # an ONNX model given by path
         fr_options.update(input_size=args.fr_size, mean=args.fr_mean, std=args.fr_std, bgr=args.fr_bgr,
@@ -55,6 +55,7 @@ def _evaluate_synthetic(args: argparse.Namespace) -> int:
 
     if args.data is not None or args.onnx is not None or args.engines is not None:
         raise AnonymixerError("--synthetic runs on --model (torch); drop --data, --onnx and --engines")
+    check_writable(Path(args.out))
     config = SyntheticConfig(model=args.model or "faces64", identities=args.synthetic, fr=args.fr,
                              seed=args.seed, batch=args.batch, rank=args.rank, ranks=args.ranks or (),
                              through_encoder=False if args.generator_only else None)

@@ -70,6 +70,9 @@ class EvalSet:
 
 def list_photos(data_dir: Path) -> list[tuple[str, Path]]:
     """``(identity, path)`` for every image in ``DATA/<identity>/`` (sorted; nested folders included)."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise EvaluationError(f"--data {data_dir}: is a file, not a folder; give a folder with one sub-folder of "
+                              "photos per identity (DATA/<identity>/<photo>.jpg)")
     if not data_dir.is_dir():
         raise EvaluationError(f"--data {data_dir}: no such folder; give a folder with one sub-folder per identity")
     photos = [(sub.name, path) for sub in sorted(p for p in data_dir.iterdir() if p.is_dir())

@@ -3,12 +3,12 @@ project_sweep.png (utility against the stolen-key attack) and faces.png (origina
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import prepare_folder, replacing, write_json, write_text
 from ..provenance import versions
 from .report import _f, _pyplot
 from .synthetic import THRESHOLD, SyntheticResult
@@ -17,15 +17,15 @@ from .synthetic import THRESHOLD, SyntheticResult
 def write_synthetic_reports(result: SyntheticResult, out_dir: str | Path) -> list[Path]:
     """Write the four files into ``out_dir`` (created); return their paths."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_folder(out)
     data = {"format": "anonymixer-eval-synthetic", "version": 1, "settings": result.settings,
             "software": versions(["torch", "onnxruntime", "dlib", "opencv-python-headless"]),
             "baseline": result.baseline, "thresholds": result.thresholds, "seconds": result.seconds,
             "modes": {k: {n: v for n, v in row.items() if n != "faces"} for k, row in result.modes.items()},
             "project_sweep": result.sweep}
     paths = [out / "synthetic.json", out / "synthetic.md"]
-    paths[0].write_text(json.dumps(data, indent=1, default=float) + "\n", encoding="utf-8")
-    paths[1].write_text("\n".join(markdown(result)) + "\n", encoding="utf-8")
+    write_json(paths[0], data, indent=1, default=float)
+    write_text(paths[1], "\n".join(markdown(result)) + "\n")
     paths.append(plot_sweep(result, out / "project_sweep.png"))
     paths.append(plot_faces(result, out / "faces.png"))
     return paths
@@ -74,7 +74,8 @@ def plot_sweep(result: SyntheticResult, path: Path) -> Path:
     axis.legend(fontsize=8)
     axis.set_title(f"project: utility vs irreversibility ({result.settings['identities']} identities)", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    with replacing(path) as temporary:
+        figure.savefig(temporary, dpi=120)
     plt.close(figure)
     return path
 
@@ -93,6 +94,7 @@ def plot_faces(result: SyntheticResult, path: Path) -> Path:
         axis.set_title(f"{label}: original / key A / key B (mated probe)", fontsize=9)
         axis.axis("off")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    with replacing(path) as temporary:
+        figure.savefig(temporary, dpi=100)
     plt.close(figure)
     return path

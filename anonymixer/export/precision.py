@@ -32,11 +32,13 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..atomic import check_writable
 from ..calibration import CalibrationSet, GraphSet, folder_faces, stage_feeds, synthetic_faces
 from ..errors import ExportError
 from ..digest import sha256_file
 from ..bench.machine import cpu_flags
 from ..runtime.manifest import ExportManifest
+from ..signing import written_by_this_process
 from .accuracy import ACCURACY_FILE, accuracy_report
 from .fp16 import convert_fp16, fp16_node_names
 from .graphfile import check_graph, graph_entry, load_graph, save_graph
@@ -77,8 +79,7 @@ def add_precisions(folder: str | os.PathLike[str], precisions: Sequence[str], ca
         for precision in [f for f in FORMS if f in (existing.data["graphs"].get(stage) or {})]:   # int8-ort too
             existing.graph(stage, precision).verify()
     manifest = existing.data
-    from ..signing import written_by_this_process
-
+    check_writable(folder)   # a read-only export folder fails here, not after calibration
     written_by_this_process(folder)   # checked above; what this run writes next is signed again by `anonymixer sign`
     fp32 = GraphSet(folder, "fp32", verify=False)  # verified just above
     external = {s: bool(manifest["graphs"][s]["fp32"].get("external_data")) for s in GRAPHS}

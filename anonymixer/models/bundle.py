@@ -366,7 +366,28 @@ def resolve_spec(spec: str | ModelBundle) -> ModelBundle:
         bundle = random_bundle(name, seed)
         log.warning("model %s", bundle.description)
         return bundle
+    kinds = "a bundle file written by `anonymixer import`, faces64, or random:tiny|ffhq256|ffhq1024[@seed]"
+    if not spec.strip():
+        raise ModelSpecError(f"--model is empty; give {kinds}")
     if not Path(spec).exists():
-        raise ModelSpecError(f"model spec {spec!r}: no such bundle file; use a file written by "
-                             "`anonymixer import`, faces64, or random:tiny|ffhq256|ffhq1024[@seed]")
+        raise ModelSpecError(f"model spec {spec!r}: no such bundle file; use {kinds}")
+    if Path(spec).is_dir():
+        raise ModelSpecError(f"--model {spec}: {_folder_kind(Path(spec))}")
     return load_bundle(spec)
+
+
+def _folder_kind(folder: Path) -> str:
+    """What to say when ``--model`` is given a folder: run an export folder with ``--onnx``, an engine
+    folder with ``--engines``; anything else is not a model."""
+    from ..export.layout import ENGINE_FOLDER, MANIFEST
+
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        manifest = None
+    if isinstance(manifest, dict) and ENGINE_FOLDER in manifest:
+        return f"is an engine folder (`anonymixer build`), not a bundle file; run it with --engines {folder}"
+    if isinstance(manifest, dict) and isinstance(manifest.get("graphs"), dict):
+        return f"is an export folder (`anonymixer export`), not a bundle file; run it with --onnx {folder}"
+    return ("is a folder, not a model bundle file; --model takes a bundle file written by `anonymixer import`, "
+            "faces64 or random:NAME (--onnx DIR runs an export folder, --engines DIR an engine folder)")
