@@ -10,6 +10,9 @@
    (astronaut, Grace Hopper) placed at box widths 24-600 px on 640x480, 4000x3000 and 8000x6000
    canvases, and the wall time of one detection.
 
+3. The damaged-JPEG check (``face.io.jpeg_damage``: strict libjpeg-turbo decode at 1/8 scale)
+   against OpenCV's full decode of the same 4000x3000 JPEG.
+
 OpenCV runs on one thread, as in ``FaceProtector``. Prints a Markdown block for RESULTS.md.
 """
 
@@ -26,7 +29,7 @@ import cv2
 import numpy as np
 
 from anonymixer.face.detect import YuNetDetector
-from anonymixer.face.io import read_image
+from anonymixer.face.io import jpeg_damage, read_image
 from anonymixer.face.photos import packaged_photo
 from anonymixer.face.search import TiledDetector, find_faces
 
@@ -110,6 +113,15 @@ def tiling(repeats: int) -> list[dict]:
     return rows
 
 
+def jpeg_check(repeats: int) -> dict:
+    image, _ = canvas(4000, 3000, (48, 200), seed=2)
+    data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
+    buffer = np.frombuffer(data, np.uint8)
+    return {"size": "4000x3000", "bytes": len(data),
+            "check_ms": timed(lambda: jpeg_damage(data), repeats),
+            "opencv_decode_ms": timed(lambda: cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED), repeats)}
+
+
 def machine() -> dict:
     flags = ""
     try:
@@ -131,7 +143,8 @@ def main() -> int:
     args = parser.parse_args()
     cv2.setNumThreads(1)
     before = machine()
-    results = {"machine": before, "turn_retry": turn_retry(args.repeats), "tiling": tiling(max(1, args.repeats // 2))}
+    results = {"machine": before, "turn_retry": turn_retry(args.repeats), "tiling": tiling(max(1, args.repeats // 2)),
+               "jpeg_check": jpeg_check(args.repeats)}
     results["machine"]["loadavg_after"] = machine()["loadavg"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -146,6 +159,9 @@ def main() -> int:
     for row in results["tiling"]:
         print(f"| {row['size']} | {row['detector']} | {row['found']}/{row['placed']} | "
               f"{row['missed_boxes'] or '-'} | {row['ms'] / 1000:.2f} s |")
+    check = results["jpeg_check"]
+    print(f"\ndamaged-JPEG check on a {check['size']} JPEG ({check['bytes'] // 1024} KB): {check['check_ms']:.1f} ms; "
+          f"OpenCV's full decode of it: {check['opencv_decode_ms']:.1f} ms")
     return 0
 
 
