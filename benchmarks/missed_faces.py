@@ -2,6 +2,8 @@
 
     python benchmarks/missed_faces.py [--out benchmarks/results/missed_faces.json] [--repeats 5]
 
+0. The smallest face YuNet finds at its input scale: each packaged face placed at random on 12
+   smooth random 640x480 canvases per box width (12-48 px); a hit is a detection centred on it.
 1. The quarter-turn retry (``search.find_faces``): wall time of detection on a frame WITH a face
    (upright: one call, no retry) and on a face-less frame (the retry's three more calls), at
    640x480 and 1920x1080, in one run so that the ratios compare like with like.
@@ -24,6 +26,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -81,6 +84,28 @@ def timed(call, repeats: int) -> float:
         call()
         times.append((time.perf_counter() - start) * 1000.0)
     return float(np.median(times))
+
+
+def smallest_face(tries: int = 12) -> list[dict]:
+    yunet = YuNetDetector()
+    rng = np.random.default_rng(0)
+    rows = []
+    for box in (12, 16, 20, 24, 32, 48):
+        row: dict = {"box": box}
+        for (crop, frac), name in zip(face_crops(), ("astronaut", "grace_hopper")):
+            side = max(4, round(box / frac))
+            small = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+            hits = 0
+            for _ in range(tries):
+                image, _ = canvas(640, 480, (), seed=int(rng.integers(1 << 30)))
+                x, y = int(rng.integers(0, 640 - side)), int(rng.integers(0, 480 - side))
+                image[y:y + side, x:x + side] = small
+                hits += any(abs(float(f.box[0] + f.box[2] / 2) - (x + side / 2)) < side / 2
+                            and abs(float(f.box[1] + f.box[3] / 2) - (y + side / 2)) < side / 2
+                            for f in yunet.detect(image))
+            row[name] = f"{hits}/{tries}"
+        rows.append(row)
+    return rows
 
 
 def turn_retry(repeats: int) -> list[dict]:
@@ -143,12 +168,16 @@ def main() -> int:
     args = parser.parse_args()
     cv2.setNumThreads(1)
     before = machine()
-    results = {"machine": before, "turn_retry": turn_retry(args.repeats), "tiling": tiling(max(1, args.repeats // 2)),
+    results: dict[str, Any] = {"machine": before, "smallest_face": smallest_face(), "turn_retry": turn_retry(args.repeats), "tiling": tiling(max(1, args.repeats // 2)),
                "jpeg_check": jpeg_check(args.repeats)}
     results["machine"]["loadavg_after"] = machine()["loadavg"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"machine: {before}, loadavg after: {results['machine']['loadavg_after']}\n")
+    print("| face box | astronaut | Grace Hopper |\n|---|---|---|")
+    for row in results["smallest_face"]:
+        print(f"| {row['box']} px | {row['astronaut']} | {row['grace_hopper']} |")
+    print()
     print("| frame | with a face (no retry) | face-less, upright only | face-less with retry | retry cost |")
     print("|---|---|---|---|---|")
     for row in results["turn_retry"]:
