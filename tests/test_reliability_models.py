@@ -294,3 +294,42 @@ def test_a_detector_onnx_that_is_not_a_detector_is_refused_at_start(key_file, tm
                          "--detector", str(detector), "--out", str(tmp_path / "out")],
                 detector, "cannot load as a YuNet face detector")
     assert not (tmp_path / "out" / "a.png").exists()
+
+
+# --- a second signal during a video's clean-up waits for it ------------------------------------------
+
+@pytest.mark.usefixtures("reuse_tiny_model")
+@pytest.mark.parametrize("second", ["SIGTERM", "SIGINT"])
+def test_a_second_signal_during_video_clean_up_waits_for_it(second, tmp_path, capfd, monkeypatch):
+    import os
+    import signal
+
+    import cv2
+    from facekit import leftovers, photo, protect, write_video
+
+    import anonymixer.face.videowriter as videowriter
+    from anonymixer.keys import generate_key, save_key
+
+    key_file = tmp_path / "site.key"
+    save_key(generate_key(), key_file)
+    frame = cv2.resize(photo("astronaut"), (160, 120))
+    write_video(tmp_path / "clip.avi", [np.roll(frame, 2 * i, axis=1) for i in range(12)], fps=10)
+    written, real_write, real_discard = [], videowriter.VideoWriter.write, videowriter.discard
+
+    def write(self, *args, **kwargs):
+        written.append(1)
+        if len(written) == 3:          # the first signal, mid-video
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_write(self, *args, **kwargs)
+
+    def discard(path):                 # the second one, as the partial output is being removed
+        os.kill(os.getpid(), getattr(signal, second))
+        return real_discard(path)
+
+    monkeypatch.setattr(videowriter.VideoWriter, "write", write)
+    monkeypatch.setattr(videowriter, "discard", discard)
+    assert protect([tmp_path / "clip.avi"], key_file, tmp_path / "out") == 143
+    captured = capfd.readouterr()      # the note is written to file descriptor 2 (safe in a signal handler)
+    assert "Traceback" not in captured.out + captured.err
+    assert "interrupted by SIGTERM" in captured.out and "cleaning up after the first signal" in captured.err
+    assert leftovers(tmp_path) == [] and not (tmp_path / "out" / "clip.avi").exists()

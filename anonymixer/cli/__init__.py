@@ -14,12 +14,12 @@ import argparse
 import logging
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from types import ModuleType
 
 from .. import __version__
-from ..errors import AnonymixerError, Terminated, printable
+from .. import interrupts
+from ..errors import AnonymixerError, printable
 from . import bench, evaluate, keys, models, protect, sign
 from .common import DEFAULT_MODEL, protector_from_args
 
@@ -42,10 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
 def _trust(args: argparse.Namespace) -> None:
     """The trusted key of a command that loads models (``--trusted-key``, else ``$ANONYMIXER_TRUSTED_KEY``),
     loaded before any work and written back into ``args`` so that Ray actors check with the same key;
@@ -66,18 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="anonymixer: %(levelname)s: %(message)s")
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
-    try:
-        _trust(args)
-        return int(args.func(args))
-    except AnonymixerError as exc:
-        print(f"anonymixer: error: {printable(str(exc))}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:
-        number = getattr(exc, "signal_number", signal.SIGINT.value)
-        print(f"anonymixer: interrupted ({signal.Signals(number).name})", file=sys.stderr)
-        return 128 + number
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+    with interrupts.installed():   # the first Ctrl-C/SIGTERM stops the run; later ones wait for its clean-up
+        try:
+            _trust(args)
+            return int(args.func(args))
+        except AnonymixerError as exc:
+            print(f"anonymixer: error: {printable(str(exc))}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:
+            number = getattr(exc, "signal_number", signal.SIGINT.value)
+            print(f"anonymixer: interrupted ({signal.Signals(number).name})", file=sys.stderr)
+            return 128 + number

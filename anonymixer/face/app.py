@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import write_bytes
+from .. import interrupts
 from ..errors import AnonymixerError, OutputError, Terminated, printable
 from .io import LOSSY_SUFFIXES, Restore, read_photo, write_image
 from .outputs import OutputPlan
@@ -366,6 +367,7 @@ def _protect_video(face_protector: FaceProtector, source: Source, target: Path |
                             f"frame number / rate, and no audio is copied")
     run = _VideoRun()
     sink = None
+    stopped_by_ctrl_c = False
     bar = tqdm(total=reader.info.frames or None, unit="frame", desc=printable(str(source)), disable=None)
     try:
         sink = _open_sink(source, target, reader, options) if target is not None else None
@@ -381,6 +383,8 @@ def _protect_video(face_protector: FaceProtector, source: Source, target: Path |
         run.stopped_early = True
         if isinstance(exc, Terminated):
             report.interrupted = exc.signal_number
+        else:
+            stopped_by_ctrl_c = True
     except OutputError as exc:  # the output cannot be written: the rest of the video is not read
         if sink is not None:
             sink.discard()
@@ -394,6 +398,8 @@ def _protect_video(face_protector: FaceProtector, source: Source, target: Path |
     _check_video(source, reader.info.frames, face_protector.no_face, run, report)
     _end_video(source, sink, run, report, keep=True, frame_s=1.0 / reader.info.fps)
     report.failed_inputs += int(run.failed)
+    if stopped_by_ctrl_c:   # the recording is committed and the run goes on: the next signal stops it again
+        interrupts.handled()
 
 
 def _video_loop(face_protector: FaceProtector, source: Source, reader: VideoReader, sink: Sink | None,
