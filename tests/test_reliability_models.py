@@ -333,3 +333,33 @@ def test_a_second_signal_during_video_clean_up_waits_for_it(second, tmp_path, ca
     assert "Traceback" not in captured.out + captured.err
     assert "interrupted by SIGTERM" in captured.out and "cleaning up after the first signal" in captured.err
     assert leftovers(tmp_path) == [] and not (tmp_path / "out" / "clip.avi").exists()
+
+
+def test_a_signal_that_came_during_a_handled_interrupt_is_raised_once_it_is_handled(capfd):
+    import os
+    import signal
+
+    from anonymixer import interrupts
+
+    with interrupts.installed():
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)           # first: raised
+        os.kill(os.getpid(), signal.SIGINT)               # during its clean-up: waits
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.handled()                          # the recording is committed: now it stops the run
+    assert "cleaning up after the first signal" in capfd.readouterr().err
+
+
+def test_after_a_handled_interrupt_the_next_signal_stops_the_run_again():
+    import os
+    import signal
+
+    from anonymixer import interrupts
+    from anonymixer.errors import Terminated
+
+    with interrupts.installed():
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+        interrupts.handled()                              # nothing came meanwhile: nothing raised
+        with pytest.raises(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
