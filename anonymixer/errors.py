@@ -87,6 +87,22 @@ class SignatureError(IntegrityError):
     or altered since it was signed; or signatures cannot be made or checked here."""
 
 
+class TerminalError(AnonymixerError):
+    """The access terminal cannot do what was asked (``anonymixer.terminal``)."""
+
+
+class UnknownSubject(TerminalError):
+    """No subject of that name is enrolled."""
+
+
+class FaceCountError(TerminalError):
+    """An enrolment photo shows no face or several faces (or a probe shows none)."""
+
+
+class StoreMismatch(TerminalError):
+    """A template store was made under another key, model, recogniser or template kind."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C's ``KeyboardInterrupt`` so that both are handled the same way."""
 

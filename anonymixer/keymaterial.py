@@ -38,6 +38,7 @@ from .keys import Key, derive_normals
 MIXER_MODES = ("rotate", "project", "swap", "learned")
 AFFINE_MODES = ("rotate", "project")     # the modes whose output depends on w_real (radius guard)
 KEY_INPUTS = ("key_matrix", "key_offset")
+TEMPLATE_STREAMS = ("template/rotation", "template/project")   # the terminal's, apart from the mixer's
 PINV_RCOND = 1e-4   # singular values below this x the largest are float32 noise of erased directions
 
 
@@ -88,6 +89,27 @@ def haar_orthogonal(normals: np.ndarray, dim: int) -> np.ndarray:
     return np.asarray(q * signs, dtype=np.float64)
 
 
+def kept_projector(normals: np.ndarray, dim: int, rank: int | None) -> np.ndarray:
+    """``P (dim, dim)`` float64: the orthogonal projector on a key-chosen ``rank``-dimensional
+    subspace (the first ``rank`` columns of a Haar-random orthogonal matrix from ``normals``)."""
+    basis = haar_orthogonal(normals, dim)[:, : check_rank(rank, dim)]
+    return np.asarray(basis @ basis.T, dtype=np.float64)
+
+
+def template_projection(key: Key, salt: bytes | str | None, dim: int, rank: int | None) -> np.ndarray:
+    """``P Q^T (dim, dim)`` float64: ``project``'s many-to-one map without the fill, for templates
+    (``anonymixer.terminal``): ``t = x P Q^T`` for a recogniser's normalised embedding ``x (dim,)``.
+
+    Drawn from streams of their own (:data:`TEMPLATE_STREAMS`), so the generator's mixer and the
+    templates never share a normal of one key: seeing one use tells nothing of the other. No fill:
+    it keeps a *code* in the generator's distribution, and a template is never rendered; under one
+    key it would add the same vector to every template and only squeeze the scores together.
+    """
+    normals = derive_normals(key, salt, {name: dim * dim for name in TEMPLATE_STREAMS})
+    rotation_t = haar_orthogonal(normals[TEMPLATE_STREAMS[0]], dim).T
+    return kept_projector(normals[TEMPLATE_STREAMS[1]], dim, rank) @ rotation_t
+
+
 def affine_material(mode: str, stats: CodeStats, n_latent: int, normals: Mapping[str, np.ndarray],
                     rank: int | None = None) -> KeyMaterial:
     """``rotate``/``project`` material from the key's normals (``streams_for``); see the module doc."""
@@ -95,8 +117,7 @@ def affine_material(mode: str, stats: CodeStats, n_latent: int, normals: Mapping
     rotation_t = haar_orthogonal(normals["rotation"], dim).T
     whitened_map, fill = rotation_t, np.zeros(dim)
     if mode == "project":
-        basis = haar_orthogonal(normals["project"], dim)[:, : check_rank(rank, dim)]
-        kept = basis @ basis.T
+        kept = kept_projector(normals["project"], dim, rank)
         g = np.asarray(normals["fill"][:dim], dtype=np.float64)
         whitened_map, fill = kept @ rotation_t, (g - g @ kept) @ rotation_t
     whiten, colour = stats.inv_sqrt_cov(), stats.sqrt_cov()

@@ -113,3 +113,10 @@ def test_verification_metrics_are_json_ready(rng):
     assert set(found["tar_at_far"]) == {"0.01", "0.001", "0.0001"}
     assert not found["tar_at_far"]["0.001"]["resolved"]
     json.dumps(found, allow_nan=False)
+
+
+def test_threshold_at_far_lets_through_at_most_the_target_share_of_impostors():
+    impostors = np.arange(1000, dtype=np.float64) / 1000.0      # 0.000 .. 0.999
+    t = metrics.threshold_at_far(impostors, 0.01)
+    assert np.count_nonzero(impostors >= t) == 10              # 0.990 .. 0.999
+    assert np.count_nonzero(impostors >= np.nextafter(t, -np.inf)) == 11   # the lowest such threshold

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from anonymixer import codestats
-from anonymixer.keymaterial import haar_orthogonal, key_material
+from anonymixer.keymaterial import haar_orthogonal, key_material, template_projection
 from anonymixer.keys import Key
 
 KEY = Key(bytes(range(32)))
@@ -35,6 +35,13 @@ def test_golden_project_material():
     material = key_material(KEY, SALT, "project", codestats.identity(4), 2, rank=2)
     np.testing.assert_allclose(material.matrix, GOLDEN_PROJECT, rtol=0, atol=1e-6)
     np.testing.assert_allclose(material.offset, [GOLDEN_PROJECT_OFFSET] * 2, rtol=0, atol=1e-6)
+
+
+def test_the_terminals_template_map_draws_from_streams_apart_from_the_mixers():
+    template = template_projection(KEY, SALT, 4, 2)
+    mixer = key_material(KEY, SALT, "project", codestats.identity(4), 1, rank=2).matrix
+    assert np.linalg.matrix_rank(template) == 2            # many-to-one, like the mixer's project
+    assert np.abs(template - mixer).max() > 0.1            # but another map: other normals
 
 
 def test_another_salt_gives_another_map():

@@ -153,6 +153,19 @@ def tar_at_far(mated: object, non_mated: object, target: float) -> OperatingPoin
                           threshold=float(lowest), resolved=n_non_mated * target >= 1.0)
 
 
+def threshold_at_far(non_mated: object, target: float) -> float:
+    """The lowest threshold ``t`` with ``FAR(t) <= target`` from non-mated (impostor) scores alone:
+    a hair above the ``floor(target * N) + 1``-th highest score (the infimum, as ``tar_at_far``).
+    With fewer than ``1 / target`` scores that is the ``FAR = 0`` point of this data."""
+    if not 0.0 <= target <= 1.0:
+        raise MetricsError(f"target FAR must be in [0, 1], got {target}")
+    n = np.sort(as_scores(non_mated, "non-mated scores"))[::-1]
+    allowed = int(np.floor(target * n.size))
+    if allowed >= n.size:
+        return float(n[-1])
+    return float(np.nextafter(n[allowed], np.inf))
+
+
 def match_rate(scores: object, threshold: float) -> float:
     """Share of ``scores`` that match (``>= threshold``)."""
     s = as_scores(scores)

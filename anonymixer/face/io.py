@@ -151,9 +151,13 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
     return _decode(Path(path))[0]
 
 
-def _decode(path: Path) -> tuple[np.ndarray, bytes, ImageHeader]:
-    """``decode_image``, with the file's bytes and header."""
-    data = _read_bytes(path)
+def _decode(path: Path, data: bytes | None = None) -> tuple[np.ndarray, bytes, ImageHeader]:
+    """``decode_image``, with the file's bytes and header; ``data``: the bytes, when they are
+    already in memory (an upload; ``path`` then only names it in errors)."""
+    if data is None:
+        data = _read_bytes(path)
+    elif not data:
+        raise InputImageError(f"{path}: empty file (0 bytes)")
     header = _check_header(path, data)
     problem = truncation(data) or (jpeg_damage(data) if header.format == "jpeg" else None)
     if problem:
@@ -191,14 +195,15 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return to_uint8(decode_image(path))
 
 
-def read_photo(path: str | os.PathLike[str]) -> tuple[np.ndarray, Restore]:
+def read_photo(path: str | os.PathLike[str], data: bytes | None = None) -> tuple[np.ndarray, Restore]:
     """A whole photo as ``(H, W, 3) uint8 BGR`` (upright), and its ``Restore``: the way back from a
-    processed copy to the file's own layout and depth, and to the file's own bytes.
+    processed copy to the file's own layout and depth, and to the file's own bytes. ``data``: the
+    file's bytes when they are already in memory (an upload); ``path`` then only names it.
 
     Raises ``InputImageError`` as ``decode_image`` does, and for a photo smaller than
     ``MIN_FACE_IMAGE_SIDE`` pixels on a side ("too small to contain a face").
     """
-    stored, data, header = _decode(Path(path))
+    stored, data, header = _decode(Path(path), data)
     height, width = stored.shape[:2]
     if min(height, width) < MIN_FACE_IMAGE_SIDE:
         raise InputImageError(f"{path}: image of {width}x{height} pixels is too small to contain a face "
