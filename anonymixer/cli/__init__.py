@@ -20,7 +20,7 @@ from types import ModuleType
 from .. import __version__
 from .. import interrupts
 from ..errors import AnonymixerError, printable
-from . import bench, evaluate, keys, models, protect, sign
+from . import bench, evaluate, keys, models, protect, sign, terminal
 from .common import DEFAULT_MODEL, protector_from_args
 
 __all__ = ["DEFAULT_MODEL", "GROUPS", "build_parser", "main", "protector_from_args"]
@@ -29,7 +29,7 @@ DESCRIPTION = ("anonymixer: replace faces by protected faces that a face recogni
                "the same secret key (cancelable face generation, FaceAnonyMixer)")
 
 # In the order `anonymixer --help` lists them.
-GROUPS: tuple[ModuleType, ...] = (keys, protect, models, evaluate, bench, sign)
+GROUPS: tuple[ModuleType, ...] = (keys, protect, models, evaluate, bench, sign, terminal)
 
 
 def build_parser() -> argparse.ArgumentParser:
