@@ -166,7 +166,7 @@ def positive_fmr(text: str) -> float:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .common import positive_int
+    from .common import add_trusted_key_option, positive_int
 
     group = sub.add_parser("terminal", help="access terminal: enrol, verify, identify and revoke cancelable "
                                             "templates in a SQLite store")
@@ -182,6 +182,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help="generator model (default: the store's; faces64 for a new store)")
             p.add_argument("--detector", default=None, metavar="yunet|dlib|PATH", help="face detector (default: yunet)")
             p.add_argument("--salt", default=None, help="deployment salt (default: $ANONYMIXER_SALT or built-in)")
+            add_trusted_key_option(p)
         p.add_argument("--json", action="store_true", help="print the result as one JSON object")
         p.set_defaults(func=func)
         return p
