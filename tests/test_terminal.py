@@ -241,3 +241,14 @@ def test_an_uploaded_photo_reads_as_the_file_does():
 
     data = packaged_photo("grace_hopper").read_bytes()
     assert np.array_equal(read_image_bytes(data, "grace.jpg"), photo("grace_hopper"))
+
+
+def test_one_terminal_serves_several_threads_and_loses_no_audit_row(terminal):
+    from concurrent.futures import ThreadPoolExecutor
+
+    probes = [photo("astronaut"), photo("grace_hopper")] * 4
+    before = len(terminal.audit(10_000))
+    with ThreadPoolExecutor(4) as pool:
+        decisions = list(pool.map(lambda image: terminal.verify("Eileen", image), probes))
+    assert [d.accepted for d in decisions] == [True, False] * 4
+    assert len(terminal.audit(10_000)) == before + len(probes)

@@ -117,6 +117,7 @@ class Store:
         self._local = threading.local()
         self._cache: tuple[str, str, Gallery] | None = None
         self._cache_lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
         self._migrate()
 
     # -- connections -------------------------------------------------------------------------
@@ -125,7 +126,10 @@ class Store:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+                # check_same_thread off only so that close() can close every thread's connection;
+                # each connection is used by the thread that opened it and no other.
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                       check_same_thread=False)
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA foreign_keys = ON")
@@ -134,6 +138,8 @@ class Store:
             except sqlite3.DatabaseError as exc:
                 raise TerminalError(f"store {self.label}: not a template store ({exc})") from None
             self._local.conn = conn
+            with self._cache_lock:
+                self._connections.append(conn)
         return conn
 
     @contextmanager
@@ -176,10 +182,12 @@ class Store:
         self.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close every thread's connection (call when no thread uses the store any more)."""
+        with self._cache_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
             conn.close()
-            self._local.conn = None
+        self._local = threading.local()
 
     # -- meta ----------------------------------------------------------------------------------
     def meta(self) -> dict[str, str]:

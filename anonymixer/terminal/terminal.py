@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +103,6 @@ class Terminal:
         self.store = store
         self.maker = maker
         self.fingerprint = maker.fingerprint if maker is not None else None
-        self._lock = threading.Lock()
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
