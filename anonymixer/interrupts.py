@@ -67,9 +67,14 @@ def handled() -> None:
 
 
 @contextmanager
-def installed() -> Iterator[None]:
+def installed(whole_process: bool = False) -> Iterator[None]:
     """SIGINT and SIGTERM handled as above for the duration (main thread only: elsewhere Python
-    cannot set handlers, and the caller's own handling stays)."""
+    cannot set handlers, and the caller's own handling stays).
+
+    ``whole_process``: the caller is the program itself (``anonymixer`` on the command line); once a
+    signal has come, the handlers stay until the process exits, so that the rest of a burst of
+    signals cannot interrupt the interpreter's own shutdown (a traceback, or death by the signal).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -80,5 +85,6 @@ def installed() -> Iterator[None]:
     try:
         yield
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        if not (whole_process and _state.stopping):
+            for number, handler in previous.items():
+                signal.signal(number, handler)

@@ -363,3 +363,36 @@ def test_after_a_handled_interrupt_the_next_signal_stops_the_run_again():
         interrupts.handled()                              # nothing came meanwhile: nothing raised
         with pytest.raises(Terminated):
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.usefixtures("reuse_tiny_model")
+def test_a_burst_of_signals_on_a_real_process_ends_it_cleanly_with_the_first_ones_code(key_file, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from facekit import leftovers
+    from test_reliability_video import clip, wait_for_partial_output
+
+    repo = Path(__file__).resolve().parents[1]
+    clip(tmp_path / "long.avi", frames=400, size=(160, 120))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "anonymixer.cli", "protect", str(tmp_path / "long.avi"), "--key", str(key_file),
+         "--model", "random:tiny", "--inflight", "3", "--out", str(tmp_path / "out")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    wait_for_partial_output(process, tmp_path / "out", "long")
+    assert process.poll() is None, process.communicate()
+    for sent in [signal.SIGTERM, signal.SIGINT, signal.SIGTERM, signal.SIGINT, signal.SIGTERM]:
+        if process.poll() is not None:
+            break
+        process.send_signal(sent)
+        time.sleep(0.02)
+    out, err = process.communicate()
+    assert process.returncode == 143, (process.returncode, out, err)      # never -6 (SIGABRT)
+    assert "Traceback" not in out + err and "Fatal Python error" not in err
+    assert leftovers(tmp_path) == [] and not (tmp_path / "out" / "long.avi").exists()

@@ -62,7 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="anonymixer: %(levelname)s: %(message)s")
-    with interrupts.installed():   # the first Ctrl-C/SIGTERM stops the run; later ones wait for its clean-up
+    # The first Ctrl-C/SIGTERM stops the run; later ones wait for its clean-up (and, when this is the
+    # program itself, argv None, for the interpreter's shutdown).
+    with interrupts.installed(whole_process=argv is None):
         try:
             _trust(args)
             return int(args.func(args))
