@@ -119,6 +119,7 @@ class VideoReader:
     def __init__(self, source: Source) -> None:
         self.source = source
         self._container: av.container.InputContainer | None = None
+        self._stream: av.video.stream.VideoStream | None = None
         self._capture: cv2.VideoCapture | None = None
         if source.kind == "video":
             problem = file_problem(Path(str(source.location)))
@@ -135,11 +136,13 @@ class VideoReader:
 
     def _open_pyav(self, path: str) -> VideoInfo:
         container = av.open(path)
-        try:
-            stream = container.streams.video[0]
-        except IndexError:
+        # The picture, not a cover image or thumbnail that some files carry as a second video stream.
+        moving = [s for s in container.streams.video
+                  if not s.disposition & (av.stream.Disposition.attached_pic | av.stream.Disposition.timed_thumbnails)]
+        if not moving:
             container.close()
-            raise
+            raise ValueError("no video stream")
+        stream = self._stream = moving[0]
         stream.thread_type = "AUTO"
         self._container = container
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -179,7 +182,8 @@ class VideoReader:
                 yield image, index / self.info.fps
                 index += 1
             return
-        stream = self._container.streams.video[0]
+        stream = self._stream
+        assert stream is not None
         last, first = -math.inf, True
         try:
             for frame in self._container.decode(stream):
