@@ -67,14 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         protector = Protector(args.model, bench_key())
     face_protector = FaceProtector(protector, open_detector("yunet"))
     samples: dict[int, float] = {}
-    real_count = app._count
+    real_count = app.RunReport.add_frame
 
-    def counting(result, report):   # called once per frame, in output order
-        real_count(result, report)
+    def counting(report, result):   # called once per frame, in output order
+        real_count(report, result)
         if report.frames in (1, args.sample_at, args.frames):
             samples[report.frames] = status_mb("VmRSS")
 
-    app._count = counting
+    app.RunReport.add_frame = counting
     load_start = load_average()
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "clip.avi"

@@ -30,7 +30,7 @@ import av
 import cv2
 import numpy as np
 
-from ..errors import InputVideoError, OutputError
+from ..errors import InputVideoError
 from .io import file_problem
 from .sources import Source
 
