@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if report.frames in (1, args.sample_at, args.frames):
             samples[report.frames] = status_mb("VmRSS")
 
-    app.RunReport.add_frame = counting
+    app.RunReport.add_frame = counting  # type: ignore[method-assign]
     load_start = load_average()
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "clip.avi"
