@@ -9,7 +9,8 @@ H.264 at CRF 23 (.mp4, .mov, .mkv) or VP9 (.webm). Each is protected exactly as
 ``anonymixer protect CLIP --out OUT`` does (``face.app.protect_sources``), and the sizes of input
 and output are compared; the old OpenCV writer (MPEG-4 Part 2, ``mp4v``) is timed on the same
 protected frames for comparison. Then VP9 and VP8 (the two WebM encoders in PyAV's wheel) encode
-the same 10 s of protected frames: size and speed. Writes ``sizes.json`` and prints Markdown.
+the same seconds of the scene: size, PSNR and speed. Writes ``sizes.json`` (``webm.json`` with
+``--webm-only``) and prints Markdown.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -34,8 +36,11 @@ SIZE = (1280, 720)
 CLIPS = {".mp4": ("libx264", "aac"), ".mov": ("libx264", "aac"), ".mkv": ("libx264", "libopus"),
          ".webm": ("libvpx-vp9", "libopus")}
 ENCODER_OPTIONS = {"libx264": {"crf": "23", "preset": "medium"},
-                   "libvpx-vp9": {"crf": "32", "b": "0", "deadline": "good", "cpu-used": "4", "row-mt": "1"},
-                   "libvpx": {"crf": "10", "b": "2M", "deadline": "good", "cpu-used": "4"}}
+                   "libvpx-vp9": {"crf": "32", "b": "0", "deadline": "good", "cpu-used": "4", "row-mt": "1"}}
+# WebM candidates: VP9 as anonymixer writes it (face/video.py), VP8 at two qualities (CRF with a cap).
+WEBM = {"vp9 crf 32": ("libvpx-vp9", ENCODER_OPTIONS["libvpx-vp9"]),
+        "vp8 crf 10, 2M cap": ("libvpx", {"crf": "10", "b": "2M", "deadline": "good", "cpu-used": "4"}),
+        "vp8 crf 30, 1M cap": ("libvpx", {"crf": "30", "b": "1M", "deadline": "good", "cpu-used": "4"})}
 
 
 def scene() -> tuple[np.ndarray, list[np.ndarray]]:
@@ -96,11 +101,16 @@ def decoded(path: Path, limit: int | None = None) -> list[np.ndarray]:
         return frames
 
 
-def encode(frames: list[np.ndarray], path: Path, codec: str) -> float:
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10.0 * np.log10(255.0 ** 2 / max(mse, 1e-12))
+
+
+def encode(frames: list[np.ndarray], path: Path, codec: str, options: dict[str, str]) -> float:
     """Seconds to encode ``frames`` with ``codec`` into ``path``."""
     start = time.perf_counter()
     with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=FPS, options=ENCODER_OPTIONS[codec])
+        stream = out.add_stream(codec, rate=FPS, options=options)
         stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
         stream.codec_context.time_base = Fraction(1, FPS)
         for i, image in enumerate(frames):
@@ -120,12 +130,39 @@ def opencv_mp4v(frames: list[np.ndarray], path: Path) -> None:
     writer.release()
 
 
+def compare_webm(seconds: int) -> list[dict[str, object]]:
+    """Each WebM candidate on the same ``seconds`` of the synthetic scene: size, PSNR against the
+    frames it was given (BGR, all pixels), encode speed."""
+    background, crops = scene()
+    frames = [frame_at(i, background, crops) for i in range(seconds * FPS)]
+    rows: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (codec, options) in WEBM.items():
+            path = Path(tmp) / f"{codec}.webm"
+            spent = encode(frames, path, codec, options)
+            back = decoded(path)
+            rows.append({"encoder": name, "codec": codec, "options": options, "frames": len(frames),
+                         "bytes": path.stat().st_size, "encode_s": round(spent, 1),
+                         "fps": round(len(frames) / spent, 1),
+                         "psnr_db": round(float(np.mean([psnr(a, b) for a, b in zip(frames, back)])), 2)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=60, help="length of the .mp4 clip (the others: 10 s)")
     parser.add_argument("--model", default="faces64")
     parser.add_argument("--out", default="benchmarks/results/video_sizes")
+    parser.add_argument("--webm-seconds", type=int, default=5, help="length of the WebM encoder comparison")
+    parser.add_argument("--webm-only", action="store_true", help="only the WebM encoder comparison")
     args = parser.parse_args(argv)
+    if args.webm_only:
+        record = {"date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+                  "webm_encoders": compare_webm(args.webm_seconds)}
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "webm.json").write_text(json.dumps(record, indent=1) + "\n")
+        print_webm(record["webm_encoders"], args.webm_seconds)
+        return 0
 
     from anonymixer.bench.inputs import bench_key
     from anonymixer.bench.machine import cpu_model, int8_features, load_average
@@ -157,14 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 opencv_mp4v(decoded(out), old)
                 row["opencv_mp4v_bytes"] = old.stat().st_size
             rows.append(row)
-        ten_s = decoded(folder / "out" / "clip.mp4", limit=min(10, args.seconds) * FPS)
-        webm = []
-        for codec in ("libvpx-vp9", "libvpx"):
-            path = folder / f"{codec}.webm"
-            seconds = encode(ten_s, path, codec)
-            webm.append({"encoder": codec, "options": ENCODER_OPTIONS[codec], "frames": len(ten_s),
-                         "bytes": path.stat().st_size, "encode_s": round(seconds, 1),
-                         "fps": round(len(ten_s) / seconds, 1)})
+    webm = compare_webm(args.webm_seconds)
     record = {"date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", "cpu": cpu_model(),
               "int8_features": int8_features(), "load_average": [load_start, load_average()],
               "model": args.model, "pyav": av.__version__, "ffmpeg": av.ffmpeg_version_info,
@@ -182,11 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     mp4 = rows[0]
     print(f"\nThe old OpenCV writer (mp4v) on the same protected frames: {mp4['opencv_mp4v_bytes'] / 1e6:.2f} MB "
           f"({mp4['opencv_mp4v_bytes'] / mp4['input_bytes']:.2f}x the input).\n")
-    print("| WebM encoder | 10 s of 720p: MB | encode s | fps |")
-    print("|---|---|---|---|")
-    for row in webm:
-        print(f"| {row['encoder']} | {row['bytes'] / 1e6:.2f} | {row['encode_s']} | {row['fps']} |")
+    print_webm(webm, args.webm_seconds)
     return 0
+
+
+def print_webm(rows: list[dict[str, Any]], seconds: int) -> None:
+    print(f"| WebM encoder | {seconds} s of 720p: MB | PSNR dB | encode s | fps |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['encoder']} | {row['bytes'] / 1e6:.2f} | {row['psnr_db']} | {row['encode_s']} | {row['fps']} |")
 
 
 if __name__ == "__main__":
