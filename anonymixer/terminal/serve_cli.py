@@ -34,7 +34,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise AnonymixerError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     logging.getLogger("anonymixer.terminal.service").setLevel(logging.INFO)
-    with Terminal.open(args.db, load_key(args.key)) as terminal:
+    with Terminal.open(args.db, load_key(args.key), model=args.model, detector=args.detector,
+                       salt=args.salt) as terminal:
         service = TerminalService(terminal, token, options)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
@@ -43,7 +44,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                   "the token crosses the network in clear; put a TLS proxy in front", file=sys.stderr)
         print(f"anonymixer terminal: serving {args.db} on http://{shown}:{port}/ "
               f"(token from {args.token_file}; Ctrl-C stops)", flush=True)
-        server(service.app).run(sockets=[sock])
+        try:
+            server(service.app).run(sockets=[sock])
+        except KeyboardInterrupt:   # Ctrl-C or SIGTERM, re-raised by uvicorn once it has drained
+            pass                    # the requests in flight: the normal way to stop a service
+    print("anonymixer terminal: stopped", flush=True)
     return 0
 
 
@@ -66,6 +71,9 @@ def register_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="HTTP service and operator page on a template store (bearer token)")
     p.add_argument("--db", required=True, help="the template store (SQLite file)")
     p.add_argument("--key", required=True, help="the site's key file")
+    p.add_argument("--model", default=None, help="generator model (default: the store's; faces64 for a new store)")
+    p.add_argument("--detector", default=None, metavar="yunet|dlib|PATH", help="face detector (default: yunet)")
+    p.add_argument("--salt", default=None, help="deployment salt (default: $ANONYMIXER_SALT or built-in)")
     p.add_argument("--token-file", required=True,
                    help="file holding the bearer token, mode 0600 (make one: (umask 077; openssl rand -hex 32 > FILE))")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")

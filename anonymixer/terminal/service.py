@@ -107,7 +107,7 @@ class TerminalService:
         api: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
             ("POST", "/v1/enrol", self.enrol), ("POST", "/v1/verify", self.verify),
             ("POST", "/v1/identify", self.identify), ("POST", "/v1/revoke", self.revoke),
-            ("GET", "/v1/subjects", self.subjects), ("GET", "/v1/subjects/{name:subject}/face", self.face),
+            ("GET", "/v1/info", self.info), ("GET", "/v1/subjects", self.subjects), ("GET", "/v1/subjects/{name:subject}/face", self.face),
             ("DELETE", "/v1/subjects/{name:subject}", self.forget), ("GET", "/v1/audit", self.audit),
             ("GET", "/metrics", self.metrics)]
         routes: list[Route | Mount] = [Route(path, self._guarded(path, handler), methods=[method])
@@ -188,6 +188,12 @@ class TerminalService:
 
     async def page(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+    async def info(self, request: Request) -> Response:
+        """The store's public settings (kind, recogniser, model, threshold...) and the serving
+        key's fingerprint."""
+        settings = await run_in_threadpool(self.terminal.info)
+        return JSONResponse({**settings, "fingerprint": self.terminal.fingerprint})
 
     async def enrol(self, request: Request) -> Response:
         form = await self._form(request)

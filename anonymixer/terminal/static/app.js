@@ -22,8 +22,18 @@ function showConsole() {
   $("login").hidden = true;
   $("console").hidden = false;
   $("logout").hidden = false;
+  refreshInfo();
   refreshSubjects();
   refreshAudit();
+}
+
+async function refreshInfo() {
+  const result = await api("GET", "/v1/info");
+  if (result.status !== 200) return;
+  const s = result.body;
+  const threshold = s.threshold === undefined ? "none (calibrate the store)" : Number(s.threshold).toFixed(3);
+  $("store-info").textContent = (s.kind || "?") + " templates · recogniser " + (s.recogniser || "?") +
+    " · model " + (s.model_id || "?") + " · key " + (s.fingerprint || "?") + " · threshold " + threshold;
 }
 
 // One request to the API. Resolves to {status, body} (body: parsed JSON, or a Blob with asBlob).
@@ -108,7 +118,7 @@ async function refreshAudit() {
   if (result.status !== 200) return;
   for (const row of result.body.rows) {
     const tr = document.createElement("tr");
-    [row.time, row.action, row.subject, row.outcome, fixed(row.score), fixed(row.threshold), row.detail]
+    [row.time, row.action, row.subject, row.outcome, fixed(row.score), fixed(row.threshold), row.source, row.detail]
       .forEach((value) => cell(tr, value));
     rows.appendChild(tr);
   }
@@ -204,7 +214,7 @@ document.addEventListener("DOMContentLoaded", () => {
       else showLogin(problem(result));
     } catch (error) { /* showLogin already said why */ }
   });
-  $("logout").addEventListener("click", () => { stopCamera(); showLogin(""); });
+  $("logout").addEventListener("click", () => { stopCamera(); $("store-info").textContent = ""; showLogin(""); });
 
   $("enrol-form").addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -235,6 +245,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const result = await api("POST", "/v1/revoke", form);
     $("revoke-result").textContent = result.status === 200
       ? "Revoked " + result.body.fingerprint + ": " + result.body.retired + " template(s) retired." : problem(result);
+    refreshInfo();
     refreshSubjects();
     refreshAudit();
   });

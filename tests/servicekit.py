@@ -1,11 +1,19 @@
-"""Helpers for the terminal service tests: a real uvicorn server on 127.0.0.1 in a thread."""
+"""Helpers for the terminal service tests: a real store on the real models, and a real uvicorn
+server on 127.0.0.1 in a thread."""
 
 import contextlib
 import threading
 import time
 
 import cv2
+import pytest
+from conftest import TEST_SECRET
+from facekit import photo
+from terminalkit import cached_maker
 
+import anonymixer.terminal.terminal as terminal_module
+from anonymixer.keys import Key
+from anonymixer.terminal import Terminal
 from anonymixer.terminal.service import ServiceOptions, TerminalService, bind, server
 
 TOKEN = "s3cret-token-for-tests-0123456789"
@@ -14,6 +22,17 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 def jpeg(image):
     return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+def open_site(folder, enrol=("astronaut",)):
+    """A store in ``folder`` under the tests' key (faces64, the default kind and recogniser; the
+    models are loaded once per session), with ``enrol``'s packaged photos enrolled by name."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(terminal_module, "TemplateMaker", cached_maker)
+        terminal = Terminal.open(folder / "site.db", Key(TEST_SECRET))
+    for name in enrol:
+        terminal.enrol(name, [photo(name)])
+    return terminal
 
 
 @contextlib.contextmanager
