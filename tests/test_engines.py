@@ -229,7 +229,9 @@ print('IMPORTED:', sorted(m for m in set(sys.modules) - before if m.startswith(%
 # Third-party packages of optional extras that a module may need at import time; a module that
 # lacks one of these is reported as SKIPPED. Any other ImportError (one of ours, a typo, a missing
 # name) is a FAILED import.
-OPTIONAL_PACKAGES = ("tensorrt", "dlib", "face_recognition_models", "matplotlib", "ray")
+OPTIONAL_PACKAGES = ("tensorrt", "dlib", "face_recognition_models", "matplotlib", "ray",
+                     # the terminal extra (anonymixer.terminal.service and .guard)
+                     "starlette", "uvicorn", "python_multipart", "prometheus_client")
 FULL_GRAPH = """
 import importlib, pkgutil, sys
 import numpy, onnxruntime, onnx, cv2, torch

@@ -293,5 +293,6 @@ def server(app: ASGIApp) -> Any:
     than uvicorn's, which would log subject names from the path."""
     import uvicorn
 
+    # limit_concurrency: past 64 open requests, 503 at once rather than an unbounded queue.
     return uvicorn.Server(uvicorn.Config(app, access_log=False, server_header=False, log_config=None,
-                                         timeout_graceful_shutdown=5))
+                                         limit_concurrency=64, timeout_graceful_shutdown=5))
