@@ -40,7 +40,8 @@ def serving(terminal, **options):
     """The service on ``terminal`` listening on a free port of 127.0.0.1; yields its base URL and
     stops it on leaving (it runs in a daemon thread, so it also ends with the test process)."""
     sock = bind("127.0.0.1", 0)
-    running = server(TerminalService(terminal, TOKEN.encode(), ServiceOptions(**options)).app)
+    service = TerminalService(terminal, TOKEN.encode(), ServiceOptions(**options))
+    running = server(service.app)
     thread = threading.Thread(target=running.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -52,4 +53,5 @@ def serving(terminal, **options):
     finally:
         running.should_exit = True
         thread.join(timeout=30)
+        service.close()
         sock.close()

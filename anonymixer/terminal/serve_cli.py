@@ -48,6 +48,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             server(service.app).run(sockets=[sock])
         except KeyboardInterrupt:   # Ctrl-C or SIGTERM, re-raised by uvicorn once it has drained
             pass                    # the requests in flight: the normal way to stop a service
+        finally:
+            service.close()
     print("anonymixer terminal: stopped", flush=True)
     return 0
 
