@@ -212,7 +212,7 @@ def test_the_secret_and_the_token_are_in_no_response_and_no_log_line(client, cap
         for secret in (TEST_SECRET, TEST_SECRET.hex().encode(), TOKEN.encode()):
             assert secret not in seen, response.request.url
     assert TEST_SECRET.hex() not in caplog.text and TOKEN not in caplog.text
-    assert "GET /v1/subjects/{name:subject}/face 200" in caplog.text   # the log names routes, not people
+    assert "GET /v1/subjects/{name}/face 200" in caplog.text   # the log names routes, not people
 
 
 def test_token_file_open_to_group_or_others_is_refused(tmp_path):

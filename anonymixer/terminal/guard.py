@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import Field, File, FormParser, parse_options_header
 
-from . import TerminalError
+from ..errors import TerminalError
 
 MAX_TOKEN_FILE_BYTES = 4096
 MIN_TOKEN_CHARS = 16

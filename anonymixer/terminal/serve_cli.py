@@ -68,8 +68,9 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def register_serve(sub: argparse._SubParsersAction) -> None:
-    """Add ``serve`` to the ``terminal`` command group's subparsers ``sub``."""
+def register_serve(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``serve`` to the ``terminal`` command group's subparsers ``sub``; returns its parser, for
+    the options the CLI shares among its commands (``--trusted-key``)."""
     p = sub.add_parser("serve", help="HTTP service and operator page on a template store (bearer token)")
     p.add_argument("--db", required=True, help="the template store (SQLite file)")
     p.add_argument("--key", required=True, help="the site's key file")
@@ -87,3 +88,4 @@ def register_serve(sub: argparse._SubParsersAction) -> None:
                         "the limit off (default 2)")
     p.add_argument("--verify-burst", type=int, default=10, help="requests a client may send at once (default 10)")
     p.set_defaults(func=cmd_serve)
+    return p

@@ -116,8 +116,9 @@ class TerminalService:
             ("GET", "/v1/info", self.info), ("GET", "/v1/subjects", self.subjects), ("GET", "/v1/subjects/{name:subject}/face", self.face),
             ("DELETE", "/v1/subjects/{name:subject}", self.forget), ("GET", "/v1/audit", self.audit),
             ("GET", "/metrics", self.metrics)]
-        routes: list[Route | Mount] = [Route(path, self._guarded(path, handler), methods=[method])
-                                       for method, path, handler in api]
+        # Routes are labelled by their template without the convertor: "/v1/subjects/{name}".
+        routes: list[Route | Mount] = [Route(path, self._guarded(path.replace(":subject", ""), handler),
+                                             methods=[method]) for method, path, handler in api]
         routes += [Route("/healthz", self._guarded("/healthz", self.healthz, open_=True), methods=["GET"]),
                    Route("/", self._guarded("/", self.page, open_=True), methods=["GET"]),
                    Mount("/static", StaticFiles(directory=STATIC), name="static")]
