@@ -9,7 +9,6 @@ escaped (``printable``); the key's secret is never printed, only its fingerprint
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from collections.abc import Iterator
@@ -220,10 +219,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--synthetic", type=positive_int, metavar="N", default=None,
                         help="also N synthetic identities drawn by the model")
 
-    try:   # `serve` comes with the HTTP service (anonymixer.terminal.serve_cli), when it is there
-        serve_cli = importlib.import_module("anonymixer.terminal.serve_cli")
-    except ModuleNotFoundError as exc:
-        if exc.name != "anonymixer.terminal.serve_cli":
-            raise
-        return
-    serve_cli.register_serve(commands)
+    # `serve`: the HTTP service (its packages, the terminal extra, load only when it runs).
+    from ..terminal.serve_cli import register_serve
+    add_trusted_key_option(register_serve(commands))
