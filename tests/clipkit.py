@@ -16,7 +16,7 @@ def face_frames(n, size=(320, 240)):
     return [np.roll(frame, 3 * i, axis=1) for i in range(n)]
 
 
-def make_clip(path, frames, times, *, codec="libx264", audio=None, subtitles=False, rotation=0):
+def make_clip(path, frames, times, *, codec="libx264", audio=None, subtitles=False, rotation=0, pix_fmt="yuv420p"):
     """Write ``frames`` (BGR) shown at ``times`` (s) to ``path`` (its suffix picks the container).
 
     ``audio``: an audio codec (``"aac"``, ``"libopus"``, ``"pcm_s16le"``) for a 440 Hz tone as
@@ -24,7 +24,7 @@ def make_clip(path, frames, times, *, codec="libx264", audio=None, subtitles=Fal
     out = av.open(str(path), "w")
     video = out.add_stream(codec, rate=Fraction(round(len(times) / max(times[-1], 1e-3))) if len(times) > 1 else 10)
     video.width, video.height = frames[0].shape[1], frames[0].shape[0]
-    video.pix_fmt = "yuv420p"
+    video.pix_fmt = pix_fmt
     video.codec_context.time_base = TIME_BASE
     if rotation:
         video.set_display_rotation(rotation)

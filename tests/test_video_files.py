@@ -117,3 +117,18 @@ def test_an_ffmpeg_without_the_encoder_is_one_line_naming_the_file_and_the_encod
     lines = failure_lines(no_traceback(capsys).out)
     assert len(lines) == 1 and "talk.mp4" in lines[0] and "no libx264-not-in-this-build encoder" in lines[0], lines
     assert not (tmp_path / "out" / "talk.mp4").exists()
+
+
+def test_a_video_cut_short_keeps_its_audio_up_to_the_end_of_its_last_frame(tmp_path, key_file):
+    clip = make_clip(tmp_path / "talk.mp4", face_frames(6), STEADY, audio="aac")
+    assert protect([clip], key_file, tmp_path / "out", "--max-frames", "3") == 0
+    out = describe(tmp_path / "out" / "talk.mp4")
+    assert out["audio"] == "aac" and abs(out["duration"] - 0.3) <= 0.1, out   # 3 frames at 10 fps
+
+
+def test_an_odd_sized_video_gets_one_copied_row_and_column(tmp_path, key_file):
+    frames = [np.ascontiguousarray(frame[:239, :319]) for frame in face_frames(3)]
+    clip = make_clip(tmp_path / "odd.mkv", frames, STEADY[:3], codec="ffv1", pix_fmt="bgr0")   # lossless, odd sides
+    assert describe(clip)["size"] == (319, 239)
+    assert protect([clip], key_file, tmp_path / "out") == 0
+    assert describe(tmp_path / "out" / "odd.mkv")["size"] == (320, 240)

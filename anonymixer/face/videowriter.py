@@ -27,7 +27,6 @@ from .video import COPIED_KINDS, CONTAINERS, ENCODERS, LIVE_PRESET, LIVE_TIME_BA
 
 log = logging.getLogger("anonymixer.video")
 
-COPY_AHEAD_S = 1.0   # copied packets are muxed this far ahead of the video (the muxer interleaves)
 
 
 def _reason(exc: BaseException) -> str:
@@ -82,7 +81,7 @@ class VideoWriter:
         try:
             for packet in self._stream.encode(frame):
                 self._mux(packet)
-            self._copy_until(time_s + COPY_AHEAD_S)
+            self._copy_until(time_s)   # never ahead of the video: a video cut short cuts its audio there
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise self._failed(exc) from None
         self.frames = number
