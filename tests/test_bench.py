@@ -1,7 +1,11 @@
 """`anonymixer bench`: the report's structure, measured figures, MAC counting and percentile math."""
 
+import contextlib
+import io
 import json
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -21,10 +25,13 @@ ITERS = 3
 def bench_run(tmp_path_factory):
     """One real run on the tiny model: torch + ort (fp32, int8) + trt (skipped here without TensorRT)."""
     out = tmp_path_factory.mktemp("bench")
-    code = main(["bench", "--model", "random:tiny", "--backends", "torch,ort,trt", "--precisions", "fp32,int8",
-                 "--batch", "1,2", "--inflight", "1,2", "--warmup", "1", "--iters", str(ITERS),
-                 "--video-frames", "4", "--peak-tflops", "1.0", "--out", str(out)])
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):   # --json: the object goes to stdout, the rest to stderr
+        code = main(["bench", "--model", "random:tiny", "--backends", "torch,ort,trt", "--precisions", "fp32,int8",
+                     "--batch", "1,2", "--inflight", "1,2", "--warmup", "1", "--iters", str(ITERS),
+                     "--video-frames", "4", "--peak-tflops", "1.0", "--out", str(out), "--json"])
     assert code == 0
+    (out / "stdout.json").write_text(stdout.getvalue())
     return out, json.loads((out / "bench.json").read_text())
 
 
@@ -283,7 +290,120 @@ def test_trt_stages_are_timed_with_cuda_events_around_the_engine_on_device_buffe
     clock = choose_clock(fake_backend(fake))
     assert isinstance(clock, TrtClock) and clock.timer == "cuda_event"
     face = np.random.default_rng(0).normal(size=(2, 3, 4, 4)).astype(np.float32)
-    samples, out = clock.time_stage("encoder", {"face": face}, warmup=1, iters=3)
-    assert samples == [0.25, 0.25, 0.25]          # the stand-in's cudaEventElapsedTime
-    np.testing.assert_allclose(out["w_real"], toy("encoder", face=face)["w_real"], rtol=1e-6)
+    timing = clock.time_stage("encoder", {"face": face}, warmup=1, iters=3)
+    assert timing.samples == [0.25, 0.25, 0.25]   # the stand-in's cudaEventElapsedTime
+    assert timing.warmup["settled"] and timing.warmup["calls"] == 10   # two windows of 5 equal calls
+    np.testing.assert_allclose(timing.outputs["w_real"], toy("encoder", face=face)["w_real"], rtol=1e-6)
     assert not fake.blocks                         # every device and pinned buffer was freed
+
+
+# ---- warm-up, timed calls, progress, trtexec, Jetson, --json --------------------------------------
+
+def test_bench_json_is_one_object_on_stdout_matching_its_schema(bench_run):
+    schemas = pytest.importorskip("anonymixer.schemas")
+    pytest.importorskip("jsonschema", reason="dev extra")
+    out, data = bench_run
+    lines = (out / "stdout.json").read_text().splitlines()
+    assert len(lines) == 1
+    printed = json.loads(lines[0])
+    schemas.validate("bench", printed)
+    assert printed["report"]["rows"][0]["label"] == data["rows"][0]["label"] == "torch fp32"
+
+
+def test_every_timed_stage_records_its_warm_up(bench_run):
+    _, data = bench_run
+    for label, batch, stage, item in measured_stats(data):
+        if stage in ("encoder", "mixer", "generator"):
+            assert item["warmup"]["calls"] >= 1 and isinstance(item["warmup"]["settled"], bool), (label, batch, stage)
+    assert "## Warm-up and timed calls per stage" in (bench_run[0] / "bench.md").read_text()
+
+
+def test_warm_up_goes_on_until_the_medians_of_two_windows_agree():
+    from anonymixer.bench.timers import Settle, warm_up
+
+    times = iter([90.0, 60.0, 40.0, 30.0, 20.0, 10.0, 10.5, 9.5, 10.0, 10.0, 10.2, 9.9, 10.0, 10.1, 10.0] + [10.0] * 50)
+    warm = warm_up(lambda: next(times), minimum=2, settle=Settle(window=5, tolerance=0.1))
+    assert warm["settled"] and warm["calls"] == 13 and warm["last_ms"] == 10.0   # 10.5 vs 10.0
+
+
+def test_warm_up_that_never_settles_stops_at_its_limit_and_says_so():
+    from anonymixer.bench.timers import Settle, warm_up
+
+    calls = iter(range(1, 1000))
+    warm = warm_up(lambda: float(next(calls)) ** 2, minimum=2, settle=Settle(window=3, tolerance=0.01, max_calls=30))
+    assert not warm["settled"] and warm["calls"] == 30
+
+
+def test_warmup_zero_means_no_warm_up_calls():
+    from anonymixer.bench.timers import warm_up
+
+    assert warm_up(lambda: pytest.fail("called"), minimum=0)["calls"] == 0
+
+
+def test_without_iters_the_timed_calls_reach_the_minimum_count_and_time_and_stop_at_the_maximum():
+    from anonymixer.bench.timers import AutoIters, timed_calls
+
+    samples, _ = timed_calls(lambda: 1.0, 0, None, auto=AutoIters(min_calls=7, min_s=0.0, max_calls=50))
+    assert len(samples) == 7
+    samples, _ = timed_calls(lambda: 1.0, 0, None, auto=AutoIters(min_calls=7, min_s=3600.0, max_calls=50))
+    assert len(samples) == 50
+
+
+def test_each_finished_row_is_one_progress_line_on_stderr(bench_run, capsys):
+    out, _ = bench_run
+    second = out / "progress"
+    second.mkdir()
+    (second / "onnx").symlink_to(out / "onnx")
+    assert main(["bench", "--model", "random:tiny", "--backends", "torch,ort", "--precisions", "fp32", "--batch", "1",
+                 "--inflight", "1", "--warmup", "0", "--iters", "2", "--detector", "none", "--out", str(second)]) == 0
+    err = capsys.readouterr().err
+    assert "bench: [1/2] torch fp32 in " in err and "bench: [2/2] ort fp32 in " in err
+    assert "B=1 encoder" in err and "no warm-up (--warmup 0)" in err
+
+
+def test_the_trtexec_line_of_a_stage_has_its_engine_batch_shapes_and_the_same_timing():
+    from anonymixer.bench.measure import _trtexec
+
+    shapes = {"w_real": (1, 100), "key_matrix": (100, 100), "key_offset": (1, 100), "w_prot": (1, 100)}
+    opened = SimpleNamespace(folder=Path("engines/fp16"), precision="fp16",
+                             stage=lambda name: SimpleNamespace(sample_shapes=shapes))
+    line = _trtexec(opened, "mixer", 4, 200)
+    assert line == ("trtexec --loadEngine=engines/fp16/mixer.fp16.engine --shapes=w_real:4x1x100 --noDataTransfers "
+                    "--warmUp=2000 --duration=0 --iterations=200 --percentile=50,90,99")
+
+
+def jetson_tree(root):
+    """The files a Jetson AGX Orin shows (a few of them), under ``root``."""
+    files = {"proc/device-tree/model": "NVIDIA Jetson AGX Orin Developer Kit\x00",
+             "etc/nv_tegra_release": "# R36 (release), REVISION: 4.3, GCID: 38968081\n",
+             "sys/devices/platform/17000000.gpu/devfreq/17000000.gpu/cur_freq": "1300500000",
+             "sys/devices/platform/17000000.gpu/devfreq/17000000.gpu/min_freq": "1300500000",
+             "sys/devices/platform/17000000.gpu/devfreq/17000000.gpu/max_freq": "1300500000",
+             "sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq": "2201600",
+             "sys/devices/system/cpu/cpu0/cpufreq/scaling_max_freq": "2201600"}
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+def test_a_jetsons_power_mode_and_clocks_are_read_and_recorded(tmp_path):
+    from anonymixer.bench.jetson import describe, jetson_state
+
+    jetson_tree(tmp_path)
+    nvpmodel = SimpleNamespace(stdout="NV Power Mode: MAXN\n0\n", stderr="")
+    state = jetson_state(tmp_path, run=lambda *a, **k: nvpmodel)
+    assert state["model"] == "NVIDIA Jetson AGX Orin Developer Kit" and state["l4t"].startswith("R36")
+    assert state["power_mode"] == {"name": "MAXN", "id": 0}
+    assert state["gpu_mhz"] == {"now": 1300.5, "min": 1300.5, "max": 1300.5} and state["clocks_pinned"]
+    assert state["cpu_mhz"] == {"now": [2201.6], "max": [2201.6]}
+    assert "power mode MAXN" in describe(state) and "pinned" in describe(state)
+
+
+def test_elsewhere_the_record_says_not_a_jetson(tmp_path, bench_run):
+    from anonymixer.bench.jetson import is_jetson, jetson_state
+
+    if is_jetson():
+        pytest.skip("this machine is a Jetson")
+    assert jetson_state(tmp_path) == {"jetson": False, "note": "not a Jetson"}
+    assert bench_run[1]["machine"]["jetson"]["jetson"] is False
+    assert "Jetson: not a Jetson" in (bench_run[0] / "bench.md").read_text()

@@ -2,11 +2,13 @@
 
 For each row and each batch size B:
 
-1. **stages**: encoder, mixer and generator, each ``warmup`` untimed then ``iters`` timed calls on
-   B fixed faces (``timers``: wall clock on the CPU, CUDA events on a GPU). The generator's
-   output at the largest batch is the row's final image, compared with the PyTorch FP32 row's
-   (PSNR);
-2. **frame**: ``iters`` whole frames holding B faces through ``FaceProtector.process`` (detect,
+1. **stages**: encoder, mixer and generator, each warmed up until its times settle (at least
+   ``warmup`` untimed calls), then ``iters`` timed calls (default: enough for a p99, see
+   ``timers``) on B fixed faces (``timers``: wall clock on the CPU, CUDA events on a GPU). The
+   generator's output at the largest batch is the row's final image, compared with the PyTorch
+   FP32 row's (PSNR). A TensorRT stage also records the ``trtexec`` line that times its engine
+   the same way;
+2. **frame**: ``iters`` (default ``FIXED_ITERS``) whole frames holding B faces through ``FaceProtector.process`` (detect,
    align, protect as one batch, paste back), wall clock; detection + alignment and paste-back
    are read from the same frames;
 3. **inflight**: for each N of ``--inflight``, ``max(iters, N)`` batches of B faces through
@@ -15,6 +17,9 @@ For each row and each batch size B:
    ``FaceProtector.process_many`` with N frames in flight (detect, align, networks, paste-back;
    ``--video-frames`` of them after N warm-up frames): frames per second of wall time, and each
    frame's latency from entering the pipeline to leaving it (p50, p99).
+
+A line per row goes to stderr as it finishes (the progress bar only shows on a terminal). The
+machine's record includes a Jetson's power mode and clocks (``jetson``), read only.
 
 The PyTorch eager FP32 row always runs first: it is the baseline of every ratio. Host memory is
 the row's resident-set peak (``stats``), with the resident set at the row's start (memory that
@@ -47,7 +52,8 @@ from ..provenance import versions
 from .machine import DISTRIBUTIONS, describe_machine, load_average
 from .macs import graph_macs
 from .peaks import DevicePeak, custom_peak, find_peak, peak_for_gpu
-from .timers import choose_clock, device_memory_mb
+from .jetson import jetson_state
+from .timers import FIXED_ITERS, choose_clock, device_memory_mb, trtexec_command
 
 BACKENDS = ("torch", "ort", "trt")
 BASELINE = ("torch", "fp32")
@@ -65,7 +71,7 @@ class BenchConfig:
     inflight: tuple[int, ...] = (1, 3)
     resolution: int | None = None
     warmup: int = 2
-    iters: int = 10
+    iters: int | None = None
     out: Path = Path("bench")
     device: str = "cpu"
     peak_tflops: float | None = None
@@ -82,7 +88,7 @@ class BenchConfig:
         unknown = sorted(set(self.precisions) - set(PRECISIONS))
         if unknown:
             raise BenchError(f"unknown precision {', '.join(unknown)}: choose from {', '.join(PRECISIONS)}")
-        if self.iters < 1 or self.warmup < 0:
+        if (self.iters is not None and self.iters < 1) or self.warmup < 0:
             raise BenchError(f"--iters must be >= 1 and --warmup >= 0 (got {self.iters}, {self.warmup})")
         if not self.batches or min(self.batches) < 1 or not self.inflight or min(self.inflight) < 1:
             raise BenchError("--batch and --inflight take positive integers, e.g. 1,4")
@@ -242,9 +248,12 @@ class RowRunner:
             for stage in FRAME_STAGES:
                 self.bar.set_postfix_str(f"{row['label']} b{batch} {stage}")
                 feeds = {name: values[name] for name in STAGE_IO[stage][0]}
-                samples, out = clock.time_stage(stage, feeds, config.warmup, config.iters)
-                entry["stages"][stage] = stats.summarize(samples, batch, clock.timer)
-                values.update(out)
+                timing = clock.time_stage(stage, feeds, config.warmup, config.iters)
+                entry["stages"][stage] = {**stats.summarize(timing.samples, batch, clock.timer),
+                                          "warmup": timing.warmup}
+                if backend_name == "trt":
+                    entry["stages"][stage]["trtexec"] = _trtexec(opened, stage, batch, len(timing.samples))
+                values.update(timing.outputs)
                 self.bar.update(1)
             if batch == max(config.batches):
                 image = values["image"]
@@ -299,7 +308,7 @@ class RowRunner:
         for _ in range(self.config.warmup):
             face_protector.process(frame)
         total, detect_align, paste, found = [], [], [], []
-        for _ in range(self.config.iters):
+        for _ in range(self.config.iters or FIXED_ITERS):
             start = time.perf_counter()
             result = face_protector.process(frame)
             total.append((time.perf_counter() - start) * 1000.0)
@@ -314,7 +323,7 @@ class RowRunner:
 
     def _inflight(self, protector: Any, batch: int, inflight: int) -> dict[str, Any]:
         faces = self.faces[:batch]
-        count = max(self.config.iters, inflight)
+        count = max(self.config.iters or FIXED_ITERS, inflight)
         warm = inflight if self.config.warmup else 0   # fills the pipeline once: threads started, sessions warm
         for _ in protector.protect_tensor_many([faces] * warm, inflight):
             pass
@@ -362,6 +371,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     config.check()
     started = datetime.datetime.now(datetime.timezone.utc)
     machine = describe_machine(config.device)
+    machine["jetson"] = jetson_state()
     plan = plan_rows(config, tensorrt_missing() if "trt" in config.backends else None)
     out = Path(config.out)
     prepare_folder(out)
@@ -382,7 +392,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     with tqdm(total=len(plan.rows) * per_row, desc="bench", unit="step", disable=None if config.progress else True,
               file=sys.stderr) as bar:
         runner = RowRunner(config, faces, frames, detector, bar, video)
-        for backend, precision in plan.rows:
+        for number, (backend, precision) in enumerate(plan.rows, 1):
             reset_ok = stats.reset_host_peak() and reset_ok
             rss_start = stats.host_rss_mb()   # what earlier rows left resident is in this row's peak too
             cuda = _cuda_torch(config.device)
@@ -408,6 +418,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             finally:
                 opened.close()
             rows.append(row)
+            bar.write(f"bench: [{number}/{len(plan.rows)}] {progress_line(row, time.perf_counter() - start)}",
+                      file=sys.stderr)
 
     from .compare import derive
 
@@ -428,6 +440,36 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             "macs": {"counted": "Conv/ConvTranspose/MatMul/Gemm (and their integer forms) from ONNX shapes at batch 1; "
                                 "see anonymixer.bench.macs", "per_face": macs},
             "peak": None if peak is None else asdict(peak), "notes": notes, "skipped": plan.skipped, "rows": rows}
+
+
+def progress_line(row: dict[str, Any], seconds: float) -> str:
+    """One finished row, e.g. ``torch fp32 in 9.1 s: B=1 encoder 5.40 ms (p99 6.10), ...; warm-up
+    settled in 10-14 calls``."""
+    parts, calls, unsettled = [], [], []
+    for entry in row["batches"]:
+        stages = ", ".join(f"{stage} {item['p50_ms']:.3g} ms (p99 {item['p99_ms']:.3g})"
+                           for stage, item in entry["stages"].items() if "warmup" in item)
+        parts.append(f"B={entry['batch']} {stages}")
+        for stage, item in entry["stages"].items():
+            if "warmup" in item:
+                calls.append(item["warmup"]["calls"])
+                if not item["warmup"]["settled"] and item["warmup"]["calls"]:
+                    unsettled.append(f"B={entry['batch']} {stage}")
+    warm = (f"warm-up {min(calls)}-{max(calls)} calls, " + ("settled" if not unsettled else
+            f"NOT settled for {', '.join(unsettled)} (limit reached; their p99 may include warm-up)")) \
+        if calls and max(calls) else "no warm-up (--warmup 0)"
+    return f"{row['label']} in {seconds:.1f} s: {'; '.join(parts)}; {warm}"
+
+
+def _trtexec(opened: Any, stage: str, batch: int, iterations: int) -> str:
+    """``timers.trtexec_command`` for ``stage`` of an opened TensorRT backend."""
+    from ..keymaterial import KEY_INPUTS
+    from ..runtime.engines import engine_filename
+
+    runner = opened.stage(stage)
+    batched = tuple(name for name in STAGE_IO[stage][0] if name not in KEY_INPUTS)
+    return trtexec_command(str(opened.folder / engine_filename(stage, opened.precision)), runner.sample_shapes,
+                           batch, iterations, batched)
 
 
 def _cuda_torch(device: str) -> Any:

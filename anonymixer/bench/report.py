@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import prepare_folder, replacing, write_json, write_text
+from .jetson import describe as describe_jetson
+from .timers import AUTO_ITERS, FIXED_ITERS, SETTLE
 
 STAGE_LABELS = {"encoder": "encoder", "mixer": "mixer", "generator": "generator",
                 "detect_align": "detect+align", "paste": "paste", "frame": "frame"}
@@ -50,8 +52,43 @@ def header_lines(data: dict[str, Any]) -> list[str]:
                                                if machine.get("cpu_flags") else "") + (f", GPU {gpu['name']} ({gpu['memory_gb']} GB)" if gpu else ", no GPU")
              + f"; load average {machine['load_average_start']} at start, {machine.get('load_average_end')} at end.",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
-             f"Settings: batch {settings['batches']}, in flight {settings['inflight']}, {settings['warmup']} warm-up + "
-             f"{settings['iters']} timed calls each; inputs: {settings['faces']}."]
+             f"Settings: batch {settings['batches']}, in flight {settings['inflight']}; {_calls(settings)}; "
+             f"inputs: {settings['faces']}."]
+    if "jetson" in machine:
+        lines.append(describe_jetson(machine["jetson"]) + ".")
+    return lines
+
+
+def _calls(settings: dict[str, Any]) -> str:
+    """How many warm-up and timed calls each stage got (see ``bench.timers``)."""
+    warm = ("no warm-up" if not settings["warmup"] else
+            f"warm-up until times settle (at least {settings['warmup']} calls; {SETTLE.window}-call medians within "
+            f"{SETTLE.tolerance:.0%}, at most {SETTLE.max_calls} calls or {SETTLE.max_s:g} s)")
+    timed = (f"{settings['iters']} timed calls" if settings["iters"] else
+             f"timed calls: at least {AUTO_ITERS.min_calls} and {AUTO_ITERS.min_s:g} s, at most {AUTO_ITERS.max_calls} "
+             f"(whole frames and in-flight runs: {FIXED_ITERS})")
+    return f"{warm}, then {timed}"
+
+
+def warmup_lines(data: dict[str, Any]) -> list[str]:
+    """The warm-up of each stage (calls, settled or not) and, for TensorRT rows, the trtexec lines."""
+    lines = ["", "## Warm-up and timed calls per stage", "",
+             "| row | B | stage | warm-up calls | settled | timed calls |", "|---|---|---|---|---|---|"]
+    commands = []
+    for row in data["rows"]:
+        for entry in row["batches"]:
+            for stage, item in entry["stages"].items():
+                warm = item.get("warmup")
+                if warm is not None:
+                    lines.append(f"| {row['label']} | {entry['batch']} | {stage} | {warm['calls']} | "
+                                 f"{'yes' if warm['settled'] else ('-' if not warm['calls'] else '**no**')} | {item['n']} |")
+                if item.get("trtexec"):
+                    commands.append(f"{item['trtexec']}    # {row['label']}, B={entry['batch']}, {stage}")
+    if commands:
+        lines += ["", "## The same engines with trtexec", "",
+                  "Each TensorRT row's stage timed by NVIDIA's `trtexec` the way `anonymixer bench` times it "
+                  "(inputs on the device, GPU time per call); compare its GPU Compute Time percentiles:", "",
+                  "```", *commands, "```"]
     return lines
 
 
@@ -105,6 +142,8 @@ def markdown(data: dict[str, Any]) -> str:
                 lines.append(f"| {row['label']} | {item['inflight']} | {item['frames']} | {item['fps']:.3g} | "
                              f"{ms(item['latency']['p50_ms'])} | {ms(item['latency']['p99_ms'])} | "
                              f"{_ratio(item.get('vs_inflight_1'))} |")
+    if any("warmup" in item for row in data["rows"] for e in row["batches"] for item in e["stages"].values()):
+        lines += warmup_lines(data)
     options = data["settings"].get("ort_session_options")
     if options:
         lines += ["", "## ONNX Runtime session options", ""]
