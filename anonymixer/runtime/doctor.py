@@ -14,14 +14,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PIP_TORCH = "pip install torch==2.13.0 (or your platform's build: Jetson images bring their own)"
-PIP_ORT = "pip install onnxruntime"
-PIP_ORT_GPU = "pip uninstall -y onnxruntime && pip install 'anonymixer[gpu]' (onnxruntime-gpu)"
+PIP_ORT = "pip install 'anonymixer[cpu]' (onnxruntime; or 'anonymixer[gpu]' for onnxruntime-gpu, never both)"
+PIP_ORT_GPU = ("pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'anonymixer[gpu]' (onnxruntime-gpu "
+               "alone; on Jetson, NVIDIA's onnxruntime-gpu wheel for your JetPack)")
+# Packages that each install the same `onnxruntime` module folder: with two of them, the one installed last
+# has overwritten part of the other's files, and uninstalling either deletes files the other needs.
+ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino",
+                     "onnxruntime-qnn", "onnxruntime-rocm", "onnxruntime-training")
 PIP_TRT = "pip install 'anonymixer[trt]' (tensorrt + cuda-python; on Jetson TensorRT comes with JetPack)"
 PIP_CUDA_PYTHON = "pip install cuda-python (also in 'anonymixer[trt]'; PyCUDA works too, without CUDA graphs)"
 # cuda-python's major version is the CUDA runtime it links: the driver must support that CUDA.
 PIN_CUDA_PYTHON = {12: "pip install 'cuda-python>=12.6,<13' (JetPack 6: CUDA 12.6)",
                    13: "pip install 'cuda-python>=13,<14' (a driver for CUDA 13: R580 or newer)"}
 NEED_DRIVER = "an NVIDIA GPU with its driver (nvidia-smi must work)"
+# A package of an optional extra, as Python imports it -> how to install it (the CLI's one-line error
+# when a command needs it and it is absent).
+OPTIONAL_PACKAGES = {
+    "onnxruntime": PIP_ORT,
+    "torch": PIP_TORCH.replace("pip install torch==2.13.0", "pip install torch==2.13.0 && pip install 'anonymixer[export]'"),
+    "onnx": "pip install 'anonymixer[export]'",
+    "onnxscript": "pip install 'anonymixer[export]'",
+    "onnxslim": "pip install 'anonymixer[export]'",
+    "matplotlib": "pip install 'anonymixer[eval]'",
+    "ray": "pip install 'anonymixer[ray]'",
+}
 
 
 @dataclass
@@ -76,6 +92,35 @@ def cuda_pair_warnings(cuda_python: str | None, driver: str | None, tensorrt_cud
 def _major(version: str | None) -> int | None:
     head = (version or "").split(".")[0]
     return int(head) if head.isdigit() else None
+
+
+def ort_conflict(installed: dict[str, str], machine: str | None = None) -> str | None:
+    """A warning, with the commands that mend it, when ``installed`` (ONNX Runtime distribution
+    -> version) holds more than one ONNX Runtime package; ``None`` for zero or one.
+
+    The mend uninstalls every one of them (uninstalling one alone would delete files of the
+    other, which shares its module folder) and installs the one to keep: onnxruntime-gpu where
+    it was installed (the user asked for a GPU), else the first other one. ``machine``:
+    ``platform.machine()``; on aarch64 (Jetson) onnxruntime-gpu comes from NVIDIA's wheel for
+    the JetPack release, not from PyPI.
+    """
+    present = [name for name in ORT_DISTRIBUTIONS if name in installed]
+    if len(present) < 2:
+        return None
+    keep = "onnxruntime-gpu" if "onnxruntime-gpu" in present else next(n for n in present if n != "onnxruntime")
+    pin = f"{keep}=={installed[keep]}"
+    if keep == "onnxruntime-gpu" and (machine or platform.machine()) == "aarch64":
+        reinstall = f"pip install <NVIDIA's {pin} wheel for your JetPack>"
+    else:
+        reinstall = f"pip install {pin}"
+    return (f"{len(present)} ONNX Runtime packages are installed ({', '.join(f'{n} {installed[n]}' for n in present)}); "
+            f"they share one module folder, so the one installed last broke the other: "
+            f"pip uninstall -y {' '.join(present)} && {reinstall}")
+
+
+def installed_ort() -> dict[str, str]:
+    """The ONNX Runtime distributions installed here (name -> version)."""
+    return {name: version for name in ORT_DISTRIBUTIONS if (version := _version(name))}
 
 
 def _tensorrt_cuda() -> int | None:
@@ -200,7 +245,8 @@ def collect() -> Findings:
     has_trt = _probe_tensorrt(versions)
     has_cuda = _probe_cuda(versions, gpu)
     driver = versions.get("CUDA driver", "")
-    warnings = cuda_pair_warnings(_version("cuda-python") or _version("cuda-bindings"),
+    conflict = ort_conflict(installed_ort())
+    warnings = ([conflict] if conflict else []) + cuda_pair_warnings(_version("cuda-python") or _version("cuda-bindings"),
                                   driver.split(";")[0] if driver[:1].isdigit() else None, _tensorrt_cuda())
 
     backends = [

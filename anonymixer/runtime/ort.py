@@ -22,6 +22,7 @@ import onnxruntime as ort
 
 from ..errors import BackendError, ExportError
 from ..export.layout import ORT_INT8
+from .doctor import PIP_ORT_GPU
 from .base import STAGE_IO, ModelInfo
 from .manifest import REEXPORT, ExportManifest, GraphEntry
 from .stream import FramePipeline, ThreadPipeline
@@ -57,7 +58,7 @@ def choose_providers(wanted: str | Sequence[Provider], available: Sequence[str],
         name = provider if isinstance(provider, str) else provider[0]
         if name not in available:
             raise BackendError(f"onnxruntime {ort.__version__} has no {name} (it has {', '.join(available)}); "
-                               "pip uninstall onnxruntime && pip install 'anonymixer[gpu]' for CUDA/TensorRT")
+                               f"for CUDA/TensorRT: {PIP_ORT_GPU}")
         if isinstance(provider, tuple) or name == CPU:
             chosen.append(provider)
         elif name == CUDA:

@@ -45,7 +45,14 @@ def open_backend(name: str, model: Any, **options: Any) -> Backend:
                                "(with the torch build for your platform)") from None
         return TorchBackend(model, **options)
     if name == "ort":
-        from .ort import OrtBackend
+        try:
+            from .ort import OrtBackend
+        except ModuleNotFoundError as exc:
+            if exc.name != "onnxruntime":
+                raise
+            from .doctor import PIP_ORT
+
+            raise BackendError(f"the ort backend needs ONNX Runtime: {PIP_ORT}") from None
 
         return OrtBackend(model, **options)
     if name == "trt":
