@@ -45,6 +45,7 @@ from tqdm import tqdm
 from .errors import AnonymixerError
 from .face.app import RunReport, Outcome, plan_output, processing_order, protect_source
 from .face.outputs import OutputPlan
+from .face.record import Setup
 from .face.sources import Source
 from .face.video import VideoOptions
 from .keys import Key
@@ -68,17 +69,6 @@ class ClusterOptions:
     gpus_per_actor: float = 0.0
     batch: int = 8
     max_restarts: int = 3
-
-
-@dataclass(frozen=True)
-class Setup:
-    """What an actor opened, for the run's header lines (the same as a single process prints)."""
-
-    model: str
-    fingerprint: str
-    backend: str
-    detector: str
-    is_random: bool
 
 
 class ProtectorActor:

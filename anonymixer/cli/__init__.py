@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK   (argcomplete's marker: this program completes its own arguments)
 """`anonymixer <command>`: the command line.
 
 Every command reports bad input as one line naming the file and the problem, finishes the rest of
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -20,8 +22,10 @@ from types import ModuleType
 from .. import __version__
 from .. import interrupts
 from ..errors import AnonymixerError, printable
+from ..runtime.doctor import OPTIONAL_PACKAGES
 from . import bench, evaluate, keys, models, protect, sign, terminal
 from .common import DEFAULT_MODEL, protector_from_args
+from .jsonout import machine_output
 
 __all__ = ["DEFAULT_MODEL", "GROUPS", "build_parser", "main", "protector_from_args"]
 
@@ -42,6 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Shell completion, when the optional argcomplete package is installed (``pip install
+    'anonymixer[completion]'``, then ``eval "$(register-python-argcomplete anonymixer)"`` in the
+    shell's start-up file). It acts only when the shell asks for completions (``_ARGCOMPLETE`` is
+    set): it prints them and exits; otherwise it returns at once."""
+    if "_ARGCOMPLETE" not in os.environ:
+        return
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)
+
+
 def _trust(args: argparse.Namespace) -> None:
     """The trusted key of a command that loads models (``--trusted-key``, else ``$ANONYMIXER_TRUSTED_KEY``),
     loaded before any work and written back into ``args`` so that Ray actors check with the same key;
@@ -59,19 +77,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; exit code 0, 1 (some input failed), 2 (the command could not run), or
     128 + the signal number after Ctrl-C (130) or SIGTERM (143), which are handled alike."""
     parser = build_parser()
+    _complete(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="anonymixer: %(levelname)s: %(message)s")
     # The first Ctrl-C/SIGTERM stops the run; later ones wait for its clean-up (and, when this is the
-    # program itself, argv None, for the interpreter's shutdown).
-    with interrupts.installed(whole_process=argv is None):
+    # program itself, argv None, for the interpreter's shutdown). --json: one object on stdout
+    # (cli/jsonout.py).
+    with interrupts.installed(whole_process=argv is None), machine_output(args) as envelope:
         try:
             _trust(args)
-            return int(args.func(args))
+            code = int(args.func(args))
         except AnonymixerError as exc:
-            print(f"anonymixer: error: {printable(str(exc))}", file=sys.stderr)
-            return 2
+            envelope["error"] = printable(str(exc))
+            print(f"anonymixer: error: {envelope['error']}", file=sys.stderr)
+            code = 2
+        except ModuleNotFoundError as exc:
+            advice = OPTIONAL_PACKAGES.get((exc.name or "").split(".")[0])
+            if advice is None:
+                raise
+            envelope["error"] = f"this command needs {exc.name}, which is not installed: {advice}"
+            print(f"anonymixer: error: {envelope['error']}", file=sys.stderr)
+            code = 2
         except KeyboardInterrupt as exc:
             number = getattr(exc, "signal_number", signal.SIGINT.value)
-            print(f"anonymixer: interrupted ({signal.Signals(number).name})", file=sys.stderr)
-            return 128 + number
+            envelope["error"] = f"interrupted ({signal.Signals(number).name})"
+            print(f"anonymixer: {envelope['error']}", file=sys.stderr)
+            code = 128 + number
+        envelope["exit_code"] = code
+    return code

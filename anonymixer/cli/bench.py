@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..atomic import prepare_folder
-from .common import (
-    add_trusted_key_option,
-    int_list,
-    positive_int,
-)
-
-if TYPE_CHECKING:
-    pass
+from .common import add_trusted_key_option, int_list, positive_int
+from .jsonout import add_json_option, set_result
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from ..runtime.doctor import collect, report
 
+    findings = collect()
     print(f"anonymixer {__version__}")
-    for line in report(collect()):
+    for line in report(findings):
         print(line)
+    set_result(args, asdict(findings))
     return 0
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -41,17 +38,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     paths = write_reports(data, Path(args.out))
     print(markdown(data))
     print(f"wrote {', '.join(str(p) for p in paths)}")
+    set_result(args, {"report": data, "written": paths})
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="what this machine can run: Python, onnxruntime, torch, TensorRT, CUDA, GPU")
+    add_json_option(p)
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("bench", help="per-stage latency and throughput of backends and precisions, side by side "
                                      "(bench.json, bench.md, bench.png)")
     p.add_argument("--model", default="random:ffhq256", metavar="SPEC",
-                   help="bundle file from `anonymixer import`, or random:tiny|ffhq256|ffhq1024[@seed] "
+                   help="bundle file from `anonymixer import`, faces64, or random:tiny|ffhq256|ffhq1024[@seed] "
                         "(default: %(default)s)")
     p.add_argument("--backends", default="torch,ort,trt", metavar="LIST",
                    help="torch, ort, trt; torch fp32 always runs as the baseline; trt is skipped with the "
@@ -64,8 +63,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="frames in flight for the throughput runs (default: 1,3)")
     p.add_argument("--resolution", type=int, default=None,
                    help="stop the generator early at this resolution (e.g. 256 from a 1024 model)")
-    p.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed calls first (default: %(default)s)")
-    p.add_argument("--iters", type=positive_int, default=10, metavar="N", help="timed calls (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=2, metavar="N",
+                   help="untimed calls first, at least; more follow until the stage's times settle; 0: no warm-up "
+                        "(default: %(default)s)")
+    p.add_argument("--iters", type=positive_int, default=None, metavar="N",
+                   help="timed calls per stage (default: at least 10 and 2 s of them, at most 200; whole frames and "
+                        "in-flight runs: 10)")
     p.add_argument("--out", default="bench", metavar="DIR",
                    help="folder for bench.json, bench.md, bench.png and the onnx/ export (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]: torch device, ONNX Runtime's CUDA "
@@ -82,4 +85,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video-frames", type=positive_int, default=30, metavar="N",
                    help="640x480 one-face frames per whole-frame stream row, for each --inflight (default: %(default)s)")
     add_trusted_key_option(p)
+    add_json_option(p)
     p.set_defaults(func=cmd_bench)

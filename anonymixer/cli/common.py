@@ -115,7 +115,8 @@ def add_calibration_options(p: argparse.ArgumentParser) -> None:
     """--calib DIR | --calib-synthetic N, --calib-method, --keep-fp (export and calibrate)."""
     source = p.add_mutually_exclusive_group()
     source.add_argument("--calib", metavar="DIR", default=None,
-                        help="INT8 calibration: a folder of aligned face images (any size, resized to 256)")
+                        help="INT8 calibration: a folder of aligned face images (any size: a centred square, resized to the "
+                             "model's input size, 256 for e4e, 64 for faces64)")
     source.add_argument("--calib-synthetic", type=positive_int, metavar="N", default=None,
                         help="INT8 calibration on N faces drawn by the model itself (default when no --calib: 32)")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax",

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..atomic import check_writable
 from ..errors import AnonymixerError
-from .common import (
-    add_trusted_key_option,
-    int_list,
-    positive_int,
-)
-
-if TYPE_CHECKING:
-    pass
+from .common import add_trusted_key_option, int_list, positive_int
+from .jsonout import add_json_option, set_result
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -40,6 +34,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                         seed=args.seed, salt=args.salt, device=args.device, batch=args.batch)
     result = evaluate(config)
     paths = write_reports(result, Path(args.out))
+    set_result(args, {"mode": "data", "report": json.loads(paths[0].read_text(encoding="utf-8")), "written": paths})
     for line in summary_lines(result):
         print(line)
     for line in result.data["skipped"]:
@@ -63,6 +58,8 @@ def _evaluate_synthetic(args: argparse.Namespace) -> int:
         config.modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     result = evaluate_synthetic(config)
     paths = write_synthetic_reports(result, Path(args.out))
+    set_result(args, {"mode": "synthetic", "report": json.loads(paths[0].read_text(encoding="utf-8")),
+                      "written": paths})
     for line in markdown(result):
         print(line)
     print(f"wrote {', '.join(str(p) for p in paths)}")
@@ -111,4 +108,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--salt", default=None, help="deployment salt (default: $ANONYMIXER_SALT or built-in)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default: %(default)s)")
     p.add_argument("--batch", type=positive_int, default=8, help="faces per batch (default: %(default)s)")
+    add_json_option(p)
     p.set_defaults(func=cmd_evaluate)

@@ -103,7 +103,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write ONNX graphs of every stage (fp32, fp16, int8) with parity and "
                                       "accuracy reports")
     p.add_argument("--model", required=True, metavar="SPEC",
-                   help="bundle file from `anonymixer import`, or random:tiny|ffhq256|ffhq1024[@seed]")
+                   help="bundle file from `anonymixer import`, faces64 (real 64-px weights that ship with anonymixer), "
+                        "or random:tiny|ffhq256|ffhq1024[@seed]")
     p.add_argument("--out", required=True, metavar="DIR", help="export folder to write")
     p.add_argument("--precision", default="fp32", metavar="LIST",
                    help="comma-separated: fp32 (always), fp16, int8 (default: %(default)s)")

@@ -18,8 +18,10 @@ from .common import (
     print_setup,
     protector_from_args,
 )
+from .jsonout import add_json_option, set_result
 
 if TYPE_CHECKING:
+    from ..face.record import Setup
     from ..face.aligned import ProtectReport
     from ..face.app import RunReport
     from ..face.sources import Source
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 
 
 def cmd_protect(args: argparse.Namespace) -> int:
+    from ..face.record import Setup, run_record, write_record
     from ..face.sources import expand_sources
     from ..keys import load_key
 
@@ -46,28 +49,34 @@ def cmd_protect(args: argparse.Namespace) -> int:
         if out is None:
             raise AnonymixerError("--out is required: the folder to write protected crops into")
         with protector_from_args(args, key) as protector:
-            print_setup(protector.info.description, protector.fingerprint, protector.backend.describe())
+            setup = Setup(protector.info.description, protector.fingerprint, protector.backend.describe(), None,
+                          protector.info.is_random)
+            print_setup(setup.model, setup.fingerprint, setup.backend)
             report: ProtectReport | RunReport = protect_aligned_files(
                 protector, found.sources, out, batch_size=args.batch, inflight=getattr(args, "inflight", 1))
-        is_random = protector.info.is_random
     else:
         if out is None and not (args.preview and all(s.live for s in found.sources)):
             raise AnonymixerError("--out is required (only a camera or stream shown with --preview can go without)")
-        report, _, is_random = _protect_whole(args, key, found.sources)
+        report, setup = _protect_whole(args, key, found.sources)
     report.notes[:0] = found.notes
     for line in found.empty:
         report.fail(line)
     print(report.summary())
-    if is_random:
+    record = run_record(report.outcomes, found.sources, setup, no_face=None if args.aligned else args.no_face,
+                        seconds=report.seconds, complete=report.interrupted is None, notes=report.notes,
+                        failures=report.failures)
+    if out is not None:
+        print(f"report: {write_record(out, record)}")
+    set_result(args, record)
+    if setup.is_random:
         print(RANDOM_NOTE)
     if report.interrupted is not None:
         return 128 + report.interrupted
     return 0 if not report.failures else 1
 
-def _protect_whole(args: argparse.Namespace, key: Key, sources: list[Source]) -> tuple[RunReport, str, bool]:
+def _protect_whole(args: argparse.Namespace, key: Key, sources: list[Source]) -> tuple[RunReport, Setup]:
     """Whole photos, videos, cameras and streams: detect, align, protect, paste back; in this
-    process, or on a Ray cluster with ``--ray``. The report, the model's description, and whether
-    its weights are random."""
+    process, or on a Ray cluster with ``--ray``. The report, and what the run opened."""
     if args.ray is not None:
         return _protect_on_ray(args, key, sources)
     from ..face.app import protect_sources
@@ -75,18 +84,21 @@ def _protect_whole(args: argparse.Namespace, key: Key, sources: list[Source]) ->
     from ..face.pipeline import FaceProtector
     from ..face.preview import Preview
     from ..face.video import VideoOptions
+    from ..face.record import Setup
 
     detector = open_detector(args.detector)  # before the model: a missing detector fails fast
     with protector_from_args(args, key) as protector:
-        print_setup(protector.info.description, protector.fingerprint, protector.backend.describe())
+        setup = Setup(protector.info.description, protector.fingerprint, protector.backend.describe(), detector.name,
+                      protector.info.is_random)
+        print_setup(setup.model, setup.fingerprint, setup.backend)
         print(f"detector: {detector.name}   no face: {args.no_face}")
         face_protector = FaceProtector(protector, detector, no_face=args.no_face, max_batch=args.batch)
         report = protect_sources(face_protector, sources, None if args.out is None else Path(args.out),
                                  preview=Preview(args.preview), max_frames=args.max_frames,
                                  inflight=args.inflight, video=VideoOptions.from_settings(args))
-    return report, protector.info.description, protector.info.is_random
+    return report, setup
 
-def _protect_on_ray(args: argparse.Namespace, key: Key, sources: list[Source]) -> tuple[RunReport, str, bool]:
+def _protect_on_ray(args: argparse.Namespace, key: Key, sources: list[Source]) -> tuple[RunReport, Setup]:
     """``--ray [ADDRESS]``: the same work on a pool of Ray actors (``anonymixer.cluster``)."""
     if Path(args.ray).exists() and args.ray:
         raise AnonymixerError(f"--ray took {args.ray!r}, which is an input, as the cluster address: put --ray "
@@ -97,7 +109,7 @@ def _protect_on_ray(args: argparse.Namespace, key: Key, sources: list[Source]) -
     if getattr(args, "preview", False):
         raise AnonymixerError("--preview shows the frames of one process; drop it with --ray")
     try:
-        from ..cluster import ClusterOptions, Setup, describe, protect_on_cluster
+        from ..cluster import ClusterOptions, describe, protect_on_cluster
     except ImportError:
         raise AnonymixerError("--ray needs Ray: pip install 'anonymixer[ray]'") from None
     options = ClusterOptions(address=args.ray or None, actors=args.ray_actors, cpus_per_actor=args.ray_cpus_per_actor,
@@ -112,7 +124,7 @@ def _protect_on_ray(args: argparse.Namespace, key: Key, sources: list[Source]) -
 
     report = protect_on_cluster(args, key, sources, Path(args.out), options, max_frames=args.max_frames,
                                 on_setup=on_setup)
-    return report, setups[0].model, setups[0].is_random
+    return report, setups[0]
 
 def cmd_rekey(args: argparse.Namespace) -> int:
     from ..face.app import RunReport
@@ -156,7 +168,8 @@ def cmd_rekey(args: argparse.Namespace) -> int:
         print(f"resume: {len(kept)} of {len(sources)} originals already protected (unchanged, outputs intact); "
               f"{len(todo)} to do")
     if todo:
-        report, model, is_random = _protect_whole(args, key, todo)
+        report, setup = _protect_whole(args, key, todo)
+        model, is_random = setup.model, setup.is_random
     else:
         report, model, is_random = RunReport(), str(previous["model"] if previous else ""), False
     print(report.summary())
@@ -223,6 +236,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="when a camera or stream stops delivering, reopen it (after 0.5 s, doubling up to 30 s) "
                         "until it comes back; the report counts the gaps")
     add_ray_options(p)
+    add_json_option(p)
     p.set_defaults(func=cmd_protect)
 
     p = sub.add_parser("rekey", help="re-protect an archive of originals under a new key (after a revocation): "

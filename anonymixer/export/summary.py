@@ -72,7 +72,20 @@ def summary(folder: str | Path, manifest: dict[str, Any], seconds: float | None 
                 lines.append(f"  {stage}: kept in FP32 entirely")
     if model.get("is_random"):
         lines += ["", "NOTE: random weights: graphs, shapes and latency are real; the faces are not"]
-    lines += ["", f"manifest: {folder / MANIFEST}",
-              f"run it:   anonymixer protect --onnx {folder} [--precision fp16|int8] ...",
-              f"TensorRT: anonymixer build --onnx {folder} --out ENGINE_DIR [--precision fp16|int8]"]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", f"manifest: {folder / MANIFEST}", *next_steps(folder, manifest)])
+
+
+def next_steps(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """The commands that use what this folder holds, naming only the precisions it has, and how to
+    add the others."""
+    reduced = [p for p in ("fp16", "int8") if all(p in manifest["graphs"].get(s, {}) for s in ("encoder", "generator"))]
+    choice = f" [--precision {'|'.join(reduced)}]" if reduced else ""
+    lines = [f"run it:   anonymixer protect --onnx {folder}{choice} ...",
+             f"TensorRT: anonymixer build --onnx {folder} --out ENGINE_DIR --precision "
+             + ("|".join(reduced) if reduced else "fp32")]
+    if "fp16" not in reduced:
+        lines.append(f"FP16:     anonymixer export --model {manifest['model'].get('spec') or 'SPEC'} --out {folder} "
+                     "--precision fp32,fp16 --force")
+    if "int8" not in reduced:
+        lines.append(f"INT8:     anonymixer calibrate --onnx {folder}")
+    return lines

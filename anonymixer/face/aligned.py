@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..errors import AnonymixerError, InputImageError, printable
 from ..runtime.protector import Protector
+from .app import Outcome
 from .io import read_image, write_image
 from .outputs import OutputPlan
 from .sources import Source
@@ -37,10 +38,13 @@ class ProtectReport:
     replaced: int = 0
     interrupted: int | None = None
     stage_ms: dict[str, float] = field(default_factory=dict)
+    outcomes: list[Outcome] = field(default_factory=list)
 
-    def fail(self, line: str) -> None:
-        """One failed input, one line."""
+    def fail(self, line: str, source: Source | None = None) -> None:
+        """One failed input, one line (and its ``outcomes`` entry when its ``source`` is known)."""
         self.failures.append(line)
+        if source is not None:
+            self.outcomes.append(Outcome(source, None, True, (line,)))
 
     def summary(self) -> str:
         """The report for the terminal; control characters of file names are escaped (``printable``)."""
@@ -61,9 +65,13 @@ class ProtectReport:
 class _Crop:
     """One readable input: its name, where its output goes, the crop ``(size, size, 3) uint8 RGB``."""
 
-    name: str
+    source: Source
     target: Path
     face: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return str(self.source)
 
 
 def read_aligned_face(path: Path, size: int) -> np.ndarray:
@@ -138,9 +146,9 @@ def _read_batches(sources: list[Source], plan: OutputPlan, size: int, batch_size
             if source.kind != "image":
                 raise InputImageError(f"{source}: a {source.kind}; --aligned protects aligned face images only")
             target = plan.claim(source.output, str(source))
-            batch.append(_Crop(str(source), target, read_aligned_face(Path(str(source.location)), size)))
+            batch.append(_Crop(source, target, read_aligned_face(Path(str(source.location)), size)))
         except AnonymixerError as exc:
-            report.failures.append(str(exc))
+            report.fail(str(exc), source)
             bar.update(1)
         if len(batch) == batch_size:
             yield batch
@@ -150,7 +158,8 @@ def _read_batches(sources: list[Source], plan: OutputPlan, size: int, batch_size
 
 
 def _fail(batch: list[_Crop], exc: AnonymixerError, report: ProtectReport, bar: tqdm) -> None:
-    report.failures.extend(f"{crop.name}: protection failed: {exc}" for crop in batch)
+    for crop in batch:
+        report.fail(f"{crop.name}: protection failed: {exc}", crop.source)
     bar.update(len(batch))
 
 
@@ -159,6 +168,7 @@ def _write_batch(protector: Protector, batch: list[_Crop], protected: np.ndarray
     size = protector.input_size
     for stage, ms in protector.last_timings_ms.items():
         report.stage_ms[stage] = report.stage_ms.get(stage, 0.0) + ms
+    per_face = {stage: ms / len(batch) for stage, ms in protector.last_timings_ms.items()}
     for crop, face in zip(batch, protected):
         if face.shape[0] != size:
             face = cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA
@@ -168,6 +178,7 @@ def _write_batch(protector: Protector, batch: list[_Crop], protected: np.ndarray
             write_image(crop.target, cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
             report.written.append(crop.target)
             report.replaced += replaces
+            report.outcomes.append(Outcome(crop.source, crop.target, False, frames=1, faces=1, stage_ms=per_face))
         except AnonymixerError as exc:
-            report.failures.append(f"{exc}")
+            report.fail(f"{exc}", crop.source)
         bar.update(1)

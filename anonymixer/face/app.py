@@ -45,12 +45,19 @@ INFLIGHT_PHOTO_BYTES = 512 * 2**20
 @dataclass(frozen=True)
 class Outcome:
     """What became of one input: its ``output`` (``None``: nothing written), whether it ``failed``
-    (unreadable, a masked face, an unwritable output) and the report lines about it."""
+    (unreadable, a masked face, an unwritable output), the report lines about it (``problems``:
+    failures, ``notes``: the rest), its ``frames``, ``faces`` protected and ``masked``, and the
+    wall time of each stage summed over its frames (``stage_ms``)."""
 
     source: Source
     output: Path | None
     failed: bool
     problems: tuple[str, ...] = ()
+    frames: int = 0
+    faces: int = 0
+    masked: int = 0
+    notes: tuple[str, ...] = ()
+    stage_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -197,7 +204,8 @@ def protect_source(face_protector: FaceProtector, source: Source, target: Path |
 def _with_outcome(source: Source, report: RunReport) -> RunReport:
     """``report``, the whole report of ``source``, with its ``outcomes`` entry."""
     output = report.written[-1] if report.written else None
-    report.outcomes.append(Outcome(source, output, report.failed_inputs > 0, tuple(report.failures)))
+    report.outcomes.append(Outcome(source, output, report.failed_inputs > 0, tuple(report.failures), report.frames,
+                                   report.faces, report.masked, tuple(report.notes), dict(report.stage_ms)))
     return report
 
 
