@@ -66,7 +66,7 @@ def test_protect_aligned_reports_bad_files_by_name_and_finishes_the_rest(tmp_pat
     printed = capsys.readouterr().out
     assert code == 1
     assert (out_dir / "astronaut.png").is_file()
-    assert sorted(p.name for p in out_dir.iterdir()) == ["astronaut.png"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["astronaut.png", "report.json"]
     failure_lines = [line.strip() for line in printed.splitlines() if line.startswith("  ")]
     for name, problem in [("notes.png", "not a readable image"), ("small.png", "256x256"),
                           ("gray.png", "grayscale"), ("empty.jpg", "empty")]:

@@ -52,11 +52,11 @@ def run(*argv):
 
 
 def report_lines(printed):
-    """The printed lines minus what depends on timing or on the pool (``in 12.3 s``, per-frame ms, ``ray:``)
-    and Ray's own messages (``(raylet) ... the task will be retried``)."""
+    """The printed lines minus what depends on timing, on the pool or on the output folder (``in 12.3 s``,
+    per-frame ms, ``ray:``, ``report: OUT/report.json``) and Ray's own messages (``(raylet) ... the task will be retried``)."""
     lines = []
     for line in printed.splitlines():
-        if line.startswith(("per frame:", "ray:")) or "(raylet)" in line:
+        if line.startswith(("per frame:", "ray:", "report:")) or "(raylet)" in line:
             continue
         lines.append(re.sub(r" in [0-9.]+ s$", "", line))
     return lines
@@ -76,7 +76,8 @@ def start_ray():
 
 
 def tree(folder: Path):
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    """The protected outputs under ``folder`` (the run's report.json aside)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "report.json")
 
 
 @pytest.fixture(scope="module")

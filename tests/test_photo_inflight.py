@@ -2,6 +2,7 @@
 decoded at most N ahead of the one being written, fail closed per face, and Ctrl-C/SIGTERM that
 leave no partial output and say how many inputs were not processed."""
 
+import json
 import re
 import threading
 
@@ -72,10 +73,13 @@ def test_photos_in_flight_give_the_same_files_and_report_lines_as_one_at_a_time(
     assert [re.match(r".*/in/(p\d\d\w*)\.png", line).group(1) for line in failed] == [
         "p02_empty", "p04_wall", "p05_text", "p07"], failed
     assert "would overwrite the output of" in failed[3], failed
-    names = sorted(p.name for p in (tmp_path / "one").iterdir())
-    assert len(names) == 10 and sorted(p.name for p in (tmp_path / "three").iterdir()) == names
+    names = sorted(p.name for p in (tmp_path / "one").iterdir() if p.name != "report.json")
+    assert len(names) == 10 and sorted(p.name for p in (tmp_path / "three").iterdir() if p.name != "report.json") == names
     for name in names:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "three" / name).read_bytes(), name
+    records = [json.loads((tmp_path / run / "report.json").read_text())["files"] for run in ("one", "three")]
+    assert [[(f["input"], f["status"], f["output_sha256"]) for f in files] for files in records] == [
+        [(f["input"], f["status"], f["output_sha256"]) for f in records[0]]] * 2
 
 
 def test_photos_are_decoded_at_most_inflight_ahead_of_the_one_being_written(tmp_path, key_file, monkeypatch):
@@ -148,9 +152,11 @@ def test_an_interrupt_with_photos_in_flight_writes_nothing_partial_and_counts_wh
         monkeypatch.setattr(app, "read_photo", raise_on_call(6, app.read_photo, exc))
     assert protect([tmp_path / "in"], key_file, tmp_path / "out", "--inflight", inflight) == code
     printed = no_traceback(capsys).out
-    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    written = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name != "report.json")
     done = len(written)
     assert written == [p.name for p in paths[:done]] and 1 <= done <= 5, written
+    record = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert record["complete"] is False and record["not_processed"] == 10 - done
     if where == "write":
         assert done == 3
     assert f"note: interrupted by {name}: {10 - done} input(s) not processed, first {paths[done]}" in printed
