@@ -59,7 +59,7 @@ def test_photos_in_flight_are_written_byte_for_byte_as_one_at_a_time(tmp_path, k
     (folder / "p9_bad.png").write_text("not a photo")   # a bad file in the middle of the stream
     assert protect([folder], key_file, tmp_path / "one", "--inflight", "1") == 1
     assert protect([folder], key_file, tmp_path / "three", "--inflight", "3") == 1
-    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    names = sorted(p.name for p in (tmp_path / "one").iterdir() if p.name != "report.json")
     assert names == [f"p{i}.png" for i in range(4)]
     for name in names:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "three" / name).read_bytes()

@@ -150,7 +150,7 @@ def test_a_file_url_is_the_file_it_names_not_a_stream(tmp_path, key_file, capsys
     url = (tmp_path / "my photo.png").as_uri()  # file:///.../my%20photo.png
     assert protect([url], key_file, tmp_path / "out") == 0
     assert "1 face(s) protected" in no_traceback(capsys).out
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["my photo.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["my photo.png", "report.json"]
 
 
 def test_an_empty_input_name_is_refused_not_read_as_the_current_folder(tmp_path, key_file, capsys, monkeypatch):

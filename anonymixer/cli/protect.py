@@ -65,14 +65,19 @@ def cmd_protect(args: argparse.Namespace) -> int:
     record = run_record(report.outcomes, found.sources, setup, no_face=None if args.aligned else args.no_face,
                         seconds=report.seconds, complete=report.interrupted is None, notes=report.notes,
                         failures=report.failures)
+    unwritten = False
     if out is not None:
-        print(f"report: {write_record(out, record)}")
+        try:
+            print(f"report: {write_record(out, record)}")
+        except AnonymixerError as exc:   # an unwritable or full --out: the outputs' own lines said so already
+            print(f"report not written: {exc}")
+            unwritten = True
     set_result(args, record)
     if setup.is_random:
         print(RANDOM_NOTE)
     if report.interrupted is not None:
         return 128 + report.interrupted
-    return 0 if not report.failures else 1
+    return 0 if not (report.failures or unwritten) else 1
 
 def _protect_whole(args: argparse.Namespace, key: Key, sources: list[Source]) -> tuple[RunReport, Setup]:
     """Whole photos, videos, cameras and streams: detect, align, protect, paste back; in this
