@@ -9,7 +9,6 @@ escaped (``printable``); the key's secret is never printed, only its fingerprint
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import printable
+from .jsonout import set_result
 
 if TYPE_CHECKING:
     from ..terminal import Decision, Terminal
@@ -46,8 +46,12 @@ def read_photos(paths: list[str]) -> list[Any]:
 
 
 def emit(args: argparse.Namespace, record: dict[str, Any], line: str) -> None:
-    """The result: one JSON object with ``--json``, else one human line."""
-    print(json.dumps(record, ensure_ascii=False) if args.json else line)
+    """The result: one JSON object with ``--json`` (``cli/jsonout.py``: the envelope's "command",
+    "anonymixer" and "exit_code" come first), else one human line."""
+    if args.json:
+        set_result(args, record)
+    else:
+        print(line)
 
 
 def cmd_enrol(args: argparse.Namespace) -> int:
