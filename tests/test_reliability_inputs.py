@@ -5,6 +5,7 @@ mainstream viewers do (the first EXIF segment, any integer type, XMP when EXIF s
 protected output must be that picture, upright, with the face replaced and the rest unchanged.
 """
 
+import importlib.util
 import io
 import struct
 import zlib
@@ -12,7 +13,7 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from facekit import failure_lines, needs_yunet, no_traceback, photo, protect
+from facekit import face_distance, failure_lines, needs_yunet, no_traceback, photo, protect
 from PIL import Image, ImageOps, PngImagePlugin
 
 from anonymixer.face.photos import ASTRONAUT_FACE_BOX
@@ -20,6 +21,8 @@ from anonymixer.face.photos import ASTRONAUT_FACE_BOX
 pytestmark = [needs_yunet, pytest.mark.usefixtures("reuse_tiny_model")]
 
 TOP, BOTTOM, LEFT, RIGHT = ASTRONAUT_FACE_BOX
+# YuNet's landmarks of the upright astronaut photo (right eye, left eye, nose, mouth corners), rounded
+ASTRONAUT_LANDMARKS = np.array([[200, 102], [247, 103], [220, 125], [199, 143], [240, 144]], np.float32)
 XMP_ORIENTATION_6 = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-'
                      b'syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/>'
                      b'</rdf:RDF></x:xmpmeta>')
@@ -49,37 +52,50 @@ def viewer(path):
         return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))[:, :, ::-1]
 
 
-def assert_protected_as_shown(shown, written_path):
-    """The output is the picture the viewer shows: face replaced, a far corner unchanged."""
+@pytest.fixture(scope="module")
+def judge():
+    """The probe's judge where dlib is installed (``None`` otherwise): see ``facekit.face_distance``."""
+    if importlib.util.find_spec("dlib") is None or importlib.util.find_spec("face_recognition_models") is None:
+        return None
+    from anonymixer.eval.fr import DlibRecognizer
+
+    return DlibRecognizer()
+
+
+def assert_protected_as_shown(shown, written_path, judge):
+    """The output is the picture the viewer shows: face replaced (dlib no longer matches it to the
+    original, where dlib is installed), a far corner unchanged."""
     result = cv2.imread(str(written_path))
     assert result is not None and result.shape == shown.shape, (None if result is None else result.shape)
     face = np.abs(shown[TOP:BOTTOM, LEFT:RIGHT].astype(int) - result[TOP:BOTTOM, LEFT:RIGHT]).mean()
     corner = np.abs(shown[400:, :100].astype(int) - result[400:, :100]).mean()
     assert face > 10 and corner < 4, (face, corner)
+    if judge is not None:
+        assert face_distance(judge, shown, result, ASTRONAUT_LANDMARKS) >= 0.6
 
 
 # --- one reading of orientation: the one viewers show -----------------------------------------------
 
 @pytest.mark.parametrize("first, second", [(1, 6), (None, 6), (1, 8), (1, 3)])
 def test_a_jpeg_with_two_exif_segments_is_turned_by_the_first_as_viewers_do(tmp_path, key_file, capsys,
-                                                                           first, second):
+                                                                           first, second, judge):
     plain = encoded(photo("astronaut"), "JPEG", quality=95)
     (tmp_path / "two.jpg").write_bytes(plain[:2] + exif_app1(first) + exif_app1(second) + plain[2:])
     shown = viewer(tmp_path / "two.jpg")
     assert np.abs(shown.astype(int) - photo("astronaut")).mean() < 4  # viewers show it upright
     assert protect([tmp_path / "two.jpg"], key_file, tmp_path / "out") == 0
     assert "1 face(s) protected" in no_traceback(capsys).out
-    assert_protected_as_shown(shown, tmp_path / "out" / "two.jpg")
+    assert_protected_as_shown(shown, tmp_path / "out" / "two.jpg", judge)
 
 
 @pytest.mark.parametrize("field_type", [8, 9])
-def test_orientation_stored_as_a_signed_integer_is_applied(tmp_path, key_file, capsys, field_type):
+def test_orientation_stored_as_a_signed_integer_is_applied(tmp_path, key_file, capsys, field_type, judge):
     sideways = encoded(np.rot90(photo("astronaut"), 1), "JPEG", quality=95)  # orientation 6 turns it upright
     (tmp_path / "signed.jpg").write_bytes(sideways[:2] + exif_app1(6, field_type) + sideways[2:])
     shown = viewer(tmp_path / "signed.jpg")
     assert protect([tmp_path / "signed.jpg"], key_file, tmp_path / "out") == 0
     assert "1 face(s) protected" in no_traceback(capsys).out
-    assert_protected_as_shown(shown, tmp_path / "out" / "signed.jpg")
+    assert_protected_as_shown(shown, tmp_path / "out" / "signed.jpg", judge)
 
 
 def _xmp_options(fmt):
@@ -91,14 +107,14 @@ def _xmp_options(fmt):
 
 
 @pytest.mark.parametrize("fmt, suffix", [("JPEG", ".jpg"), ("PNG", ".png"), ("WEBP", ".webp")])
-def test_orientation_only_in_xmp_is_applied_when_exif_has_none(tmp_path, key_file, capsys, fmt, suffix):
+def test_orientation_only_in_xmp_is_applied_when_exif_has_none(tmp_path, key_file, capsys, fmt, suffix, judge):
     path = tmp_path / f"xmp{suffix}"
     path.write_bytes(encoded(np.rot90(photo("astronaut"), 1), fmt, **_xmp_options(fmt)))
     shown = viewer(path)
     assert np.abs(shown.astype(int) - photo("astronaut")).mean() < 4  # the viewer applies the XMP tag
     assert protect([path], key_file, tmp_path / "out") == 0
     assert "1 face(s) protected" in no_traceback(capsys).out
-    assert_protected_as_shown(shown, tmp_path / "out" / path.name)
+    assert_protected_as_shown(shown, tmp_path / "out" / path.name, judge)
 
 
 # --- damaged and oversized files ---------------------------------------------------------------------
