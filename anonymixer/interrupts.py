@@ -17,8 +17,10 @@ SIGKILL remains the way to stop at once (it may leave a hidden ``.partial-`` fil
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,3 +90,20 @@ def installed(whole_process: bool = False) -> Iterator[None]:
         if not (whole_process and _state.stopping):
             for number, handler in previous.items():
                 signal.signal(number, handler)
+
+
+def leave_after_signal(code: int) -> None:
+    """In the program itself, once a signal has stopped the run and its clean-up is over: end the
+    process now with ``code``. CPython puts the default handlers back while it finalises, so the
+    rest of a burst of signals arriving then would kill the process by the signal (-15) instead of
+    letting it exit with the first one's code. Only atexit hooks are skipped: every ``finally``
+    (outputs removed, Ray shut down) has run by now. Without a signal this returns at once."""
+    if not _state.stopping:
+        return
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

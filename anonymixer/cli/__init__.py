@@ -105,4 +105,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"anonymixer: {envelope['error']}", file=sys.stderr)
             code = 128 + number
         envelope["exit_code"] = code
+    if argv is None:
+        interrupts.leave_after_signal(code)
     return code
