@@ -252,3 +252,20 @@ def test_one_terminal_serves_several_threads_and_loses_no_audit_row(terminal):
         decisions = list(pool.map(lambda image: terminal.verify("Eileen", image), probes))
     assert [d.accepted for d in decisions] == [True, False] * 4
     assert len(terminal.audit(10_000)) == before + len(probes)
+
+
+def test_every_shipped_threshold_names_templates_the_terminal_makes():
+    from anonymixer.terminal.templates import KINDS, template_version
+    from anonymixer.terminal.thresholds import MEASURED
+
+    made = {template_version("face", None), template_version("embedding", 64)}
+    assert MEASURED and all(row.kind in KINDS and row.template in made and row.fmr == 1e-3 for row in MEASURED)
+    assert {(row.kind, row.recogniser) for row in MEASURED} == {(k, fr) for k in KINDS for fr in ("sface", "dlib")}
+
+
+def test_calibration_refuses_fewer_impostor_pairs_than_the_fmr_needs():
+    from anonymixer.terminal.thresholds import calibrate
+
+    with pytest.raises(TerminalError, match="999 impostor pairs cannot support FMR 0.001: at least 1000"):
+        calibrate(np.zeros(999), 1e-3, "test")
+    assert calibrate(np.linspace(0, 1, 1000), 1e-3, "test").measured_fmr <= 1e-3
