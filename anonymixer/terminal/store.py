@@ -82,17 +82,22 @@ class Gallery:
 
     def __init__(self, names: np.ndarray, vectors: np.ndarray) -> None:
         self.names, self.vectors = names, vectors
-        self.subjects, self.subject_of_row = np.unique(names.astype(str), return_inverse=True) if len(names) \
-            else (np.zeros(0, dtype=object), np.zeros(0, np.intp))
+        self.subjects = np.zeros(0, dtype=object)
+        if len(names):
+            # Rows grouped by subject once, so that a probe's best score per subject is one
+            # reduceat over the scores (np.maximum.at is ~100x slower on 10,000 rows).
+            self.subjects, subject_of_row = np.unique(names.astype(str), return_inverse=True)
+            order = np.argsort(subject_of_row, kind="stable")
+            self.vectors = np.ascontiguousarray(vectors[order])
+            self.names = names[order]
+            self._starts = np.flatnonzero(np.r_[True, np.diff(subject_of_row[order]) != 0])
 
     def best_per_subject(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(subjects (M,), best cosine of each subject's templates with vector (M,) float32)``."""
         if not len(self.names):
             return self.subjects, np.zeros(0, np.float32)
         scores = self.vectors @ np.asarray(vector, np.float32)
-        best = np.full(len(self.subjects), -np.inf, np.float32)
-        np.maximum.at(best, self.subject_of_row, scores)
-        return self.subjects, best
+        return self.subjects, np.maximum.reduceat(scores, self._starts)
 
 
 class Store:

@@ -202,7 +202,8 @@ class Terminal:
         threshold = self.threshold()
         vector = self._probe(image, "identify", source, None)
         names, best = self.store.gallery(str(self.fingerprint)).best_per_subject(vector)
-        order = np.argsort(-best)[:CANDIDATES]
+        top = np.argpartition(-best, CANDIDATES)[:CANDIDATES] if len(best) > CANDIDATES else np.arange(len(best))
+        order = top[np.argsort(-best[top])]
         candidates = [(str(names[i]), float(best[i])) for i in order]
         score = candidates[0][1] if candidates else -1.0
         accepted = bool(candidates) and score >= threshold
