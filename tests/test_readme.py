@@ -109,8 +109,12 @@ def test_every_command_and_option_the_documentation_names_exists(name):
         if command not in choices:
             unknown.append(f"{command} (in `{invocation}`)")
             continue
-        options = {s for a in choices[command]._actions for s in a.option_strings}
-        unknown += [f"{command} {w.split('=')[0]}" for w in words[2:]
+        sub, rest = choices[command], words[2:]
+        nested = next((a for a in sub._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if nested is not None and rest and rest[0] in nested.choices:   # anonymixer terminal enrol ...
+            command, sub, rest = f"{command} {rest[0]}", nested.choices[rest[0]], rest[1:]
+        options = {s for a in sub._actions for s in a.option_strings}
+        unknown += [f"{command} {w.split('=')[0]}" for w in rest
                     if w.startswith("--") and w.split("=")[0].rstrip(",.;:)") not in options]
     assert not unknown, f"{name} names what does not exist: {unknown}"
 
@@ -132,7 +136,25 @@ def test_readme_points_at_the_design_in_the_repository_not_outside_it():
     assert (REPO / "docs" / "design.md").is_file()
 
 
-def test_readme_links_to_files_that_exist():
-    missing = [link for link in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README)
-               if not link.startswith(("http://", "https://")) and not (REPO / link).exists()]
+# Pages another engineer is writing, which pages already link to (2026-12-06: issue 22's terminal
+# CLI page). Remove an entry when its page lands; README itself may not link to one.
+PENDING_PAGES = {"terminal.md"}
+
+
+@pytest.mark.parametrize("name", ["README.md", *sorted(DOCS)])
+def test_links_lead_to_files_that_exist(name):
+    text, base = (README, REPO) if name == "README.md" else (DOCS[name], REPO / "docs")
+    pending = set() if name == "README.md" else PENDING_PAGES
+    missing = [link for link in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+               if not link.startswith(("http://", "https://", "mailto:")) and not (base / link).exists()
+               and link not in pending]
     assert not missing
+
+def test_readmes_set_up_and_test_commands_are_in_its_first_screen():
+    first_screen = "\n".join(README.splitlines()[:40])
+    assert code_blocks(first_screen, "setup") and code_blocks(first_screen, "test")
+
+
+def test_readme_is_short():
+    assert len(README.splitlines()) <= 200
+
