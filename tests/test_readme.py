@@ -136,9 +136,8 @@ def test_readme_points_at_the_design_in_the_repository_not_outside_it():
     assert (REPO / "docs" / "design.md").is_file()
 
 
-# Pages another engineer is writing, which pages already link to (2026-12-06: issue 22's terminal
-# CLI page). Remove an entry when its page lands; README itself may not link to one.
-PENDING_PAGES = {"terminal.md"}
+# Pages another engineer is writing, which pages already link to; README itself may not link to one.
+PENDING_PAGES: set[str] = set()
 
 
 @pytest.mark.parametrize("name", ["README.md", *sorted(DOCS)])
