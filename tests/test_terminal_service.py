@@ -15,7 +15,7 @@ import httpx  # noqa: E402
 from conftest import TEST_SECRET  # noqa: E402
 from facekit import needs_yunet, photo  # noqa: E402
 from servicekit import AUTH, TOKEN, jpeg, open_site, serving  # noqa: E402
-from terminalkit import same_person  # noqa: E402
+from terminalkit import blank, same_person  # noqa: E402
 
 from anonymixer.keys import Key  # noqa: E402
 from anonymixer.terminal.guard import TokenFileError, load_token  # noqa: E402
@@ -128,6 +128,14 @@ def test_a_broken_image_is_400_in_one_line_naming_the_upload_and_audited(client,
     assert "broken.jpg" in error and "\n" not in error
     row = newest(terminal, "verify")
     assert row.outcome == "bad request" and "broken.jpg" in row.detail
+
+
+def test_enrolling_a_photo_without_a_face_is_400_in_one_line_and_enrols_no_one(client):
+    response = client.post("/v1/enrol", headers=AUTH, data={"name": "nobody"},
+                           files={"image": ("wall.png", jpeg(blank()))})
+    assert response.status_code == 400
+    assert "face" in response.json()["error"] and "\n" not in response.json()["error"]
+    assert "nobody" not in [s["name"] for s in client.get("/v1/subjects", headers=AUTH).json()["subjects"]]
 
 
 def test_a_form_without_an_image_is_400(client):
