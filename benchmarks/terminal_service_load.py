@@ -90,7 +90,8 @@ def main() -> int:
         auth = {"Authorization": f"Bearer {token}"}
         try:
             with httpx.Client(base_url=base, headers=auth, timeout=120) as client:
-                for name, image in (("astronaut", astronaut), ("grace hopper", read_image(packaged_photo("grace_hopper")))):
+                people = (("astronaut", astronaut), ("grace hopper", read_image(packaged_photo("grace_hopper"))))
+                for name, image in people:
                     response = client.post("/v1/enrol", data={"name": name}, files={"image": ("p.jpg", jpeg(image))})
                     response.raise_for_status()
             verifies_before = audit_rows(folder / "site.db", "verify")

@@ -122,7 +122,8 @@ def test_page_sends_a_camera_frame_with_the_next_identify(browser, terminal):
         open_console(browser, url)
         wait_for(browser, lambda: browser.find_element(By.ID, "console").is_displayed())
         browser.find_element(By.ID, "camera-start").click()
-        wait_for(browser, lambda: browser.execute_script("return document.getElementById('camera-video').videoWidth > 0"))
+        wait_for(browser, lambda: browser.execute_script(
+            "return document.getElementById('camera-video').videoWidth > 0"))
         browser.find_element(By.ID, "camera-capture").click()
         wait_for(browser, lambda: text(browser, "camera-status").startswith("Captured a"))
         browser.find_element(By.ID, "identify").click()

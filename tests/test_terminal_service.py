@@ -52,7 +52,8 @@ def newest(terminal, action):
 
 
 API = [("post", "/v1/enrol"), ("post", "/v1/verify"), ("post", "/v1/identify"), ("post", "/v1/revoke"),
-       ("get", "/v1/info"), ("get", "/v1/subjects"), ("delete", "/v1/subjects/astronaut"), ("get", "/v1/subjects/astronaut/face"),
+       ("get", "/v1/info"), ("get", "/v1/subjects"), ("delete", "/v1/subjects/astronaut"),
+       ("get", "/v1/subjects/astronaut/face"),
        ("get", "/v1/audit"), ("get", "/metrics")]
 
 
@@ -87,7 +88,8 @@ def test_verify_accepts_another_photo_of_the_person_and_rejects_someone_else(cli
 
 
 def test_identify_names_the_enrolled_person_with_candidates(client):
-    response = client.post("/v1/identify", headers=AUTH, files={"image": ("p.jpg", jpeg(same_person(photo("astronaut"))))})
+    probe = jpeg(same_person(photo("astronaut")))
+    response = client.post("/v1/identify", headers=AUTH, files={"image": ("p.jpg", probe)})
     body = response.json()
     assert response.status_code == 200 and body["accepted"] is True and body["name"] == "astronaut"
     assert body["candidates"][0]["name"] == "astronaut"
@@ -209,7 +211,8 @@ def test_the_secret_and_the_token_are_in_no_response_and_no_log_line(client, cap
     caplog.set_level(logging.DEBUG)
     probe = {"image": ("p.jpg", jpeg(photo("astronaut")))}
     responses = [client.get(path, headers=AUTH) for path in
-                 ("/", "/static/app.js", "/static/style.css", "/healthz", "/v1/info", "/v1/subjects", "/v1/audit?limit=1000",
+                 ("/", "/static/app.js", "/static/style.css", "/healthz", "/v1/info", "/v1/subjects",
+                  "/v1/audit?limit=1000",
                   "/v1/subjects/astronaut/face", "/metrics")]
     responses += [client.post("/v1/verify", headers=AUTH, data={"name": "astronaut"}, files=probe),
                   client.post("/v1/identify", headers=AUTH, files=probe)]

@@ -79,8 +79,10 @@ def register_serve(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--salt", default=None, help="deployment salt (default: $ANONYMIXER_SALT or built-in)")
     p.add_argument("--token-file", required=True,
                    help="file holding the bearer token, mode 0600 (make one: (umask 077; openssl rand -hex 32 > FILE))")
-    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; 0: any free port)")
+    p.add_argument("--host", default=DEFAULT_HOST,
+                   help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT,
+                   help=f"TCP port (default {DEFAULT_PORT}; 0: any free port)")
     p.add_argument("--max-upload-mb", type=_positive_float, default=10.0,
                    help="largest request body in MiB; larger ones get 413 (default 10)")
     p.add_argument("--verify-rate", type=float, default=2.0,

@@ -113,9 +113,10 @@ class TerminalService:
         api: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
             ("POST", "/v1/enrol", self.enrol), ("POST", "/v1/verify", self.verify),
             ("POST", "/v1/identify", self.identify), ("POST", "/v1/revoke", self.revoke),
-            ("GET", "/v1/info", self.info), ("GET", "/v1/subjects", self.subjects), ("GET", "/v1/subjects/{name:subject}/face", self.face),
-            ("DELETE", "/v1/subjects/{name:subject}", self.forget), ("GET", "/v1/audit", self.audit),
-            ("GET", "/metrics", self.metrics)]
+            ("GET", "/v1/info", self.info), ("GET", "/v1/subjects", self.subjects),
+            ("GET", "/v1/subjects/{name:subject}/face", self.face),
+            ("DELETE", "/v1/subjects/{name:subject}", self.forget),
+            ("GET", "/v1/audit", self.audit), ("GET", "/metrics", self.metrics)]
         # Routes are labelled by their template without the convertor: "/v1/subjects/{name}".
         routes: list[Route | Mount] = [Route(path, self._guarded(path.replace(":subject", ""), handler),
                                              methods=[method]) for method, path, handler in api]
