@@ -53,7 +53,7 @@ from .keys import Key
 FAULT_ENV = "ANONYMIXER_RAY_FAULT_AFTER_FRAMES"
 # What an actor needs to open its Protector and detector (see runtime.options.protector_from_args); never the key.
 SETTINGS = ("model", "onnx", "engines", "backend", "device", "precision", "resolution", "salt",
-            "inflight", "detector", "no_face", "batch", "trusted_key")
+            "inflight", "detector", "no_face", "batch", "trusted_key", "identity_check")
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,8 @@ class ProtectorActor:
         if "torch" in sys.modules:  # Ray sets OMP_NUM_THREADS; say it to torch as well
             sys.modules["torch"].set_num_threads(max(1, int(settings.threads)))
         self.face_protector = FaceProtector(self.protector, detector, no_face=settings.no_face,
-                                            max_batch=settings.batch)
+                                            max_batch=settings.batch,
+                                            identity_check=getattr(settings, "identity_check", False))
         if fault_after_frames and index == 0 and not ray.get_runtime_context().was_current_actor_reconstructed:
             self._exit_at_frame(fault_after_frames)
 

@@ -1,11 +1,16 @@
-"""Paste-back: the generated face goes back through the inverse warp, blended by a feathered mask."""
+"""Paste-back: the generated face goes back through the inverse warp, over the face's outline, coloured and cloned."""
 
+import cv2
 import numpy as np
 import pytest
 from facekit import photo
 
-from anonymixer.face.align import align_face, ffhq_affine, ffhq_quad, template_eye_centres
-from anonymixer.face.paste import face_mask, fill_face, paste_face
+from anonymixer.face.align import align_face, ffhq_affine, ffhq_quad, template_affine, template_eye_centres
+from anonymixer.face import paste
+from anonymixer.face.blend import match_colour
+from anonymixer.face.paste import PasteStyle, face_mask, fill_face, paste_face, paste_generated
+from anonymixer.face.region import outline_from_landmarks, region_polygon
+from anonymixer.models.configs import FACES64_TEMPLATE
 
 # Hand-placed landmarks of the astronaut's face (close to YuNet's), so these tests need no detector.
 ASTRONAUT = np.array([[200.1, 101.8], [247.2, 102.6], [220.3, 124.7], [198.9, 143.2], [239.8, 143.9]],
@@ -114,3 +119,119 @@ def test_the_mask_itself_rises_from_0_to_1_over_a_band_of_at_least_0_12_of_the_s
     band = (row > 0) & (row < 1)
     assert band[:128].sum() >= 0.12 * 256 and band[128:].sum() >= 0.12 * 256  # measured 42 px each
     assert np.all(np.diff(row[:128]) >= 0) and np.all(np.diff(row[128:]) <= 0)
+
+
+# --- issue 23: the replaced region is the face's outline, coloured and cloned in without a seam ----------
+
+FACES64 = np.asarray(FACES64_TEMPLATE)
+GEOMETRY_ONLY = PasteStyle(colour=False, blend="feather", guard=False, dlib=False)
+
+
+def paste_solid(style=GEOMETRY_ONLY, colour=(0, 255, 0)):
+    """A solid-colour generated face pasted on the astronaut: returns (pasted, original, region, polygon)."""
+    frame = photo("astronaut")
+    original = frame.copy()
+    outline = outline_from_landmarks(ASTRONAUT)
+    matrix = template_affine(ASTRONAUT, FACES64, 64)
+    region = paste_generated(frame, original, np.full((64, 64, 3), colour, np.uint8), matrix, ASTRONAUT, outline,
+                             FACES64_TEMPLATE, style)
+    return frame, original, region, region_polygon(outline)
+
+
+def test_the_replaced_region_reaches_past_the_jaw_and_chin_of_the_outline():
+    """Every point of the face's outline (jaw 0-16, brows 17-26) is (nearly) replaced: the original's jaw line,
+    chin and brows do not survive around the new face."""
+    frame, original, region, _ = paste_solid()
+    alpha = region.alpha
+    for x, y in outline_from_landmarks(ASTRONAUT):
+        assert alpha[round(y) - region.y0, round(x) - region.x0] >= 0.8, (x, y)  # measured 0.83-1
+
+
+def test_nothing_outside_the_region_polygon_changes_so_hair_and_background_stay():
+    """Points 5 px outside each corner of the region's polygon keep their bits; a mask shifted by
+    more than its 0.1-interocular margin moves some of them into the paste or some outline point out."""
+    frame, original, region, polygon = paste_solid()
+    centre = polygon.mean(0)
+    outward = (polygon - centre) / np.linalg.norm(polygon - centre, axis=1, keepdims=True)
+    for x, y in polygon + 5.0 * outward:  # the paste crop's pixel is 2 frame px here: bilinear reach
+        assert np.array_equal(frame[round(y), round(x)], original[round(y), round(x)]), (x, y)
+    changed = (frame != original).any(2)
+    assert np.array_equal(changed, changed & region.full_mask(frame.shape))
+
+
+def test_the_region_is_the_face_not_the_old_oval_over_the_hair():
+    """The top of the region stops below the hairline: the hair 0.9 interocular above the eyes keeps
+    its pixels (the fixed oval of before painted over it)."""
+    frame, original, _, _ = paste_solid()
+    eyes = ASTRONAUT[:2].mean(0)
+    hair = np.rint(eyes - [0, 0.9 * np.linalg.norm(ASTRONAUT[1] - ASTRONAUT[0])]).astype(int)
+    assert np.array_equal(frame[hair[1], hair[0]], original[hair[1], hair[0]])
+    legacy = photo("astronaut")
+    paste_face(legacy, np.full((64, 64, 3), (0, 255, 0), np.uint8), template_affine(ASTRONAUT, FACES64, 64),
+               FACES64_TEMPLATE)
+    assert not np.array_equal(legacy[hair[1], hair[0]], original[hair[1], hair[0]])
+
+
+def border_band(region):
+    """Frame pixels of the alpha's feathered edge (0 < alpha < 1), where the seam would show."""
+    mask = np.zeros(photo("astronaut").shape[:2], bool)
+    mask[region.y0:region.y1, region.x0:region.x1] = (region.alpha > 0) & (region.alpha < 1)
+    return mask
+
+
+@pytest.mark.parametrize(("blend", "bound"), [("membrane", 12.0), ("poisson", 12.0)])
+def test_the_clone_meets_the_original_at_the_region_border(blend, bound, monkeypatch):
+    """The original face itself, 50 levels darker, pasted back unstretched (so that only the colour
+    differs): in the alpha's feathered edge the result is within a few levels of the original
+    (measured: membrane 7.7, Poisson 4.1; feather only: 30.5), because the clone carries the original's colours in from
+    the border."""
+    monkeypatch.setattr(paste, "cover_scale", lambda *args: (1.0, 1.0))
+    frame = photo("astronaut")
+    original = frame.copy()
+    matrix = template_affine(ASTRONAUT, FACES64, 64)
+    crop, _ = align_face(frame, ASTRONAUT, 64, FACES64)
+    darker = cv2.subtract(crop, np.full_like(crop, 50))
+    region = paste_generated(frame, original, darker, matrix, ASTRONAUT, outline_from_landmarks(ASTRONAUT),
+                             FACES64_TEMPLATE, PasteStyle(colour=False, blend=blend, guard=False, dlib=False))
+    band = border_band(region)
+    error = np.abs(frame.astype(np.int16) - original.astype(np.int16))[band].mean()
+    assert error < bound, error
+
+
+def test_without_the_clone_the_border_shows_the_step(monkeypatch):
+    """The check above can fail: with the blend turned off (feather only) the step stays (measured 30.5)."""
+    monkeypatch.setattr(paste, "cover_scale", lambda *args: (1.0, 1.0))
+    frame = photo("astronaut")
+    original = frame.copy()
+    matrix = template_affine(ASTRONAUT, FACES64, 64)
+    crop, _ = align_face(frame, ASTRONAUT, 64, FACES64)
+    region = paste_generated(frame, original, cv2.subtract(crop, np.full_like(crop, 50)), matrix, ASTRONAUT,
+                             outline_from_landmarks(ASTRONAUT), FACES64_TEMPLATE,
+                             PasteStyle(colour=False, blend="feather", guard=False, dlib=False))
+    error = np.abs(frame.astype(np.int16) - original.astype(np.int16))[border_band(region)].mean()
+    assert error > 20.0, error
+
+
+def test_colour_matching_brings_the_inner_face_to_the_originals_mean_colour():
+    frame = photo("astronaut")
+    crop, _ = align_face(frame, ASTRONAUT, 64, FACES64)
+    tinted = np.clip(crop.astype(np.int16) * [1.4, 0.8, 0.6], 0, 255).astype(np.uint8)  # a blue cast (BGR)
+    inner = np.zeros((64, 64), bool)
+    inner[30:52, 18:46] = True
+    matched = match_colour(tinted, crop, inner, inner)
+
+    def lab_mean(image):
+        return cv2.cvtColor(image.astype(np.float32) / 255, cv2.COLOR_BGR2Lab)[inner].mean(0)
+
+    assert np.linalg.norm(lab_mean(tinted) - lab_mean(crop)) > 15
+    assert np.linalg.norm(lab_mean(matched) - lab_mean(crop)) < 2.0
+
+
+def test_a_gray_photo_gives_a_gray_face():
+    gray = cv2.cvtColor(cv2.cvtColor(photo("astronaut"), cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    crop, _ = align_face(gray, ASTRONAUT, 64, FACES64)
+    colourful = np.full((64, 64, 3), (40, 120, 220), np.uint8)
+    colourful[::2] = (60, 140, 200)
+    inner = np.ones((64, 64), bool)
+    matched = match_colour(colourful, crop, inner, inner).astype(np.int16)
+    assert np.abs(matched[..., 0] - matched[..., 2]).max() <= 3

@@ -119,15 +119,15 @@ def test_a_failing_protector_masks_every_face_of_its_batch_and_reports_it(detect
 def test_a_failing_paste_masks_only_that_face(detector, protector, monkeypatch):
     import anonymixer.face.pipeline as pipeline
 
-    real_paste, calls = pipeline.paste_face, []
+    real_paste, calls = pipeline.paste_generated, []
 
-    def paste_second_fails(frame, face, matrix, *template):
+    def paste_second_fails(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise RuntimeError("forced failure")
-        return real_paste(frame, face, matrix, *template)
+        return real_paste(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "paste_face", paste_second_fails)
+    monkeypatch.setattr(pipeline, "paste_generated", paste_second_fails)
     frame = two_photo_frame()
     result = FaceProtector(protector, detector).process(frame)
     assert result.protected == 1 and result.masked == 1

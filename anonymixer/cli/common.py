@@ -67,6 +67,10 @@ def add_protect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-audio", action="store_true",
                    help="drop the audio and subtitle streams of videos (by default they are copied unchanged: "
                         "voices are not protected)")
+    p.add_argument("--identity-check", action="store_true",
+                   help="check every protected face against its original with dlib's recogniser (where dlib is "
+                        "installed): one that dlib still matches is drawn again, or masked (costs two "
+                        "descriptors per face)")
 
 def add_ray_options(p: argparse.ArgumentParser) -> None:
     """``--ray [ADDRESS]`` and the actor pool's size (``anonymixer.cluster``)."""

@@ -97,7 +97,8 @@ def _protect_whole(args: argparse.Namespace, key: Key, sources: list[Source]) ->
                       protector.info.is_random)
         print_setup(setup.model, setup.fingerprint, setup.backend)
         print(f"detector: {detector.name}   no face: {args.no_face}")
-        face_protector = FaceProtector(protector, detector, no_face=args.no_face, max_batch=args.batch)
+        face_protector = FaceProtector(protector, detector, no_face=args.no_face, max_batch=args.batch,
+                                       identity_check=args.identity_check)
         report = protect_sources(face_protector, sources, None if args.out is None else Path(args.out),
                                  preview=Preview(args.preview), max_frames=args.max_frames,
                                  inflight=args.inflight, video=VideoOptions.from_settings(args))
@@ -208,7 +209,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"model: {protector.info.description} (loaded in {time.perf_counter() - started:.1f} s)")
         print(f"key: {protector.fingerprint} (fresh, in memory only, not saved)   "
               f"backend: {protector.backend.describe()}   detector: {detector.name}")
-        demo = run_demo(FaceProtector(protector, detector), Path(args.out))
+        # The demo is a newcomer's first look: every face is also checked against its original with
+        # dlib's recogniser where installed (face.identity).
+        demo = run_demo(FaceProtector(protector, detector, identity_check=True), Path(args.out))
     failures = 0
     for index, (name, result) in enumerate(demo.results.items()):
         stages = ", ".join(f"{stage} {ms:.1f}" for stage, ms in result.timings_ms.items())
@@ -217,6 +220,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
               f"ms: {stages}; total {total:.1f} ms" + (" (first frame: includes warm-up)" if index == 0 else ""))
         for line in result.failures:
             print(f"  {name}: {line}")
+        for line in result.notes:
+            print(f"  {name}: note: {line}")
         failures += len(result.failures) + int(result.no_face)
     print(f"wrote {demo.path} (left: original, right: protected)")
     if protector.info.is_random:

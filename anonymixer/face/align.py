@@ -126,12 +126,19 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int,
     """Warp one face to a ``(size, size, C)`` crop; returns ``(crop, affine frame->crop)``.
 
     ``template``: the model's crop template (``(5, 2)`` fractions), or None for FFHQ alignment.
+    The warp is ``warp_crop``'s.
+    """
+    matrix = alignment_affine(landmarks, size, template)
+    return warp_crop(image, matrix, size), matrix
+
+
+def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """``(size, size, C)``: ``image`` through the ``(2, 3)`` frame -> crop affine ``matrix``.
 
     Borders are reflected, as FFHQ pads with reflections. A face larger than twice the crop is
     first shrunk with an area filter to the crop's own scale (FFHQ shrinks too), so that the
     bilinear warp that follows works at about 1:1 and does not alias.
     """
-    matrix = alignment_affine(landmarks, size, template)
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))  # crop pixels per frame pixel
     quad = apply_affine(invert_affine(matrix), np.array([[0.0, 0.0], [0.0, size], [size, size], [size, 0.0]]) - 0.5)
     height, width = image.shape[:2]
@@ -140,14 +147,12 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int,
     x1, y1 = np.ceil(quad.max(0)).astype(int) + 5
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
     if scale >= 0.5 or x1 - x0 < 2 or y1 - y0 < 2:
-        crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        return crop, matrix
+        return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     roi = image[y0:y1, x0:x1]
     small = cv2.resize(roi, (max(2, round(roi.shape[1] * scale)), max(2, round(roi.shape[0] * scale))),
                        interpolation=cv2.INTER_AREA)
     # small pixel (u, v) <- frame pixel (x0 + (u + 0.5) * sx - 0.5, ...), sx = roi width / small width
     sx, sy = roi.shape[1] / small.shape[1], roi.shape[0] / small.shape[0]
     to_frame = np.array([[sx, 0.0, x0 + 0.5 * sx - 0.5], [0.0, sy, y0 + 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
-    crop = cv2.warpAffine(small, np.asarray(matrix) @ to_frame, (size, size), flags=cv2.INTER_LINEAR,
+    return cv2.warpAffine(small, np.asarray(matrix) @ to_frame, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REFLECT)
-    return crop, matrix

@@ -296,6 +296,7 @@ def _finish_photo(source: Source, target: Path | None, result: FrameResult, rest
     report.add_frame(result)
     preview.show(result.frame, result, 0.0)
     lines = [f"{source}: {line}" for line in result.failures]
+    report.notes.extend(f"{source}: {line}" for line in result.notes)  # faces drawn again (face.guard)
     if result.detect_failed:
         lines[-1] += "; nothing written"
     elif result.blanked:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 import cv2
@@ -35,7 +35,10 @@ from ..runtime.protector import Protector
 from ..runtime.stream import FramePipeline, ThreadPipeline, in_input_order
 from .align import align_face, resize_affine
 from .detect import Detector, Face
-from .paste import fill_face, paste_face
+from .guard import ArtefactGuard, redraw_feeds
+from .identity import MIN_DISTANCE, open_identity_check
+from .paste import PASTE_STYLES, PasteRegion, PasteStyle, fill_face, paste_generated, quad_bounds
+from .region import face_outline
 from .search import find_faces
 from .track import LandmarkSmoother
 
@@ -54,7 +57,10 @@ class FrameResult:
     was filled (detection failed, or no face with ``no_face="mask"``). ``turn``: 0, or the
     quarter turn (90, 180, 270 degrees clockwise) of the frame in which its faces were found
     after none was found upright (``search.find_faces``); ``held``: faces of ``faces`` that the
-    detector missed in this frame but a video track still held (``track``).
+    detector missed in this frame but a video track still held (``track``). ``pasted``: where each
+    protected face (by index in ``faces``) was pasted. ``redrawn``: faces drawn again by the
+    artefact guard or the identity check (``face.guard``, ``face.identity``); ``notes``: one line
+    for each.
     """
 
     frame: np.ndarray
@@ -68,6 +74,9 @@ class FrameResult:
     turn: int = 0
     held: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    pasted: dict[int, PasteRegion] = field(default_factory=dict)
+    redrawn: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 def _reason(exc: BaseException) -> str:
@@ -96,7 +105,11 @@ class FaceProtector:
     """Protect every face of a frame with one ``Protector`` and one ``Detector``.
 
     ``max_batch``: most faces per Protector call (a crowd is split into several batches).
-    ``fill``: BGR colour of the fail-closed mask.
+    ``fill``: BGR colour of the fail-closed mask. ``paste_style``: how generated faces go back
+    (``face.paste.PasteStyle`` or a name of ``PASTE_STYLES``; default: outline region, colour match,
+    seamless clone, artefact guard where YuNet is installed). ``identity_check``: measure each pasted
+    face against its original with dlib's recogniser where installed (``face.identity``), draw again
+    or mask a face that is too close; off by default (two descriptors per face).
 
     ``opencv_threads`` sets OpenCV's (process-wide) thread count; ``None`` leaves it alone. The
     default, 1, is deliberate: OpenCV's worker threads keep spinning after each call and starve
@@ -107,7 +120,12 @@ class FaceProtector:
 
     def __init__(self, protector: Protector, detector: Detector, *, no_face: str = "pass",
                  fill: tuple[int, int, int] = (0, 0, 0), max_batch: int = 16,
-                 opencv_threads: int | None = 1) -> None:
+                 opencv_threads: int | None = 1, paste_style: str | PasteStyle = "default",
+                 identity_check: bool = False) -> None:
+        if isinstance(paste_style, str):
+            if paste_style not in PASTE_STYLES:
+                raise ValueError(f"paste_style must be one of {', '.join(PASTE_STYLES)}, got {paste_style!r}")
+            paste_style = PASTE_STYLES[paste_style]
         if no_face not in NO_FACE_POLICIES:
             raise ValueError(f"no_face must be one of {NO_FACE_POLICIES}, got {no_face!r}")
         if opencv_threads is not None:
@@ -117,6 +135,12 @@ class FaceProtector:
         self.no_face = no_face
         self.fill = fill
         self.max_batch = max_batch
+        self.paste_style = paste_style
+        # Seeded random weights draw no faces at all: nothing for the guard to tell apart.
+        guarded = paste_style.guard and not getattr(protector.info, "is_random", False)
+        self.guard = ArtefactGuard(protector.info.crop_template) if guarded else None
+        self._redraws: list[dict[str, np.ndarray]] | None = None
+        self.identity = open_identity_check() if identity_check else None
 
     def process(self, frame: np.ndarray, smoother: LandmarkSmoother | None = None,
                 time_s: float | None = None) -> FrameResult:
@@ -204,18 +228,30 @@ class FaceProtector:
         return work
 
     def paste(self, work: _FrameWork) -> FrameResult:
-        """Phase 3: paste protected faces back; mask every face that failed on the way (fail closed)."""
+        """Phase 3: guard and paste protected faces back; mask every face that failed on the way (fail closed)."""
         result = work.result
         out, faces, failed = result.frame, result.faces, work.failed
         size = self.protector.input_size
+        template = self.protector.info.crop_template
         t = time.perf_counter()
         for i, face_rgb in work.protected.items():
             try:
+                if self.guard is not None:
+                    face_rgb = self._guarded(work, i, face_rgb)
                 matrix = resize_affine(work.crops[i][1], size, face_rgb.shape[0])
-                paste_face(out, cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR), matrix,
-                           self.protector.info.crop_template)
+                outline = face_outline(work.frame, faces[i], self.paste_style.dlib)
+
+                def paste_one(face_rgb: np.ndarray, style: PasteStyle = self.paste_style, i: int = i) -> PasteRegion:
+                    return paste_generated(out, work.frame, cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR), matrix,
+                                           faces[i].landmarks, outline, template, style)
+
+                if self.identity is None:
+                    result.pasted[i] = paste_one(face_rgb)
+                else:
+                    result.pasted[i] = self._identity_checked(work, i, face_rgb, paste_one)
                 result.protected += 1
             except Exception as exc:
+                result.pasted.pop(i, None)
                 failed[i] = f"paste-back failed: {_reason(exc)}"
         result.timings_ms["paste"] = (time.perf_counter() - t) * 1000.0
         for i in sorted(failed):
@@ -224,6 +260,65 @@ class FaceProtector:
             result.failures.append(f"face {i + 1} of {len(faces)} at x={x} y={y} w={w} h={h} masked: {failed[i]}")
         result.masked = len(failed)
         return result
+
+    def _guarded(self, work: _FrameWork, i: int, face_rgb: np.ndarray) -> np.ndarray:
+        """The generated face of face ``i``, or the first of the key's other draws that the artefact
+        guard accepts (else the one it rejects least): ``face.guard``."""
+        assert self.guard is not None
+        best, verdict = face_rgb, self.guard.check(face_rgb)
+        if verdict.passed:
+            return face_rgb
+        first, tried = verdict, 0
+        for feeds in self._redraw_feeds():
+            tried += 1
+            again = self.protector.protect(work.crops[i][0][None], feeds)[0]
+            second = self.guard.check(again)
+            if second.shortfall < verdict.shortfall:
+                best, verdict = again, second
+            if second.passed:
+                break
+        result = work.result
+        result.redrawn += 1
+        outcome = (f"draw {tried} of the key's others passed" if verdict.passed else
+                   f"none of the key's {tried} other draws passed; kept the nearest")
+        result.notes.append(f"face {i + 1} of {len(result.faces)}: the generated face failed the artefact guard "
+                            f"({first.describe()}); {outcome} ({verdict.describe()})")
+        return best
+
+    def _redraw_feeds(self) -> list[dict[str, np.ndarray]]:
+        if self._redraws is None:
+            self._redraws = redraw_feeds(self.protector)
+        return self._redraws
+
+    def _identity_checked(self, work: _FrameWork, i: int, face_rgb: np.ndarray, paste_one) -> PasteRegion:
+        """Paste face ``i``; while dlib still takes it for its original, paste the key's other draws
+        instead, then the first draw without the original's colours (``face.identity``); if every one is
+        too close, raise (the caller masks the face: fail closed)."""
+        assert self.identity is not None
+        out, landmarks = work.result.frame, work.result.faces[i].landmarks
+        y0, y1, x0, x1 = quad_bounds(landmarks, out.shape)
+        before = out[y0:y1, x0:x1].copy()  # the paste stays inside the face's FFHQ square
+        crop = work.crops[i][0][None]
+        tries = [(lambda: face_rgb, "as drawn", self.paste_style)]
+        tries += [(lambda feeds=feeds: self.protector.protect(crop, feeds)[0], f"draw {n + 1} of the key's others",
+                   self.paste_style) for n, feeds in enumerate(self._redraw_feeds())]
+        tries.append((lambda: face_rgb, "its own colours", replace(self.paste_style, colour=False)))
+        distances = []
+        for draw, label, style in tries:
+            region = paste_one(draw(), style)
+            distances.append(self.identity.distance(work.frame, out, landmarks))
+            if distances[-1] >= MIN_DISTANCE:
+                break
+            out[y0:y1, x0:x1] = before
+        else:
+            raise RuntimeError(f"the protected face stays within dlib's {MIN_DISTANCE} of the original in all "
+                               f"{len(tries)} tries (nearest {max(distances):.2f})")
+        if len(distances) > 1:
+            work.result.redrawn += 1
+            work.result.notes.append(f"face {i + 1} of {len(work.result.faces)}: the protected face was "
+                                     f"{distances[0]:.2f} from its original under dlib (< {MIN_DISTANCE}); "
+                                     f"{label}: {distances[-1]:.2f}")
+        return region
 
     def _mask(self, out: np.ndarray, face: Face) -> None:
         try:

@@ -105,13 +105,17 @@ class Protector:
         return (f"Protector(model={self.info.description!r}, key={self.fingerprint}, "
                 f"backend={self.backend.describe()!r})")
 
-    def protect_tensor(self, face: np.ndarray) -> np.ndarray:
-        """``(B, 3, 256, 256) float32 in [-1, 1] -> (B, 3, R, R) float32`` protected images."""
+    def protect_tensor(self, face: np.ndarray, key_feeds: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """``(B, 3, 256, 256) float32 in [-1, 1] -> (B, 3, R, R) float32`` protected images.
+
+        ``key_feeds``: other mixer feeds derived from this key (the artefact guard's mirrored draw,
+        ``face.guard.mirrored_feeds``); default: the key's own."""
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         w_real = self.backend.stage("encoder").run({"face": face})["w_real"]
         t1 = time.perf_counter()
-        w_prot = self.backend.stage("mixer").run({"w_real": w_real, **self.key_feeds})["w_prot"]
+        feeds = self.key_feeds if key_feeds is None else key_feeds
+        w_prot = self.backend.stage("mixer").run({"w_real": w_real, **feeds})["w_prot"]
         t2 = time.perf_counter()
         image = self.backend.stage("generator").run({"w_prot": w_prot})["image"]
         t3 = time.perf_counter()
@@ -120,9 +124,10 @@ class Protector:
         self.last_timings_ms = timings
         return image
 
-    def protect(self, faces: np.ndarray) -> np.ndarray:
-        """``(B, 256, 256, 3) uint8 RGB`` aligned faces -> ``(B, R, R, 3) uint8 RGB`` protected faces."""
-        return output_to_faces(self.protect_tensor(faces_to_input(faces, self.input_size)))
+    def protect(self, faces: np.ndarray, key_feeds: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """``(B, 256, 256, 3) uint8 RGB`` aligned faces -> ``(B, R, R, 3) uint8 RGB`` protected faces
+        (``key_feeds``: as ``protect_tensor``)."""
+        return output_to_faces(self.protect_tensor(faces_to_input(faces, self.input_size), key_feeds))
 
     def open_pipeline(self, inflight: int) -> FramePipeline:
         """A ``FramePipeline`` on this backend and key (see ``runtime.stream``).

