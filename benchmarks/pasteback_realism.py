@@ -264,7 +264,7 @@ def before_after(path: Path, keys: tuple[int, ...] = (0, 1)) -> None:
     write_image(path, np.vstack(rows))
 
 
-def summarise(rows: list[dict], hog_originals: float) -> dict[str, float]:
+def summarise(rows: list[dict], hog_originals: float) -> dict[str, object]:
     distances = np.array([r["distance"] for r in rows])
     seams = np.array([r["seam"] for r in rows if not np.isnan(r["seam"])])
     return {"faces": len(rows), "hog_share": float(np.mean([r["hog"] for r in rows])),

@@ -24,7 +24,7 @@ track for a few frames (``track.LandmarkSmoother``) and protected where the trac
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field, replace
 from typing import cast
 
@@ -290,7 +290,8 @@ class FaceProtector:
             self._redraws = redraw_feeds(self.protector)
         return self._redraws
 
-    def _identity_checked(self, work: _FrameWork, i: int, face_rgb: np.ndarray, paste_one) -> PasteRegion:
+    def _identity_checked(self, work: _FrameWork, i: int, face_rgb: np.ndarray,
+                          paste_one: Callable[[np.ndarray, PasteStyle], PasteRegion]) -> PasteRegion:
         """Paste face ``i``; while dlib still takes it for its original, paste the key's other draws
         instead, then the first draw without the original's colours (``face.identity``); if every one is
         too close, raise (the caller masks the face: fail closed)."""
@@ -299,13 +300,14 @@ class FaceProtector:
         y0, y1, x0, x1 = quad_bounds(landmarks, out.shape)
         before = out[y0:y1, x0:x1].copy()  # the paste stays inside the face's FFHQ square
         crop = work.crops[i][0][None]
-        tries = [(lambda: face_rgb, "as drawn", self.paste_style)]
-        tries += [(lambda feeds=feeds: self.protector.protect(crop, feeds)[0], f"draw {n + 1} of the key's others",
-                   self.paste_style) for n, feeds in enumerate(self._redraw_feeds())]
-        tries.append((lambda: face_rgb, "its own colours", replace(self.paste_style, colour=False)))
-        distances = []
-        for draw, label, style in tries:
-            region = paste_one(draw(), style)
+        # (key feeds of the draw: None for the one already drawn, its label, the paste style)
+        tries: list[tuple[dict[str, np.ndarray] | None, str, PasteStyle]] = [(None, "as drawn", self.paste_style)]
+        tries += [(feeds, f"draw {n + 1} of the key's others", self.paste_style)
+                  for n, feeds in enumerate(self._redraw_feeds())]
+        tries.append((None, "its own colours", replace(self.paste_style, colour=False)))
+        distances: list[float] = []
+        for feeds, label, style in tries:
+            region = paste_one(face_rgb if feeds is None else self.protector.protect(crop, feeds)[0], style)
             distances.append(self.identity.distance(work.frame, out, landmarks))
             if distances[-1] >= MIN_DISTANCE:
                 break
