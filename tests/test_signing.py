@@ -21,6 +21,11 @@ from anonymixer.models.bundle import load_bundle, save_bundle
 from anonymixer.runtime.ort import OrtBackend
 
 CROP_TEMPLATE = [[0.3, 0.4], [0.7, 0.4], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]]
+SIGN_EXTRA = "signatures need the sign extra: pip install 'anonymixer[sign]' (cryptography)"
+
+
+def needs_cryptography():
+    pytest.importorskip("cryptography", reason=SIGN_EXTRA)
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +44,7 @@ def tiny_export(tmp_path_factory, tiny_bundle):
 
 @pytest.fixture(scope="module")
 def signer(tmp_path_factory):
+    needs_cryptography()
     path = tmp_path_factory.mktemp("keys") / "signer.key"
     signing.new_signing_key(path)
     return path
@@ -46,6 +52,7 @@ def signer(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stranger(tmp_path_factory):
+    needs_cryptography()
     path = tmp_path_factory.mktemp("keys") / "stranger.key"
     signing.new_signing_key(path)
     return path
@@ -83,6 +90,7 @@ def protect(folder, key_file, crops, out, *extra):
 
 
 def test_new_key_writes_a_private_key_only_its_owner_reads_and_never_overwrites(tmp_path, capsys):
+    needs_cryptography()
     path = tmp_path / "s.key"
     assert main(["sign", "--new-key", str(path)]) == 0
     out = capsys.readouterr().out
