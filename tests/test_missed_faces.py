@@ -191,3 +191,14 @@ def test_a_lost_track_is_held_for_hold_frames_then_dropped():
     held = [smoother.update([], 0.04 * (2 + i)) for i in range(HOLD_FRAMES + 1)]
     assert [len(faces) for faces in held] == [1] * HOLD_FRAMES + [0]
     assert held[0][0].box[0] > 105 and held[1][0].box[0] > held[0][0].box[0]  # moved with the track
+
+
+def test_a_held_face_keeps_the_speed_of_its_first_two_detections():
+    """A track seen twice moves on at that whole speed (it once averaged the first step with the
+    zero it started from, so a held face fell behind the real one and its edge showed)."""
+    face = Face(np.array([100, 100, 50, 60], np.float32), np.full((5, 2), 120, np.float32), 0.9)
+    smoother = LandmarkSmoother()
+    smoother.update([face], 0.0)
+    smoother.update([face.moved(5, 0)], 0.04)             # 125 px/s to the right
+    held = [smoother.update([], 0.04 * (2 + i))[0] for i in range(4)]
+    assert [round(float(h.box[0]), 3) for h in held] == [110.0, 115.0, 120.0, 125.0]

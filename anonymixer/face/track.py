@@ -70,6 +70,7 @@ class _Track:
     time: float = 0.0               # when it was last detected, seconds
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # centre, pixels per second
     missed: int = 0                 # frames since it was last detected
+    detections: int = 0             # how many times it was detected
 
 
 class LandmarkSmoother:
@@ -108,8 +109,12 @@ class LandmarkSmoother:
                                              OneEuroFilter(self.min_cutoff, self.beta), time=time)
             if track.face is not None and time > track.time:
                 step = (centres[i] - (track.face.box[:2] + track.face.box[2:] / 2)) / (time - track.time)
-                track.velocity = 0.5 * track.velocity + 0.5 * step if track.missed == 0 else step
+                # The first step is the whole estimate: averaging it with the zero a track starts
+                # from halved the speed, and a held face then fell behind the real one.
+                track.velocity = (0.5 * track.velocity + 0.5 * step
+                                  if track.missed == 0 and track.detections > 1 else step)
             track.centre, track.width, track.time, track.missed = centres[i], float(face.box[2]), time, 0
+            track.detections += 1
             smoothed = track.filter(face.landmarks, time, scale=track.width)
             track.face = face.with_landmarks(smoothed)
             out.append(track.face)
