@@ -166,6 +166,10 @@ class OnnxRecognizer(Scoring):
         self.path = path
         options = ort.SessionOptions()
         options.log_severity_level = 3  # graphs with a fixed batch of 1 warn on every larger batch
+        # Weight-only int8 graphs (SFace's int8bq): without QDQ fusion ONNX Runtime folds the
+        # DequantizeLinear of each weight once at load instead of on every call; the same
+        # embeddings to float rounding (1.8e-5 on SFace), 1.7x faster (50 -> 29 ms on this CPU).
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             self.session = ort.InferenceSession(graph if graph is not None else load_onnx_graph(path),
                                                 options, providers=["CPUExecutionProvider"])
