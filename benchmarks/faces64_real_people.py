@@ -57,19 +57,23 @@ BALD_GUYS = {
 REQUIREMENT = "dlib==19.5.0"
 
 
-def people_with_several_photos(fr: DlibRecognizer, folder: Path) -> FaceSet:
-    """The 79 faces of nine people (``people`` holds each face's person)."""
-    faces = FaceSet()
+def johns_photos(folder: Path) -> list[tuple[Path, str, str]]:
+    """``(extracted photo, archive member, person as in JOHNS)`` for every photo of the five Johns
+    in the dlib 19.5.0 archive (downloaded into ``folder`` once)."""
     archive_member(folder, REQUIREMENT, f"{DLIB_EXAMPLES}/faces/bald_guys.jpg")  # downloads once
     tar_path = sorted(folder.glob("dlib-19.5.0.tar.gz"))[-1]
     with tarfile.open(tar_path) as tar:
         members = sorted(m.name for m in tar.getmembers()
                          if m.name.startswith(f"{DLIB_EXAMPLES}/johns/") and m.name.endswith(".jpg"))
-    for member in members:
-        person = member.split("/")[-2]
-        if person not in JOHNS:
-            continue
-        image, found = faces.read(archive_member(folder, REQUIREMENT, member))
+    return [(archive_member(folder, REQUIREMENT, member), member, member.split("/")[-2])
+            for member in members if member.split("/")[-2] in JOHNS]
+
+
+def people_with_several_photos(fr: DlibRecognizer, folder: Path) -> FaceSet:
+    """The 79 faces of nine people (``people`` holds each face's person)."""
+    faces = FaceSet()
+    for path, member, person in johns_photos(folder):
+        image, found = faces.read(path)
         if not found:
             raise ValueError(f"{member}: YuNet finds no face")
         faces.add(image, max(found, key=lambda f: float(f.box[2] * f.box[3])), person.replace("_", " "), fr)

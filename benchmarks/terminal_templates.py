@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -58,7 +57,7 @@ from anonymixer.terminal.thresholds import measured_threshold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faces64_encoder import DLIB_EXAMPLES, archive_member  # noqa: E402
-from faces64_real_people import BALD_GUYS, JOHNS, REQUIREMENT  # noqa: E402
+from faces64_real_people import BALD_GUYS, REQUIREMENT, johns_photos  # noqa: E402
 
 FMR = 1e-3
 KEY_A, KEY_B = eval_key(0, "A", "*"), eval_key(0, "B", "*")
@@ -69,17 +68,10 @@ def real_people(folder: Path, detector: Any) -> list[tuple[Any, Face, str]]:
     import cv2
 
     faces = []
-    archive_member(folder, REQUIREMENT, f"{DLIB_EXAMPLES}/faces/bald_guys.jpg")   # downloads once
-    tar_path = sorted(folder.glob("dlib-19.5.0.tar.gz"))[-1]
-    with tarfile.open(tar_path) as tar:
-        members = sorted(m.name for m in tar.getmembers()
-                         if m.name.startswith(f"{DLIB_EXAMPLES}/johns/") and m.name.endswith(".jpg"))
-    for member in members:
-        person = member.split("/")[-2]
-        if person in JOHNS:
-            image = cv2.imread(str(archive_member(folder, REQUIREMENT, member)), cv2.IMREAD_COLOR)
-            found = detector.detect(image)
-            faces.append((image, max(found, key=lambda f: float(f.box[2] * f.box[3])), person.replace("_", " ")))
+    for path, _, person in johns_photos(folder):
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        found = detector.detect(image)
+        faces.append((image, max(found, key=lambda f: float(f.box[2] * f.box[3])), person.replace("_", " ")))
     image = cv2.imread(str(archive_member(folder, REQUIREMENT, f"{DLIB_EXAMPLES}/faces/bald_guys.jpg")))
     found = detector.detect(image)
     for person, centres in BALD_GUYS.items():

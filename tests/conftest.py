@@ -76,3 +76,14 @@ def read_only_outputs(monkeypatch):
         return real(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", read_only)
+
+
+@pytest.fixture
+def keys(tmp_path, capsys):
+    """``(old key file, new key file)`` made by ``anonymixer keygen`` (a re-key's revoked and new keys)."""
+    from anonymixer.cli import main
+
+    old, new = tmp_path / "old.key", tmp_path / "new.key"
+    assert main(["keygen", "--out", str(old)]) == 0 and main(["keygen", "--out", str(new)]) == 0
+    capsys.readouterr()
+    return old, new

@@ -25,14 +25,6 @@ def originals(tmp_path):
     return folder
 
 
-@pytest.fixture
-def keys(tmp_path, capsys):
-    old, new = tmp_path / "old.key", tmp_path / "new.key"
-    assert main(["keygen", "--out", str(old)]) == 0 and main(["keygen", "--out", str(new)]) == 0
-    capsys.readouterr()
-    return old, new
-
-
 def rekey(originals, keys, out, *extra):
     old, new = keys
     return main(["rekey", str(originals), "--revoked", str(old), "--key", str(new), "--model", "random:tiny",

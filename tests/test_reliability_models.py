@@ -88,16 +88,6 @@ def originals(tmp_path):
     return folder
 
 
-@pytest.fixture
-def keys(tmp_path, capsys):
-    from anonymixer.cli import main
-
-    old, new = tmp_path / "old.key", tmp_path / "new.key"
-    assert main(["keygen", "--out", str(old)]) == 0 and main(["keygen", "--out", str(new)]) == 0
-    capsys.readouterr()
-    return old, new
-
-
 def rekey_args(originals, keys, out, *extra):
     return ["rekey", str(originals), "--revoked", str(keys[0]), "--key", str(keys[1]), "--model", "random:tiny",
             "--out", str(out), *map(str, extra)]
