@@ -106,7 +106,7 @@ class ProtectorActor:
             sys.modules["torch"].set_num_threads(max(1, int(settings.threads)))
         self.face_protector = FaceProtector(self.protector, detector, no_face=settings.no_face,
                                             max_batch=settings.batch,
-                                            identity_check=getattr(settings, "identity_check", False))
+                                            identity_check=getattr(settings, "identity_check", True))
         if fault_after_frames and index == 0 and not ray.get_runtime_context().was_current_actor_reconstructed:
             self._exit_at_frame(fault_after_frames)
 

@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 
 from anonymixer.atomic import write_json
-from anonymixer.eval.fr import DlibRecognizer
+from anonymixer.eval.fr import DlibRecognizer, sface
 from anonymixer.eval.protocols import eval_key
 from anonymixer.face.detect import Face, open_detector
 from anonymixer.face.io import write_image
@@ -194,7 +194,8 @@ def _face_strip(image: np.ndarray, face: Face, side: int = 96) -> np.ndarray:
 
 
 def evaluate(photos: list[Photo], face_protector: FaceProtector, fr: DlibRecognizer, hog: HogJudge,
-             originals: dict[tuple[int, int], tuple[np.ndarray, bool]]) -> tuple[list[dict], list[np.ndarray]]:
+             originals: dict[tuple[int, int], tuple[np.ndarray, bool]], sf=None,
+             sface_originals: dict[tuple[int, int], np.ndarray] | None = None) -> tuple[list[dict], list[np.ndarray]]:
     """Per selected face: HOG on the protected photo, dlib distance to the original, seam, paste ms."""
     rows, strips = [], []
     for p, photo in enumerate(photos):
@@ -214,6 +215,9 @@ def evaluate(photos: list[Photo], face_protector: FaceProtector, fr: DlibRecogni
                          if region is not None else float("nan"),
                          "paste_ms": per_face_ms, "redrawn": any(line.startswith(f"face {i + 1} of ")
                                                                  for line in result.notes)})
+            if sf is not None and sface_originals is not None:
+                rows[-1]["sface"] = float(sf.score(sf.embed(sf.align(result.frame, face.landmarks)[None]),
+                                                   sface_originals[(p, i)][None])[0])
             if not photo.demo:
                 strips.append(_face_strip(result.frame, face))
     return rows, strips
@@ -312,14 +316,16 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     photos = collect_photos(Path(args.photos))[::args.every]
-    fr, hog = DlibRecognizer(), HogJudge()
+    fr, hog, sf = DlibRecognizer(), HogJudge(), sface()
     originals: dict[tuple[int, int], tuple[np.ndarray, bool]] = {}
+    sface_originals: dict[tuple[int, int], np.ndarray] = {}
     detector = open_detector("yunet")
     for p, photo in enumerate(photos):
         image = _read(photo.path)
         found = detector.detect(image)
         for i in photo.faces:
             originals[(p, i)] = (fr.embed(fr.align(image, found[i].landmarks)[None])[0], hog.finds(image, found[i].box))
+            sface_originals[(p, i)] = sf.embed(sf.align(image, found[i].landmarks)[None])[0]
     hog_originals = float(np.mean([found for _, found in originals.values()]))
     report: dict[str, object] = {"model": args.model, "faces": len(originals), "photos": len(photos),
                                  "hog_share_originals": hog_originals, "styles": {}}
@@ -332,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 face_protector = FaceProtector(protector, open_detector("yunet"), paste_style=style,
                                                identity_check=args.identity_check)
                 started = time.perf_counter()
-                rows, strips = evaluate(photos, face_protector, fr, hog, originals)
+                rows, strips = evaluate(photos, face_protector, fr, hog, originals, sf, sface_originals)
                 summary = summarise(rows, hog_originals)
                 summary["seconds"] = time.perf_counter() - started
                 summary.update(timing_640x480(face_protector, args.repeat))

@@ -96,12 +96,14 @@ def _protect_whole(args: argparse.Namespace, key: Key, sources: list[Source]) ->
         setup = Setup(protector.info.description, protector.fingerprint, protector.backend.describe(), detector.name,
                       protector.info.is_random)
         print_setup(setup.model, setup.fingerprint, setup.backend)
-        print(f"detector: {detector.name}   no face: {args.no_face}")
         face_protector = FaceProtector(protector, detector, no_face=args.no_face, max_batch=args.batch,
                                        identity_check=args.identity_check)
+        print(f"detector: {detector.name}   no face: {args.no_face}   identity check: {face_protector.identity_status}")
         report = protect_sources(face_protector, sources, None if args.out is None else Path(args.out),
                                  preview=Preview(args.preview), max_frames=args.max_frames,
                                  inflight=args.inflight, video=VideoOptions.from_settings(args))
+    if face_protector.identity is None and face_protector.identity_status.startswith("OFF"):
+        report.notes.append(f"identity check: {face_protector.identity_status}")
     return report, setup
 
 def _protect_on_ray(args: argparse.Namespace, key: Key, sources: list[Source]) -> tuple[RunReport, Setup]:
@@ -116,6 +118,7 @@ def _protect_on_ray(args: argparse.Namespace, key: Key, sources: list[Source]) -
         raise AnonymixerError("--preview shows the frames of one process; drop it with --ray")
     try:
         from ..cluster import ClusterOptions, describe, protect_on_cluster
+        from ..face.identity import status as identity_status
     except ImportError:
         raise AnonymixerError("--ray needs Ray: pip install 'anonymixer[ray]'") from None
     options = ClusterOptions(address=args.ray or None, actors=args.ray_actors, cpus_per_actor=args.ray_cpus_per_actor,
@@ -124,7 +127,8 @@ def _protect_on_ray(args: argparse.Namespace, key: Key, sources: list[Source]) -
 
     def on_setup(setup: Setup) -> None:
         print_setup(setup.model, setup.fingerprint, setup.backend)
-        print(f"detector: {setup.detector}   no face: {args.no_face}")
+        print(f"detector: {setup.detector}   no face: {args.no_face}   identity check: "
+              f"{identity_status(args.identity_check, setup.is_random)}")
         print(describe(options))
         setups.append(setup)
 
@@ -209,9 +213,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"model: {protector.info.description} (loaded in {time.perf_counter() - started:.1f} s)")
         print(f"key: {protector.fingerprint} (fresh, in memory only, not saved)   "
               f"backend: {protector.backend.describe()}   detector: {detector.name}")
-        # The demo is a newcomer's first look: every face is also checked against its original with
-        # dlib's recogniser where installed (face.identity).
-        demo = run_demo(FaceProtector(protector, detector, identity_check=True), Path(args.out))
+        face_protector = FaceProtector(protector, detector)   # with the identity check, as protect (face.identity)
+        print(f"identity check: {face_protector.identity_status}")
+        demo = run_demo(face_protector, Path(args.out))
     failures = 0
     for index, (name, result) in enumerate(demo.results.items()):
         stages = ", ".join(f"{stage} {ms:.1f}" for stage, ms in result.timings_ms.items())

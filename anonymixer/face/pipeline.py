@@ -24,8 +24,8 @@ track for a few frames (``track.LandmarkSmoother``) and protected where the trac
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass, field
 from typing import cast
 
 import cv2
@@ -35,8 +35,10 @@ from ..runtime.protector import Protector
 from ..runtime.stream import FramePipeline, ThreadPipeline, in_input_order
 from .align import align_face, resize_affine
 from .detect import Detector, Face
-from .guard import ArtefactGuard, redraw_feeds
-from .identity import MIN_DISTANCE, open_identity_check
+from .draws import DrawChooser
+from .guard import ArtefactGuard
+from .identity import open_identity_check
+from .identity import status as identity_status
 from .paste import PASTE_STYLES, PasteRegion, PasteStyle, fill_face, paste_generated, quad_bounds
 from .region import face_outline
 from .search import find_faces
@@ -95,6 +97,7 @@ class _FrameWork:
     crops: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     protected: dict[int, np.ndarray] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
+    drawn: dict[int, int] = field(default_factory=dict)   # face index -> which of the key's draws (face.draws)
 
 
 def _take_frame(pipeline: FramePipeline) -> FrameResult:
@@ -107,9 +110,12 @@ class FaceProtector:
     ``max_batch``: most faces per Protector call (a crowd is split into several batches).
     ``fill``: BGR colour of the fail-closed mask. ``paste_style``: how generated faces go back
     (``face.paste.PasteStyle`` or a name of ``PASTE_STYLES``; default: outline region, colour match,
-    seamless clone, artefact guard where YuNet is installed). ``identity_check``: measure each pasted
-    face against its original with dlib's recogniser where installed (``face.identity``), draw again
-    or mask a face that is too close; off by default (two descriptors per face).
+    seamless clone, artefact guard where YuNet is installed). ``identity_check`` (on by default):
+    measure each pasted face against its original with dlib's recogniser where installed, else SFace
+    (``"dlib"``/``"sface"`` ask for one), draw again or mask a face that is too close (``face.identity``,
+    ``face.draws``; in video once per track and every ``draws.RECHECK_FRAMES`` frames);
+    ``identity_status`` says which check runs, or why none does. Seeded random weights (no faces to
+    recognise: noise) get neither the guard nor the check.
 
     ``opencv_threads`` sets OpenCV's (process-wide) thread count; ``None`` leaves it alone. The
     default, 1, is deliberate: OpenCV's worker threads keep spinning after each call and starve
@@ -121,7 +127,7 @@ class FaceProtector:
     def __init__(self, protector: Protector, detector: Detector, *, no_face: str = "pass",
                  fill: tuple[int, int, int] = (0, 0, 0), max_batch: int = 16,
                  opencv_threads: int | None = 1, paste_style: str | PasteStyle = "default",
-                 identity_check: bool = False) -> None:
+                 identity_check: bool | str = True) -> None:
         if isinstance(paste_style, str):
             if paste_style not in PASTE_STYLES:
                 raise ValueError(f"paste_style must be one of {', '.join(PASTE_STYLES)}, got {paste_style!r}")
@@ -139,8 +145,11 @@ class FaceProtector:
         # Seeded random weights draw no faces at all: nothing for the guard to tell apart.
         guarded = paste_style.guard and not getattr(protector.info, "is_random", False)
         self.guard = ArtefactGuard(protector.info.crop_template) if guarded else None
-        self._redraws: list[dict[str, np.ndarray]] | None = None
-        self.identity = open_identity_check() if identity_check else None
+        recogniser = identity_check if isinstance(identity_check, str) else "auto"
+        random_weights = bool(getattr(protector.info, "is_random", False))
+        self.identity = open_identity_check(recogniser) if identity_check and not random_weights else None
+        self.identity_status = identity_status(identity_check, random_weights, self.identity)
+        self.draws = DrawChooser(protector, paste_style, self.guard, self.identity)
 
     def process(self, frame: np.ndarray, smoother: LandmarkSmoother | None = None,
                 time_s: float | None = None) -> FrameResult:
@@ -211,116 +220,74 @@ class FaceProtector:
         return work
 
     def protect_crops(self, work: _FrameWork) -> _FrameWork:
-        """Phase 2: the networks on the aligned crops, ``max_batch`` faces per Protector call."""
+        """Phase 2: the networks on the aligned crops, ``max_batch`` faces per Protector call; a face
+        whose track has chosen another of the key's draws (``face.draws``) is generated with that draw."""
         timings = work.result.timings_ms
-        order = sorted(work.crops)
-        for start in range(0, len(order), self.max_batch):
-            chunk = order[start:start + self.max_batch]
-            try:
-                faces_out = self.protector.protect(np.stack([work.crops[i][0] for i in chunk]))
-                if faces_out.shape[0] != len(chunk):
-                    raise RuntimeError(f"the Protector returned {faces_out.shape[0]} faces for {len(chunk)}")
-                for stage, ms in self.protector.last_timings_ms.items():
-                    timings[stage] = timings.get(stage, 0.0) + ms
-                work.protected.update(zip(chunk, faces_out))
-            except Exception as exc:
-                work.failed.update((i, f"protection failed: {_reason(exc)}") for i in chunk)
+        plan = {i: self.draws.planned(work.result.faces[i].track) for i in work.crops}
+        for draw in sorted(set(plan.values())):
+            order = sorted(i for i in work.crops if plan[i] == draw)
+            for start in range(0, len(order), self.max_batch):
+                chunk = order[start:start + self.max_batch]
+                try:
+                    batch, feeds = np.stack([work.crops[i][0] for i in chunk]), self.draws.feeds(draw)
+                    faces_out = self.protector.protect(batch) if feeds is None else self.protector.protect(batch, feeds)
+                    if faces_out.shape[0] != len(chunk):
+                        raise RuntimeError(f"the Protector returned {faces_out.shape[0]} faces for {len(chunk)}")
+                    for stage, ms in self.protector.last_timings_ms.items():
+                        timings[stage] = timings.get(stage, 0.0) + ms
+                    work.protected.update(zip(chunk, faces_out))
+                    work.drawn.update(dict.fromkeys(chunk, draw))
+                except Exception as exc:
+                    work.failed.update((i, f"protection failed: {_reason(exc)}") for i in chunk)
         return work
 
     def paste(self, work: _FrameWork) -> FrameResult:
-        """Phase 3: guard and paste protected faces back; mask every face that failed on the way (fail closed)."""
+        """Phase 3: choose each face's draw (artefact guard, identity check: ``face.draws``) and paste it
+        back; mask every face that failed on the way (fail closed). The guard's and the identity check's
+        ms go to ``timings_ms["guard"]`` and ``["identity"]`` (when they ran), not to ``"paste"``."""
         result = work.result
         out, faces, failed = result.frame, result.faces, work.failed
         size = self.protector.input_size
         template = self.protector.info.crop_template
+        timings = result.timings_ms
+        checks_before = timings.get("guard", 0.0) + timings.get("identity", 0.0)
         t = time.perf_counter()
         for i, face_rgb in work.protected.items():
             try:
-                if self.guard is not None:
-                    face_rgb = self._guarded(work, i, face_rgb)
+                landmarks = faces[i].landmarks
                 matrix = resize_affine(work.crops[i][1], size, face_rgb.shape[0])
                 outline = face_outline(work.frame, faces[i], self.paste_style.dlib)
+                y0, y1, x0, x1 = quad_bounds(landmarks, out.shape)
+                before = out[y0:y1, x0:x1].copy() if self.identity is not None else None  # the paste stays inside
 
-                def paste_one(face_rgb: np.ndarray, style: PasteStyle = self.paste_style, i: int = i) -> PasteRegion:
+                def paste_one(face_rgb: np.ndarray, style: PasteStyle, matrix: np.ndarray = matrix,
+                              i: int = i, outline: np.ndarray = outline) -> PasteRegion:
                     return paste_generated(out, work.frame, cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR), matrix,
                                            faces[i].landmarks, outline, template, style)
 
-                if self.identity is None:
-                    result.pasted[i] = paste_one(face_rgb)
-                else:
-                    result.pasted[i] = self._identity_checked(work, i, face_rgb, paste_one)
+                def restore(box: tuple[int, int, int, int] = (y0, y1, x0, x1), before: np.ndarray | None = before) -> None:
+                    out[box[0]:box[1], box[2]:box[3]] = before
+
+                def verify(landmarks: np.ndarray = landmarks) -> float:
+                    assert self.identity is not None
+                    return self.identity.measure(work.frame, out, landmarks)
+
+                result.pasted[i], redrawn = self.draws.paste(
+                    work.crops[i][0], (work.drawn.get(i, 0), face_rgb), faces[i].track, paste_one, verify, restore,
+                    f"face {i + 1} of {len(faces)}", result.notes, timings)
+                result.redrawn += int(redrawn)
                 result.protected += 1
             except Exception as exc:
                 result.pasted.pop(i, None)
                 failed[i] = f"paste-back failed: {_reason(exc)}"
-        result.timings_ms["paste"] = (time.perf_counter() - t) * 1000.0
+        checks = timings.get("guard", 0.0) + timings.get("identity", 0.0) - checks_before
+        timings["paste"] = (time.perf_counter() - t) * 1000.0 - checks
         for i in sorted(failed):
             self._mask(out, faces[i])
             x, y, w, h = (int(round(float(v))) for v in faces[i].box)
             result.failures.append(f"face {i + 1} of {len(faces)} at x={x} y={y} w={w} h={h} masked: {failed[i]}")
         result.masked = len(failed)
         return result
-
-    def _guarded(self, work: _FrameWork, i: int, face_rgb: np.ndarray) -> np.ndarray:
-        """The generated face of face ``i``, or the first of the key's other draws that the artefact
-        guard accepts (else the one it rejects least): ``face.guard``."""
-        assert self.guard is not None
-        best, verdict = face_rgb, self.guard.check(face_rgb)
-        if verdict.passed:
-            return face_rgb
-        first, tried = verdict, 0
-        for feeds in self._redraw_feeds():
-            tried += 1
-            again = self.protector.protect(work.crops[i][0][None], feeds)[0]
-            second = self.guard.check(again)
-            if second.shortfall < verdict.shortfall:
-                best, verdict = again, second
-            if second.passed:
-                break
-        result = work.result
-        result.redrawn += 1
-        outcome = (f"draw {tried} of the key's others passed" if verdict.passed else
-                   f"none of the key's {tried} other draws passed; kept the nearest")
-        result.notes.append(f"face {i + 1} of {len(result.faces)}: the generated face failed the artefact guard "
-                            f"({first.describe()}); {outcome} ({verdict.describe()})")
-        return best
-
-    def _redraw_feeds(self) -> list[dict[str, np.ndarray]]:
-        if self._redraws is None:
-            self._redraws = redraw_feeds(self.protector)
-        return self._redraws
-
-    def _identity_checked(self, work: _FrameWork, i: int, face_rgb: np.ndarray,
-                          paste_one: Callable[[np.ndarray, PasteStyle], PasteRegion]) -> PasteRegion:
-        """Paste face ``i``; while dlib still takes it for its original, paste the key's other draws
-        instead, then the first draw without the original's colours (``face.identity``); if every one is
-        too close, raise (the caller masks the face: fail closed)."""
-        assert self.identity is not None
-        out, landmarks = work.result.frame, work.result.faces[i].landmarks
-        y0, y1, x0, x1 = quad_bounds(landmarks, out.shape)
-        before = out[y0:y1, x0:x1].copy()  # the paste stays inside the face's FFHQ square
-        crop = work.crops[i][0][None]
-        # (key feeds of the draw: None for the one already drawn, its label, the paste style)
-        tries: list[tuple[dict[str, np.ndarray] | None, str, PasteStyle]] = [(None, "as drawn", self.paste_style)]
-        tries += [(feeds, f"draw {n + 1} of the key's others", self.paste_style)
-                  for n, feeds in enumerate(self._redraw_feeds())]
-        tries.append((None, "its own colours", replace(self.paste_style, colour=False)))
-        distances: list[float] = []
-        for feeds, label, style in tries:
-            region = paste_one(face_rgb if feeds is None else self.protector.protect(crop, feeds)[0], style)
-            distances.append(self.identity.distance(work.frame, out, landmarks))
-            if distances[-1] >= MIN_DISTANCE:
-                break
-            out[y0:y1, x0:x1] = before
-        else:
-            raise RuntimeError(f"the protected face stays within dlib's {MIN_DISTANCE} of the original in all "
-                               f"{len(tries)} tries (nearest {max(distances):.2f})")
-        if len(distances) > 1:
-            work.result.redrawn += 1
-            work.result.notes.append(f"face {i + 1} of {len(work.result.faces)}: the protected face was "
-                                     f"{distances[0]:.2f} from its original under dlib (< {MIN_DISTANCE}); "
-                                     f"{label}: {distances[-1]:.2f}")
-        return region
 
     def _mask(self, out: np.ndarray, face: Face) -> None:
         try:

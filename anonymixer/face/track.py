@@ -12,10 +12,14 @@ moved by the track's velocity (its centre's, from its last two detections, cappe
 widths), is returned with the detected ones and protected where it now is. A held track that
 finds its face again goes on (same filter); one unmatched for more than ``hold_frames`` frames
 is dropped, and a face that comes back later starts afresh.
+
+Each track has an id, unique in the process, that its faces carry (``Face.track``): the pipeline
+keeps one choice of draw per track (``face.draws``), so a person's face stays the same face.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -59,6 +63,7 @@ class OneEuroFilter:
 
 
 HOLD_FRAMES = 10  # frames a lost face stays protected where its track puts it
+_TRACK_IDS = itertools.count(1)  # unique in the process: several videos may share one FaceProtector
 
 
 @dataclass
@@ -71,6 +76,7 @@ class _Track:
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # centre, pixels per second
     missed: int = 0                 # frames since it was last detected
     detections: int = 0             # how many times it was detected
+    id: int = field(default_factory=lambda: next(_TRACK_IDS))  # ``Face.track`` of its faces
 
 
 class LandmarkSmoother:
@@ -116,7 +122,7 @@ class LandmarkSmoother:
             track.centre, track.width, track.time, track.missed = centres[i], float(face.box[2]), time, 0
             track.detections += 1
             smoothed = track.filter(face.landmarks, time, scale=track.width)
-            track.face = face.with_landmarks(smoothed)
+            track.face = face.with_landmarks(smoothed).on_track(track.id)
             out.append(track.face)
             tracks.append(track)
         self.held = 0

@@ -222,6 +222,21 @@ def _probe_video(versions: dict[str, str]) -> None:
     versions["PyAV"] = f"{av.__version__}, FFmpeg {av.ffmpeg_version_info}; encoders: {', '.join(encoders)}"
 
 
+def _probe_identity_check(versions: dict[str, str]) -> None:
+    """Which recogniser ``protect``'s identity check (on by default) will use here (``face.identity``)."""
+    from ..face.detect import DLIB_INSTALL
+    from ..face.identity import describe, installed, status
+
+    name = installed()
+    if name == "dlib":
+        versions["identity check"] = f"{describe(name)} (on by default; --no-identity-check turns it off)"
+    elif name == "sface":
+        versions["identity check"] = (f"{describe(name)}; with dlib ({DLIB_INSTALL}) the check is dlib's, which the "
+                                      f"published figures use")
+    else:
+        versions["identity check"] = status(True, False)
+
+
 def collect() -> Findings:
     """Probe Python, numpy, onnxruntime, torch, TensorRT, cuda-python, the driver and the GPU."""
     from ..bench.machine import cpu_model, int8_features
@@ -241,6 +256,7 @@ def collect() -> Findings:
         ort, providers = None, []
         versions["onnxruntime"] = f"absent ({PIP_ORT})"
     _probe_video(versions)
+    _probe_identity_check(versions)
     has_torch, torch_cuda = _probe_torch(versions)
     has_trt = _probe_tensorrt(versions)
     has_cuda = _probe_cuda(versions, gpu)

@@ -1,0 +1,180 @@
+"""Which of the key's draws a face gets: the artefact guard, then the identity check; in video, once per track.
+
+A key gives each face four deterministic draws (``guard.redraw_feeds``): draw 0, the key's own, and
+draws 1-3, the code reflected about the model's mean in three ways. ``DrawChooser.paste`` picks one:
+
+1. **Artefact guard** (``face.guard``): the first draw, in order 0, 1, 2, 3, that the guard takes for
+   a face; if none, the one it rejects least.
+2. **Identity check** (``face.identity``): that draw is pasted and the recogniser compares the output
+   with the original; while it is too close, the other draws are pasted instead, then the guard's
+   draw without the original's colours; if every one is too close, the face is masked (the caller's
+   fail-closed fill).
+
+**Video.** A face followed by a track (``Face.track``) keeps the draw chosen on the track's first
+frame: the following frames paste that draw with no guard and no recogniser, so a person's face does
+not switch draws from frame to frame and the per-frame cost is the paste alone. The identity check
+runs again on every ``RECHECK_FRAMES``-th frame of the track (the chosen draw first: it is kept
+while it passes) and on a new track (a face lost for longer than the track holds it comes back as
+one). A track whose every draw was too close stays masked until its next check. Photos (no track)
+are decided on their own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..runtime.protector import Protector
+from .guard import ArtefactGuard, Verdict, redraw_feeds
+from .identity import IdentityCheck
+from .paste import PasteRegion, PasteStyle
+
+DRAWS = 4              # draw 0 (the key's own) and the three of ``redraw_feeds``
+RECHECK_FRAMES = 30    # a track's draw is checked by the recogniser again every this many frames
+MAX_TRACKS = 512       # decisions kept (the oldest are forgotten: such a track is decided afresh)
+MASKED = -1            # the draw of a track whose every draw was too close
+
+
+@dataclass
+class Decision:
+    """A track's draw (``MASKED``: none passed; ``reason`` says why), whether it takes the original's
+    colours, and the frames since it was checked."""
+
+    draw: int
+    colour: bool = True
+    age: int = 0
+    reason: str = ""
+
+
+PasteOne = Callable[[np.ndarray, PasteStyle], PasteRegion]
+
+
+class DrawChooser:
+    """Chooses and pastes the draw of each face (module doc). ``guard``/``identity``: None to skip."""
+
+    def __init__(self, protector: Protector, style: PasteStyle, guard: ArtefactGuard | None,
+                 identity: IdentityCheck | None, recheck_frames: int = RECHECK_FRAMES) -> None:
+        self.protector, self.style, self.guard, self.identity = protector, style, guard, identity
+        self.recheck_frames = recheck_frames
+        self._feeds: list[dict[str, np.ndarray]] | None = None
+        self._tracks: OrderedDict[int, Decision] = OrderedDict()
+        self._lock = threading.Lock()   # ``planned`` runs on the networks' thread, ``paste`` on paste-back's
+
+    def feeds(self, draw: int) -> dict[str, np.ndarray] | None:
+        """The mixer feeds of ``draw`` (None: the key's own)."""
+        if draw == 0:
+            return None
+        if self._feeds is None:
+            self._feeds = redraw_feeds(self.protector)
+        return self._feeds[draw - 1]
+
+    def planned(self, track: int | None) -> int:
+        """The draw to generate for a face of ``track``: the track's, else draw 0."""
+        with self._lock:
+            decision = self._tracks.get(track) if track is not None else None
+        return decision.draw if decision is not None and decision.draw > 0 else 0
+
+    def _remember(self, track: int | None, decision: Decision) -> None:
+        if track is None:
+            return
+        with self._lock:
+            self._tracks[track] = decision
+            self._tracks.move_to_end(track)
+            while len(self._tracks) > MAX_TRACKS:
+                self._tracks.popitem(last=False)
+
+    def paste(self, crop: np.ndarray, generated: tuple[int, np.ndarray], track: int | None, paste_one: PasteOne,
+              verify: Callable[[], float], restore: Callable[[], None], label: str,
+              notes: list[str], timings: dict[str, float]) -> tuple[PasteRegion, bool]:
+        """Paste one face's chosen draw; ``(region, drawn again)``, or raise when it must be masked.
+
+        ``crop``: the aligned face ``(S, S, 3) uint8 RGB``; ``generated``: ``(draw, (R, R, 3) uint8 RGB)``
+        already generated for it; ``paste_one(face, style)`` pastes a draw into the output,
+        ``verify()`` measures the output against the original (``IdentityCheck.measure``) and
+        ``restore()`` undoes the paste. ``notes`` gets a line when the guard or the check turned a draw
+        down (then "drawn again" is True);
+        ``timings`` the ms of the ``guard`` and ``identity`` stages."""
+        with self._lock:
+            decision = self._tracks.get(track) if track is not None else None
+        drawn, noted = {generated[0]: generated[1]}, len(notes)
+
+        def draw(d: int) -> np.ndarray:
+            if d not in drawn:
+                drawn[d] = self.protector.protect(crop[None], self.feeds(d))[0]
+            return drawn[d]
+
+        if decision is not None and (self.identity is None or decision.age + 1 < self.recheck_frames):
+            decision.age += 1   # decided on an earlier frame of the track: the same draw, unchecked
+            if decision.draw == MASKED:
+                raise RuntimeError(decision.reason)
+            return paste_one(draw(decision.draw), replace(self.style, colour=decision.colour)), False
+        t = time.perf_counter()
+        if decision is None or decision.draw == MASKED:
+            first = Decision(self._guarded(draw, label, notes))
+        else:   # a re-check: the track keeps its draw while it passes
+            first = Decision(decision.draw, decision.colour)
+        timings["guard"] = timings.get("guard", 0.0) + (time.perf_counter() - t) * 1000.0
+        region = paste_one(draw(first.draw), replace(self.style, colour=first.colour))
+        if self.identity is None:
+            self._remember(track, first)
+            return region, len(notes) > noted
+        t = time.perf_counter()
+        try:
+            chosen, region = self._identity_checked(first, region, draw, paste_one, verify, restore, label, notes)
+        except RuntimeError as exc:
+            self._remember(track, Decision(MASKED, reason=str(exc)))
+            raise
+        finally:
+            timings["identity"] = timings.get("identity", 0.0) + (time.perf_counter() - t) * 1000.0
+        self._remember(track, chosen)
+        return region, len(notes) > noted
+
+    def _guarded(self, draw: Callable[[int], np.ndarray], label: str, notes: list[str]) -> int:
+        """The first draw the artefact guard passes, else the one it rejects least."""
+        if self.guard is None:
+            return 0
+        verdicts: dict[int, Verdict] = {}
+        for d in range(DRAWS):
+            verdicts[d] = self.guard.check(draw(d))
+            if verdicts[d].passed:
+                break
+        best = min(verdicts, key=lambda d: (verdicts[d].shortfall, d))
+        if best != 0 or not verdicts[0].passed:
+            tried = len(verdicts) - 1
+            outcome = (f"draw {best} of the key's others passed" if verdicts[best].passed else
+                       f"none of the key's {tried} other draws passed; kept the nearest")
+            notes.append(f"{label}: the generated face failed the artefact guard ({verdicts[0].describe()}); "
+                         f"{outcome} ({verdicts[best].describe()})")
+        return best
+
+    def _identity_checked(self, first: Decision, region: PasteRegion, draw: Callable[[int], np.ndarray],
+                          paste_one: PasteOne, verify: Callable[[], float], restore: Callable[[], None],
+                          label: str, notes: list[str]) -> tuple[Decision, PasteRegion]:
+        """``first`` is pasted (``region``); while the recogniser still takes it for the original, the
+        key's other draws, then ``first``'s draw without the original's colours. Raise if all are too close."""
+        assert self.identity is not None
+        tries = [first] + [Decision(d) for d in range(DRAWS) if d != first.draw]
+        tries += [Decision(first.draw, not first.colour)]
+        measures: list[float] = []
+        for n, chosen in enumerate(tries):
+            if n:
+                restore()
+                region = paste_one(draw(chosen.draw), replace(self.style, colour=chosen.colour))
+            measures.append(verify())
+            if self.identity.margin(measures[-1]) >= 0.0:
+                break
+        else:
+            raise RuntimeError(f"the protected face stays too close to the original under the identity check "
+                               f"({self.identity.describe()}) in all {len(tries)} draws "
+                               f"(nearest: {self.identity.describe_measure(max(measures, key=self.identity.margin))})")
+        if len(measures) > 1:
+            how = "without the original's colours" if chosen.colour != first.colour else f"draw {chosen.draw}"
+            notes.append(f"{label}: the protected face was too close to its original "
+                         f"({self.identity.describe_measure(measures[0])}); {how}: "
+                         f"{self.identity.describe_measure(measures[-1])}")
+        return chosen, region

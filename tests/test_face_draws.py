@@ -1,0 +1,109 @@
+"""Which draw a face gets: the identity check is on by default, and in video the draw is chosen once per track."""
+
+import numpy as np
+import pytest
+from facekit import needs_dlib, needs_yunet, photo
+from test_face_guard import BlobThenFaceProtector, SelfThenOtherProtector, grace_crop
+
+from anonymixer.errors import RecognizerError
+from anonymixer.face.detect import YuNetDetector
+from anonymixer.face.identity import open_identity_check
+from anonymixer.face.pipeline import FaceProtector
+from anonymixer.face.track import LandmarkSmoother
+
+pytestmark = needs_yunet
+
+
+class BlobThenGraceProtector(BlobThenFaceProtector):
+    """Its own draw is a blob (the guard turns it down); every other draw is Grace Hopper's face."""
+
+    def protect(self, faces, key_feeds=None):
+        self.calls.append(key_feeds is not None)
+        if key_feeds is None:
+            return np.full((len(faces), 64, 64, 3), 90, np.uint8)
+        return np.stack([grace_crop()] * len(faces))
+
+
+def counting(obj, name):
+    """Wrap ``obj.name`` so that its calls are counted in the returned list."""
+    calls, method = [], getattr(obj, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        return method(*args, **kwargs)
+
+    setattr(obj, name, wrapper)
+    return calls
+
+
+def video(face_protector, frames):
+    """``frames`` frames of the astronaut, 1/30 s apart, through one track."""
+    smoother, frame = LandmarkSmoother(), photo("astronaut")
+    return [face_protector.process(frame, smoother, n / 30.0) for n in range(frames)]
+
+
+@needs_dlib
+def test_the_identity_check_is_on_by_default_where_dlib_is_installed():
+    face_protector = FaceProtector(BlobThenFaceProtector(), YuNetDetector())
+    assert face_protector.identity is not None and face_protector.identity.name == "dlib"
+    assert FaceProtector(BlobThenFaceProtector(), YuNetDetector(), identity_check=False).identity is None
+
+
+def test_without_dlib_the_identity_check_falls_back_to_sface(monkeypatch):
+    from anonymixer.eval import fr
+
+    def no_dlib(self):
+        raise RecognizerError("the dlib FR system needs dlib")
+
+    monkeypatch.setattr(fr.DlibRecognizer, "__init__", no_dlib)
+    check = open_identity_check()
+    assert check is not None and check.name == "sface"
+
+
+def test_the_sface_check_masks_a_face_that_stays_its_original():
+    result = FaceProtector(SelfThenOtherProtector(), YuNetDetector(), paste_style="no-guard",
+                           identity_check="sface").process(photo("astronaut"))
+    assert result.protected == 0 and result.masked == 1 and "SFace" in result.failures[0]
+
+
+@needs_dlib
+def test_a_track_keeps_the_draw_chosen_on_its_first_frame_without_checking_again():
+    protector = BlobThenGraceProtector()
+    face_protector = FaceProtector(protector, YuNetDetector())
+    guard_calls = counting(face_protector.guard, "check")
+    identity_calls = counting(face_protector.identity, "measure")
+    results = video(face_protector, 5)
+    assert all(r.protected == 1 for r in results)
+    # frame 1: the key's own draw (a blob), then draw 1; frames 2-5: draw 1 straight away
+    assert protector.calls == [False, True] + [True] * 4
+    assert len(guard_calls) == 2 and len(identity_calls) == 1
+    assert results[0].redrawn == 1 and all(r.redrawn == 0 and not r.notes for r in results[1:])
+
+
+@needs_dlib
+def test_a_tracks_draw_is_checked_by_the_recogniser_again_every_recheck_frames():
+    face_protector = FaceProtector(BlobThenGraceProtector(), YuNetDetector())
+    face_protector.draws.recheck_frames = 3
+    identity_calls = counting(face_protector.identity, "measure")
+    video(face_protector, 7)
+    assert len(identity_calls) == 3   # frames 1, 4 and 7
+
+
+@needs_dlib
+def test_a_track_whose_every_draw_stays_its_original_stays_masked_until_its_next_check():
+    face_protector = FaceProtector(SelfThenOtherProtector(), YuNetDetector(), paste_style="no-guard")
+    identity_calls = counting(face_protector.identity, "measure")
+    results = video(face_protector, 3)
+    assert [r.masked for r in results] == [1, 1, 1] and len(identity_calls) == 5   # five draws, on frame 1 only
+    x, y, w, h = results[-1].faces[0].box.astype(int)
+    assert not results[-1].frame[y:y + h, x:x + w].any()
+
+
+@pytest.mark.parametrize("identity_check", [False, True])
+def test_photos_are_decided_on_their_own(identity_check):
+    """No track: each photo runs the guard again (nothing carried over from the one before)."""
+    face_protector = FaceProtector(BlobThenGraceProtector(), YuNetDetector(), identity_check=identity_check)
+    guard_calls = counting(face_protector.guard, "check")
+    for _ in range(2):
+        face_protector.process(photo("astronaut"))
+    assert len(guard_calls) == 4
