@@ -164,8 +164,13 @@ class OnnxRecognizer(Scoring):
         self.threshold = threshold
         self.licence = licence
         self.path = path
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # graphs with a fixed batch of 1 warn on every larger batch
+        from ..runtime.ort import session_options
+
+        # The runtime's options (threads sleep between calls, not spin: a terminal runs YuNet and
+        # NumPy between recogniser calls on the same cores; identify p50 91 -> 38 ms on 2 cores,
+        # benchmarks/terminal_latency.py).
+        # Errors only: graphs with a fixed batch of 1 warn on every larger batch.
+        options = session_options(None)
         # Weight-only int8 graphs (SFace's int8bq): without QDQ fusion ONNX Runtime folds the
         # DequantizeLinear of each weight once at load instead of on every call; the same
         # embeddings to float rounding (1.8e-5 on SFace), 1.7x faster (50 -> 29 ms on this CPU).

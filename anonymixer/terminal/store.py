@@ -96,7 +96,9 @@ class Gallery:
         """``(subjects (M,), best cosine of each subject's templates with vector (M,) float32)``."""
         if not len(self.names):
             return self.subjects, np.zeros(0, np.float32)
-        scores = self.vectors @ np.asarray(vector, np.float32)
+        # einsum, not the BLAS: a gemv of this size would wake OpenBLAS's thread pool, whose threads
+        # then spin beside the recogniser's on the same cores (identify's p99, 2 cores: 12 ms match).
+        scores = np.einsum("nd,d->n", self.vectors, np.asarray(vector, np.float32))
         return self.subjects, np.maximum.reduceat(scores, self._starts)
 
 
