@@ -51,7 +51,6 @@ import math
 import os
 import re
 import secrets
-import stat
 import struct
 from pathlib import Path
 
@@ -59,6 +58,7 @@ import numpy as np
 
 from anonymixer.atomic import write_bytes
 from anonymixer.errors import AnonymixerError, KeyFileError, OutputError
+from anonymixer.secretfile import read_secret_file
 
 __all__ = ["DEFAULT_SALT", "KEY_DERIVATION", "Key", "derive_normals", "derive_z", "key_seed", "stream_normals", "generate_key", "load_key", "resolve_salt", "save_key"]
 
@@ -167,28 +167,8 @@ def load_key(path: str | os.PathLike[str]) -> Key:
     def fail(problem: str) -> KeyFileError:
         return KeyFileError(f"key file {path}: {problem}")
 
-    if os.path.isdir(path):
-        raise fail("is a directory, not a key file")
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except FileNotFoundError:
-        raise fail("does not exist; check the path or create a key first") from None
-    except PermissionError:
-        raise fail("cannot be read (permission denied); check its owner and mode") from None
-    except OSError as exc:
-        raise fail(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(f.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise fail("is not a regular file (a device, FIFO or socket); a key file is a small JSON file")
-        try:
-            raw = f.read(MAX_KEY_FILE_BYTES + 1)    # bounded: a huge or growing file is never read whole
-        except OSError as exc:
-            raise fail(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
-    if len(raw) > MAX_KEY_FILE_BYTES:
-        raise fail(f"is larger than {MAX_KEY_FILE_BYTES} bytes, so it is not a key file "
-                   "(a key file is about 170 bytes)")
+    raw, mode = read_secret_file(path, fail, MAX_KEY_FILE_BYTES, "a key file",
+                                 "check the path or create a key first")
     if os.name == "posix" and mode & 0o077:
         logger.warning("key file %s is readable by group or others (mode %03o); run: chmod 600 %s",
                        path, mode & 0o777, path)

@@ -12,11 +12,14 @@ and camera-changed). For each recogniser, the ``face`` kind and the ``embedding`
 - ``unprotected``: the recogniser's own embeddings and score (the baseline);
 - ``same_key``: templates under one key: EER; FNMR at FMR 1e-3 calibrated on this set's impostor
   pairs; FNMR and FMR at the shipped default threshold (``terminal.thresholds.MEASURED``);
-- ``across_keys``: the same faces under keys A and B, mated = same person: ``D_sys``
-  (Gomez-Barrero et al. 2018, histogram estimator of ``eval.metrics``; 0 = unlinkable), beside
-  ``d_sys_floor``: the same estimator with the people shuffled on one side (what it reports for
-  no linkage at all on this many pairs), the cross-key EER, and the share of mated pairs over the
-  same-key threshold (a renewed template matching the old one);
+- ``across_keys``: the same faces under keys A_k and B_k for ``--key-pairs`` pairs of keys, mated
+  = same person: ``D_sys`` (Gomez-Barrero et al. 2018, histogram estimator of ``eval.metrics``;
+  0 = unlinkable) of the scores of all pairs together (mated: one person under two different
+  keys, as in that protocol), beside ``d_sys_floor``: the same estimator with each person's
+  key-B templates given to the next person (a derangement of whole people: no linkage at all,
+  but each person's scores still one cluster); the mean and the largest D_sys of one pair of keys
+  alone, with the mean floor of one pair; the cross-key EER, and the share of mated pairs over
+  the same-key threshold (a renewed template matching the old one);
 - ``stolen_key`` (embedding): an attacker with the key and a template undoes the rotation, fills
   the erased directions with the population mean and matches the result against the person's real
   embeddings at the unprotected recogniser's FMR-1e-3 cosine threshold: attack success rate;
@@ -63,6 +66,11 @@ FMR = 1e-3
 KEY_A, KEY_B = eval_key(0, "A", "*"), eval_key(0, "B", "*")
 
 
+def key_pairs(count: int) -> list[tuple[Any, Any]]:
+    """``count`` pairs of evaluation keys ``(A_k, B_k)``; the first is ``(KEY_A, KEY_B)``."""
+    return [(eval_key(k, "A", "*"), eval_key(k, "B", "*")) for k in range(count)]
+
+
 def real_people(folder: Path, detector: Any) -> list[tuple[Any, Face, str]]:
     """``(image BGR, face, person)`` for the 79 faces of nine people (as ``faces64_real_people``)."""
     import cv2
@@ -94,13 +102,26 @@ def verification(mated: np.ndarray, non_mated: np.ndarray, default: float | None
     return out
 
 
-def unlinkability(scores: np.ndarray, ids_a: np.ndarray, ids_b: np.ndarray, threshold: float,
-                  rng: np.random.Generator) -> dict[str, Any]:
-    """``scores (N, M)``: templates under key A x under key B; mated = same person."""
-    mated, non_mated = across_pairs(scores, ids_a, ids_b)
-    shuffled = ids_b[rng.permutation(len(ids_b))]
-    floor_mated, floor_non_mated = across_pairs(scores, ids_a, shuffled)
+def deranged(ids: np.ndarray) -> np.ndarray:
+    """Each person's label replaced by the next person's (sorted): whole people exchanged."""
+    people = np.unique(ids)
+    following = dict(zip(people, np.roll(people, -1)))
+    return np.array([following[i] for i in ids])
+
+
+def unlinkability(scores: list[np.ndarray], ids_a: np.ndarray, ids_b: np.ndarray,
+                  threshold: float) -> dict[str, Any]:
+    """``scores``: one ``(N, M)`` matrix per pair of keys, templates under A_k x under B_k; mated =
+    same person (module docstring)."""
+    split = [across_pairs(s, ids_a, ids_b) for s in scores]
+    null = [across_pairs(s, ids_a, deranged(ids_b)) for s in scores]
+    mated, non_mated = (np.concatenate([p[i] for p in split]) for i in (0, 1))
+    floor_mated, floor_non_mated = (np.concatenate([p[i] for p in null]) for i in (0, 1))
+    per_pair = [linkability(m, n).d_sys for m, n in split]
     return {"d_sys": linkability(mated, non_mated).d_sys, "d_sys_floor": linkability(floor_mated, floor_non_mated).d_sys,
+            "key_pairs": len(scores), "d_sys_one_pair_mean": float(np.mean(per_pair)),
+            "d_sys_one_pair_max": float(np.max(per_pair)),
+            "d_sys_one_pair_floor_mean": float(np.mean([linkability(m, n).d_sys for m, n in null])),
             "cross_key_eer": eer(mated, non_mated).rate, "mated_pairs": int(mated.size),
             "renewed_pairs_matching": float(np.mean(mated >= threshold))}
 
@@ -153,8 +174,8 @@ def revoked(images: list[np.ndarray], faces: list[Face], people: np.ndarray, t_b
             "comparisons": int(len(t_b) * len(old))}
 
 
-def real_figures(fr: str, ranks: list[int], photos: Path, rng: np.random.Generator) -> dict[str, Any]:
-    face_a, face_b = TemplateMaker(KEY_A, kind="face", fr=fr), TemplateMaker(KEY_B, kind="face", fr=fr)
+def real_figures(fr: str, ranks: list[int], photos: Path, pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    face_a = TemplateMaker(KEY_A, kind="face", fr=fr)
     data = real_people(photos, face_a.detector)
     images, faces = [d[0] for d in data], [d[1] for d in data]
     people = np.array([d[2] for d in data])
@@ -170,17 +191,24 @@ def real_figures(fr: str, ranks: list[int], photos: Path, rng: np.random.Generat
     direct = np.stack([check.template(im, f).vector for im, f in zip(images[:3], faces[:3])])
     assert np.allclose(direct, project_embedding(raw[:3], check.projection), atol=1e-5)
     for rank in ranks:
-        projections = [template_projection(key, None, raw.shape[1], rank).astype(np.float32) for key in (KEY_A, KEY_B)]
-        t_a, t_b = (project_embedding(raw, p).astype(np.float64) for p in projections)
+        def templates(key: Any, rank: int = rank) -> np.ndarray:
+            return project_embedding(raw, template_projection(key, None, raw.shape[1], rank).astype(np.float32))
+        t_a, t_b = templates(KEY_A).astype(np.float64), templates(KEY_B).astype(np.float64)
         label = f"embedding rank {rank}" + (" (default)" if rank == check.rank else "")
-        out[label] = kind_figures(t_a, t_b, people, shipped_threshold("embedding", fr, rank), rng)
-        out[label]["stolen_key"] = stolen_key(projections[0], t_a, raw_unit, people, raw_threshold)
+        out[label] = kind_figures(t_a, [templates(a) @ templates(b).T for a, b in pairs], people,
+                                  shipped_threshold("embedding", fr, rank))
+        projection = template_projection(KEY_A, None, raw.shape[1], rank).astype(np.float32)
+        out[label]["stolen_key"] = stolen_key(projection, t_a, raw_unit, people, raw_threshold)
         if rank == check.rank:
             out[label]["revoked"] = revoked(images, faces, people, t_b, fr, "embedding")
         print(f"{fr} real {label}: {short(out[label])}", flush=True)
-    t_a = np.stack([face_a.template(im, f).vector for im, f in zip(images, faces)]).astype(np.float64)
-    t_b = np.stack([face_b.template(im, f).vector for im, f in zip(images, faces)]).astype(np.float64)
-    out["face"] = kind_figures(t_a, t_b, people, shipped_threshold("face", fr, None), rng)
+
+    def face_templates(key: Any) -> np.ndarray:
+        maker = TemplateMaker(key, kind="face", fr=fr)
+        return np.stack([maker.template(im, f).vector for im, f in zip(images, faces)]).astype(np.float64)
+    t_a, t_b = face_templates(KEY_A), face_templates(KEY_B)
+    across = [t_a @ t_b.T] + [face_templates(a) @ face_templates(b).T for a, b in pairs[1:]]
+    out["face"] = kind_figures(t_a, across, people, shipped_threshold("face", fr, None))
     matched, _ = across_pairs(t_a @ raw_unit.T, people, people)
     out["face"]["template_vs_original"] = {"match_rate": float(np.mean(matched >= raw_threshold))}
     out["face"]["revoked"] = revoked(images, faces, people, t_b, fr, "face")
@@ -194,43 +222,49 @@ def shipped_threshold(kind: str, fr: str, rank: int | None) -> float | None:
     return None if row is None else row.threshold
 
 
-def kind_figures(t_a: np.ndarray, t_b: np.ndarray, people: np.ndarray, default: float | None,
-                 rng: np.random.Generator, probe_a: np.ndarray | None = None) -> dict[str, Any]:
-    """Same-key verification and cross-key linkability of templates ``t_a`` (key A), ``t_b`` (key B)
-    of the same faces; with ``probe_a`` (synthetic) the pairs are enrolment x probe instead."""
+def kind_figures(t_a: np.ndarray, across: list[np.ndarray], people: np.ndarray, default: float | None,
+                 probe_a: np.ndarray | None = None) -> dict[str, Any]:
+    """Same-key verification of templates ``t_a`` (key A) and cross-key linkability of ``across``
+    (one score matrix per pair of keys, the same faces under A_k x under B_k); with ``probe_a``
+    (synthetic) the pairs are enrolment x probe instead."""
     if probe_a is None:
         same = verification(*within_pairs(t_a @ t_a.T, people), default)
     else:
         same = verification(*across_pairs(t_a @ probe_a.T, people, people), default)
-    return {"same_key": same, "across_keys": unlinkability(t_a @ t_b.T, people, people,
-                                                           same["fmr_1e-3_threshold"], rng)}
+    return {"same_key": same, "across_keys": unlinkability(across, people, people, same["fmr_1e-3_threshold"])}
 
 
 def short(entry: dict[str, Any]) -> str:
     s, x = entry["same_key"], entry["across_keys"]
     return (f"EER {s['eer']:.3f} FNMR@1e-3 {s['fnmr_at_fmr_1e-3']:.3f} D_sys {x['d_sys']:.3f} "
-            f"(floor {x['d_sys_floor']:.3f})")
+            f"(floor {x['d_sys_floor']:.3f}; one pair of keys: mean {x['d_sys_one_pair_mean']:.3f}, "
+            f"floor {x['d_sys_one_pair_floor_mean']:.3f})")
 
 
-def synthetic_figures(n: int, fr: str, ranks: list[int], rng: np.random.Generator) -> dict[str, Any]:
-    """faces64 identities: enrolment face x probe face (code nudged, camera changes)."""
-    face_a, face_b = TemplateMaker(KEY_A, kind="face", fr=fr), TemplateMaker(KEY_B, kind="face", fr=fr)
+def synthetic_figures(n: int, fr: str, ranks: list[int], pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    """faces64 identities: enrolment face x probe face (code nudged, camera changes); across keys,
+    enrolment under A_k x probe under B_k."""
+    face_a = TemplateMaker(KEY_A, kind="face", fr=fr)
     scene = Scene(SyntheticConfig(model="faces64", identities=n, fr=fr), face_a.protector.backend, face_a.fr,
                   has_encoder=True)
     ids = scene.ids
     out: dict[str, Any] = {"identities": n, "unprotected": verification(
         *across_pairs(face_a.fr.score_matrix(scene.enrol_t, scene.probe_t), ids, ids), None)}
     for rank in ranks:
-        p_a, p_b = (template_projection(key, None, scene.enrol_t.shape[1], rank).astype(np.float32)
-                    for key in (KEY_A, KEY_B))
+        def project(embeddings: np.ndarray, key: Any, rank: int = rank) -> np.ndarray:
+            return project_embedding(embeddings, template_projection(key, None, embeddings.shape[1], rank)
+                                     .astype(np.float32))
         label = f"embedding rank {rank}"
-        out[label] = kind_figures(project_embedding(scene.enrol_t, p_a), project_embedding(scene.probe_t, p_b), ids,
-                                  shipped_threshold("embedding", fr, rank), rng,
-                                  probe_a=project_embedding(scene.probe_t, p_a))
+        out[label] = kind_figures(project(scene.enrol_t, KEY_A),
+                                  [project(scene.enrol_t, a) @ project(scene.probe_t, b).T for a, b in pairs], ids,
+                                  shipped_threshold("embedding", fr, rank), probe_a=project(scene.probe_t, KEY_A))
         print(f"{fr} synthetic {label}: {short(out[label])}", flush=True)
     enrol_a, probe_a = face_a.aligned_templates(scene.enrol), face_a.aligned_templates(scene.probe)
-    out["face"] = kind_figures(enrol_a, face_b.aligned_templates(scene.probe), ids, shipped_threshold("face", fr, None),
-                               rng, probe_a=probe_a)
+    across = [enrol_a @ TemplateMaker(KEY_B, kind="face", fr=fr).aligned_templates(scene.probe).T]
+    for a, b in pairs[1:]:
+        across.append(TemplateMaker(a, kind="face", fr=fr).aligned_templates(scene.enrol)
+                      @ TemplateMaker(b, kind="face", fr=fr).aligned_templates(scene.probe).T)
+    out["face"] = kind_figures(enrol_a, across, ids, shipped_threshold("face", fr, None), probe_a=probe_a)
     print(f"{fr} synthetic face: {short(out['face'])}", flush=True)
     return out
 
@@ -241,15 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ranks", type=int, nargs="+", default=[16, 32, 48, 64, 96, 128])
     parser.add_argument("--identities", type=int, default=200)
     parser.add_argument("--photos", default="out/photos")
+    parser.add_argument("--key-pairs", type=int, default=20, help="pairs of keys whose cross-key scores D_sys pools")
     parser.add_argument("--out", default="out/terminal_templates")
     args = parser.parse_args(argv)
-    report: dict[str, Any] = {"fmr": FMR, "keys": [KEY_A.fingerprint, KEY_B.fingerprint], "real": {}, "synthetic": {},
-                              "loadavg_before": load_average()}
+    pairs = key_pairs(args.key_pairs)
+    report: dict[str, Any] = {"fmr": FMR, "keys": [KEY_A.fingerprint, KEY_B.fingerprint], "key_pairs": len(pairs),
+                              "real": {}, "synthetic": {}, "loadavg_before": load_average()}
     for fr in args.fr:
         start = time.perf_counter()
-        rng = np.random.default_rng(0)
-        report["real"][fr] = real_figures(fr, args.ranks, Path(args.photos), rng)
-        report["synthetic"][fr] = synthetic_figures(args.identities, fr, args.ranks, rng)
+        report["real"][fr] = real_figures(fr, args.ranks, Path(args.photos), pairs)
+        report["synthetic"][fr] = synthetic_figures(args.identities, fr, args.ranks, pairs)
         report.setdefault("seconds", {})[fr] = round(time.perf_counter() - start, 1)
         write_json(Path(args.out) / "terminal_templates.json", report)
     return 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import stat
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +17,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import Field, File, FormParser, parse_options_header
 
 from ..errors import TerminalError
+from ..secretfile import read_secret_file
 
 MAX_TOKEN_FILE_BYTES = 4096
 MIN_TOKEN_CHARS = 16
@@ -50,21 +50,10 @@ def load_token(path: str | os.PathLike[str]) -> bytes:
     def fail(problem: str) -> TokenFileError:
         return TokenFileError(f"token file {path}: {problem}")
 
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise fail("does not exist; make one: (umask 077; openssl rand -hex 32 > FILE)") from None
-    except OSError as exc:
-        raise fail(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(f.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise fail("is not a regular file")
-        if mode & 0o077:
-            raise fail(f"is open to group or others (mode {mode & 0o777:04o}); run: chmod 600 {path}")
-        raw = f.read(MAX_TOKEN_FILE_BYTES + 1)
-    if len(raw) > MAX_TOKEN_FILE_BYTES:
-        raise fail(f"is larger than {MAX_TOKEN_FILE_BYTES} bytes, so it is not a token file")
+    raw, mode = read_secret_file(path, fail, MAX_TOKEN_FILE_BYTES, "a token file",
+                                 "make one: (umask 077; openssl rand -hex 32 > FILE)")
+    if mode & 0o077:
+        raise fail(f"is open to group or others (mode {mode & 0o777:04o}); run: chmod 600 {path}")
     token = raw.strip()
     if len(token) < MIN_TOKEN_CHARS or not all(0x21 <= b <= 0x7E for b in token):
         raise fail(f"must hold one token of at least {MIN_TOKEN_CHARS} visible ASCII characters "
