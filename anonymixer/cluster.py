@@ -43,7 +43,8 @@ from ray.exceptions import RayActorError, RayError
 from tqdm import tqdm
 
 from .errors import AnonymixerError
-from .face.app import RunReport, Outcome, plan_output, processing_order, protect_source
+from .face.app import plan_output, processing_order, protect_source
+from .face.runreport import Outcome, RunReport
 from .face.outputs import OutputPlan
 from .face.record import Setup
 from .face.sources import Source

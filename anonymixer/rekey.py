@@ -46,7 +46,7 @@ from typing import Any
 from .atomic import write_json
 from .digest import sha256_file
 from .errors import AnonymixerError, KeyFileError, OutputError
-from .face.app import RunReport
+from .face.runreport import RunReport
 from .face.sources import Source
 
 MANIFEST_FORMAT = "anonymixer-rekey-manifest"

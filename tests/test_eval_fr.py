@@ -10,7 +10,7 @@ import pytest
 from anonymixer.errors import RecognizerError
 from anonymixer.face.detect import DLIB_INSTALL
 from anonymixer.eval import fr as frmod
-from anonymixer.eval.faces import similarity_align
+from anonymixer.face.align import similarity_align
 from anonymixer.face.align import umeyama_similarity
 from anonymixer.eval.protocols import within_pairs
 from anonymixer.face.io import read_image

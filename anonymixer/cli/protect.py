@@ -23,7 +23,7 @@ from .jsonout import add_json_option, set_result
 if TYPE_CHECKING:
     from ..face.record import Setup
     from ..face.aligned import ProtectReport
-    from ..face.app import RunReport
+    from ..face.runreport import RunReport
     from ..face.sources import Source
     from ..keys import Key
 
@@ -137,7 +137,7 @@ def _protect_on_ray(args: argparse.Namespace, key: Key, sources: list[Source]) -
     return report, setups[0]
 
 def cmd_rekey(args: argparse.Namespace) -> int:
-    from ..face.app import RunReport
+    from ..face.runreport import RunReport
     from ..face.sources import expand_sources
     from ..keys import load_key
     from ..rekey import (

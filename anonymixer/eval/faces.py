@@ -7,8 +7,8 @@ our Protector takes, the same face's landmarks *in that crop* (mapped through th
 transform), and the FR system's own crop of the original photo. A photo that cannot be read or
 has no face is reported by file and skipped.
 
-Detection and FFHQ alignment come from ``anonymixer.face`` (YuNet by default). The FR systems'
-5-point similarity alignment (:func:`similarity_align`) lives here; its fit is ``face.align``'s.
+Detection, FFHQ alignment and the FR systems' 5-point similarity alignment come from
+``anonymixer.face`` (YuNet by default; ``face.align``).
 """
 
 from __future__ import annotations
@@ -22,21 +22,13 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import AnonymixerError, EvaluationError
-from ..face.align import align_face, apply_affine, umeyama_similarity
+from ..face.align import align_face, apply_affine
 from ..face.detect import Detector
 from ..face.io import IMAGE_SUFFIXES, read_photo
 
 if TYPE_CHECKING:
     from .fr import FaceRecognizer
 
-
-
-def similarity_align(image_bgr: np.ndarray, landmarks5: np.ndarray, template: np.ndarray,
-                     size: int) -> np.ndarray:
-    """Warp ``(H, W, 3) uint8`` so that ``landmarks5 (5, 2)`` land on ``template (5, 2)``;
-    returns the ``(size, size, 3) uint8`` crop (as InsightFace's ``norm_crop``)."""
-    matrix = umeyama_similarity(landmarks5, template)
-    return cv2.warpAffine(image_bgr, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
 
 
 @dataclass

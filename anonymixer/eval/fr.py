@@ -31,8 +31,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import RecognizerError
+from ..face.align import similarity_align
 from ..face.detect import DLIB_INSTALL
-from .faces import similarity_align
 
 log = logging.getLogger("anonymixer.eval")
 

@@ -79,6 +79,14 @@ def umeyama_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rotation, (mu_d - scale * rotation @ mu_s)[:, None]])
 
 
+def similarity_align(image_bgr: np.ndarray, landmarks5: np.ndarray, template: np.ndarray,
+                     size: int) -> np.ndarray:
+    """Warp ``(H, W, 3) uint8`` so that ``landmarks5 (5, 2)`` land on ``template (5, 2)``;
+    returns the ``(size, size, 3) uint8`` crop (as InsightFace's ``norm_crop``)."""
+    matrix = umeyama_similarity(landmarks5, template)
+    return cv2.warpAffine(image_bgr, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
+
+
 def template_affine(landmarks: np.ndarray, template: np.ndarray, size: int) -> np.ndarray:
     """``(2, 3) float64`` affine from frame pixels to a ``size x size`` crop in which the five
     ``landmarks`` best fit ``template`` (``(5, 2)`` fractions of the side; pixel centres at integers)."""

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from ..errors import AnonymixerError, InputImageError, printable
 from ..runtime.protector import Protector
-from .app import Outcome
+from .runreport import Outcome
 from .io import read_image, write_image
 from .outputs import OutputPlan
 from .sources import Source

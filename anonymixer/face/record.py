@@ -31,7 +31,7 @@ from typing import Any
 
 from ..atomic import write_json
 from ..digest import sha256_file
-from .app import Outcome
+from .runreport import Outcome
 from .sources import Source
 
 REPORT_FORMAT = "anonymixer-protect-report"

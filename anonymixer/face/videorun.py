@@ -13,7 +13,6 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -23,13 +22,12 @@ from ..errors import AnonymixerError, OutputError, Terminated, printable
 from .live import LatestFrames, Reconnecting, SegmentedRecording
 from .pipeline import FaceProtector, FrameResult
 from .preview import Preview
+from .runreport import RunReport
 from .sources import Source
 from .track import LandmarkSmoother
 from .video import Capture, VideoOptions, VideoReader, reopen_capture
 from .videowriter import VideoWriter
 
-if TYPE_CHECKING:
-    from .app import RunReport
 
 MAX_LINES_PER_SOURCE = 5  # a video that fails on every frame should not flood the terminal
 

@@ -22,12 +22,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..errors import EngineError, ExportError
 from ..export.layout import ENGINE_FOLDER, GRAPHS, MANIFEST, PRECISIONS
@@ -35,8 +34,22 @@ from ..digest import sha256_file
 from ..codestats import STATS_FILE
 from ..keymaterial import KEY_INPUTS   # the mixer's key material: fixed shapes, no batch axis
 
-if TYPE_CHECKING:
-    from .buildplan import GraphPlan
+from .manifest import rebuild_command
+
+
+class SidecarPlan(Protocol):
+    """What a sidecar records of a build plan (``buildplan.GraphPlan`` is one)."""
+
+    @property
+    def strongly_typed(self) -> bool: ...
+    @property
+    def builder_flags(self) -> Sequence[str]: ...
+    @property
+    def cleared_flags(self) -> Sequence[str]: ...
+    @property
+    def graph_precision(self) -> str: ...
+
+    def describe(self) -> str: ...
 
 SIDECAR_FORMAT = "anonymixer-engine"
 SIDECAR_VERSION = 2
@@ -128,14 +141,6 @@ def profile_shapes(inputs: Sequence[dict[str, Any]], batch: tuple[int, int, int]
     return shapes
 
 
-def rebuild_command(onnx_dir: str | None, out_dir: str | os.PathLike[str], precision: str,
-                    batch: Sequence[int] | None) -> str:
-    """The ``anonymixer build`` command line that rebuilds an engine folder."""
-    batch_text = f" --batch {','.join(str(b) for b in batch)}" if batch else ""
-    return (f"anonymixer build --onnx {onnx_dir or 'ONNX_DIR'} --out {out_dir} "
-            f"--precision {precision}{batch_text}")
-
-
 @dataclass(frozen=True)
 class EngineTarget:
     """What an engine is tied to: this machine's TensorRT and GPU."""
@@ -145,7 +150,7 @@ class EngineTarget:
     compute_capability: str           # "8.7"
 
 
-def make_sidecar(stage: str, precision: str, target: EngineTarget, plan: "GraphPlan",
+def make_sidecar(stage: str, precision: str, target: EngineTarget, plan: SidecarPlan,
                  profile: dict[str, tuple[Shape, Shape, Shape]], onnx_file: Path, onnx_sha256: str,
                  engine_sha256: str, engine_bytes: int, onnx_dir: Path, batch: Sequence[int],
                  anonymixer_version: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from ..digest import sha256_file
@@ -71,6 +72,14 @@ def _parity_failed(entries: Any) -> bool:
     fp32 = entries.get("fp32") if isinstance(entries, dict) else None
     parity = fp32.get("parity") if isinstance(fp32, dict) else None
     return isinstance(parity, dict) and parity.get("passed") is False
+
+
+def rebuild_command(onnx_dir: str | None, out_dir: str | os.PathLike[str], precision: str,
+                    batch: Sequence[int] | None) -> str:
+    """The ``anonymixer build`` command line that rebuilds an engine folder."""
+    batch_text = f" --batch {','.join(str(b) for b in batch)}" if batch else ""
+    return (f"anonymixer build --onnx {onnx_dir or 'ONNX_DIR'} --out {out_dir} "
+            f"--precision {precision}{batch_text}")
 
 
 class ExportManifest:
@@ -145,8 +154,6 @@ class ExportManifest:
     def rebuild_command(self, precision: str | None = None) -> str:
         """The command that re-creates this folder: ``anonymixer build`` or ``anonymixer export``."""
         if self.is_engine_folder:
-            from .engines import rebuild_command
-
             built = self.data[ENGINE_FOLDER]
             return rebuild_command(built.get("onnx_dir"), self.folder, precision or "PRECISION", built.get("batch"))
         model = self.data.get("model") or {}

@@ -25,9 +25,9 @@ from ..errors import BackendError, EngineError, EngineIntegrityError
 from ..export.layout import ENGINE_FOLDER, MANIFEST, PRECISIONS
 from .base import FRAME_STAGES, STAGE_IO, ModelInfo
 from .cuda import CudaGraph, DeviceBuffer, PinnedBuffer, Stream, binding, copy_async, device_info, set_device
-from .engines import (KEY_INPUTS, EngineTarget, check_engine, engine_filename, rebuild_command, require_tensorrt,
+from .engines import (KEY_INPUTS, EngineTarget, check_engine, engine_filename, require_tensorrt,
                       sidecar_path)
-from .manifest import ExportManifest
+from .manifest import ExportManifest, rebuild_command
 from .stream import DevicePipeline, FramePipeline
 
 if TYPE_CHECKING:
