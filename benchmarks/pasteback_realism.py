@@ -214,7 +214,11 @@ def evaluate(photos: list[Photo], face_protector: FaceProtector, fr: DlibRecogni
                          "seam": seam(image, result.frame, _full_alpha(region, image.shape), interocular)
                          if region is not None else float("nan"),
                          "paste_ms": per_face_ms, "redrawn": any(line.startswith(f"face {i + 1} of ")
-                                                                 for line in result.notes)})
+                                                                 for line in result.notes),
+                         "guard_rejected": any(line.startswith(f"face {i + 1} of ") and "artefact guard" in line
+                                               for line in result.notes),
+                         "identity_redrawn": any(line.startswith(f"face {i + 1} of ") and "too close" in line
+                                                 for line in result.notes)})
             if sf is not None and sface_originals is not None:
                 rows[-1]["sface"] = float(sf.score(sf.embed(sf.align(result.frame, face.landmarks)[None]),
                                                    sface_originals[(p, i)][None])[0])
@@ -223,29 +227,69 @@ def evaluate(photos: list[Photo], face_protector: FaceProtector, fr: DlibRecogni
     return rows, strips
 
 
+def _letterboxed(name: str) -> np.ndarray:
+    """A packaged photo scaled into a 640x480 gray frame."""
+    image = _read(packaged_photo(name))
+    scale = min(640 / image.shape[1], 480 / image.shape[0])
+    small = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    frame = np.full((480, 640, 3), 128, np.uint8)
+    frame[:small.shape[0], :small.shape[1]] = small
+    return frame
+
+
+def _stats(values: list[float], prefix: str) -> dict[str, float]:
+    ordered = sorted(values)
+    return {f"{prefix}_min": ordered[0], f"{prefix}_median": statistics.median(ordered),
+            f"{prefix}_p99": ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]}
+
+
 def timing_640x480(face_protector: FaceProtector, repeat: int) -> dict[str, float]:
-    """Median paste-phase ms per face on the demo photos letterboxed to 640x480."""
-    per_face, redrawn = [], 0
+    """Paste phase per face on the demo photos letterboxed to 640x480 (photos: no track, so the guard and
+    the identity check run every time): ms of paste-back alone (region, colour, clone, blend), of the
+    artefact guard (YuNet, and the draws it turns down: networks and pastes), and of the identity check."""
+    per_face: dict[str, list[float]] = {"paste": [], "guard": [], "paste_and_guard": [], "identity": []}
+    redrawn = 0
     for name in ("astronaut", "grace_hopper"):
-        image = _read(packaged_photo(name))
-        scale = min(640 / image.shape[1], 480 / image.shape[0])
-        small = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
-                           interpolation=cv2.INTER_AREA)
-        frame = np.full((480, 640, 3), 128, np.uint8)
-        frame[:small.shape[0], :small.shape[1]] = small
+        frame = _letterboxed(name)
         work = face_protector.protect_crops(face_protector.prepare(frame))
-        protected = dict(work.protected)
+        protected, drawn = dict(work.protected), dict(work.drawn)
         base = work.result
         for _ in range(repeat):  # a fresh result each time: paste counts into it
             work.result = FrameResult(frame.copy(), faces=list(base.faces), timings_ms=dict(base.timings_ms))
-            work.protected = dict(protected)
-            work.failed = {}
-            t = time.perf_counter()
+            work.protected, work.drawn, work.failed = dict(protected), dict(drawn), {}
             result = face_protector.paste(work)
-            per_face.append((time.perf_counter() - t) * 1000.0 / max(1, result.protected))
+            faces = max(1, result.protected)
+            stage = {k: result.timings_ms.get(k, 0.0) / faces for k in ("paste", "guard", "identity")}
+            for k, v in stage.items():
+                per_face[k].append(v)
+            per_face["paste_and_guard"].append(stage["paste"] + stage["guard"])
         redrawn += result.redrawn
-    return {"median_ms_per_face": statistics.median(per_face), "min_ms_per_face": min(per_face),
-            "max_ms_per_face": max(per_face), "runs": len(per_face), "timed_faces_redrawn": redrawn}
+    out: dict[str, float] = {"runs": len(per_face["paste"]), "timed_faces_redrawn": redrawn}
+    for k, values in per_face.items():
+        out.update(_stats(values, f"{k}_ms"))
+    out["median_ms_per_face"], out["min_ms_per_face"] = out["paste_and_guard_ms_median"], out["paste_and_guard_ms_min"]
+    return out
+
+
+def timing_video(face_protector: FaceProtector, frames: int) -> dict[str, float]:
+    """Per frame of a 640x480 video (the astronaut letterboxed, moving 2 px a frame, one track): ms of
+    paste-back, guard and identity check, and how many frames ran the identity check."""
+    from anonymixer.face.track import LandmarkSmoother
+
+    base, smoother = _letterboxed("astronaut"), LandmarkSmoother()
+    per_frame: dict[str, list[float]] = {"paste": [], "guard": [], "identity": []}
+    checked = 0
+    for n in range(frames):
+        frame = np.roll(base, 2 * (n % 40), axis=1)
+        result = face_protector.process(frame, smoother, n / 30.0)
+        for k in per_frame:
+            per_frame[k].append(result.timings_ms.get(k, 0.0))
+        checked += int(result.timings_ms.get("identity", 0.0) > 0)
+    out: dict[str, float] = {"frames": frames, "frames_identity_checked": checked}
+    for k, values in per_frame.items():
+        out.update(_stats(values, f"video_{k}_ms"))
+        out[f"video_{k}_ms_mean"] = float(np.mean(values))
+    return out
 
 
 def before_after(path: Path, keys: tuple[int, ...] = (0, 1)) -> None:
@@ -260,7 +304,7 @@ def before_after(path: Path, keys: tuple[int, ...] = (0, 1)) -> None:
                 face, tiles = detector.detect(image)[0], []
                 for style, caption in ((None, "original"), ("legacy", f"before (key {k})"), ("default", f"after (key {k})")):
                     out = image if style is None else FaceProtector(protector, detector, paste_style=style,
-                                                                    identity_check=True).process(image).frame
+                                                                    identity_check=style != "legacy").process(image).frame
                     tile = _face_strip(out, face, 300)
                     _label(tile, caption)
                     tiles.append(tile)
@@ -277,6 +321,9 @@ def summarise(rows: list[dict], hog_originals: float) -> dict[str, object]:
             "share_under_0.6": float((distances < DLIB_MATCH).mean()),
             "seam_mean": float(seams.mean()) if seams.size else float("nan"),
             "masked": int(sum(r["masked"] for r in rows)), "redrawn": int(sum(r["redrawn"] for r in rows)),
+            "guard_rejected_first": int(sum(r.get("guard_rejected", False) for r in rows)),
+            "identity_redrawn": int(sum(r.get("identity_redrawn", False) for r in rows)),
+            **({"sface_max": float(max(r["sface"] for r in rows))} if rows and "sface" in rows[0] else {}),
             "paste_ms_median": float(np.median([r["paste_ms"] for r in rows]))}
 
 
@@ -289,8 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", type=int, default=3, help="evaluation keys eval_key(0, 'pasteback-K', '*')")
     parser.add_argument("--repeat", type=int, default=20, help="paste phases per photo for the 640x480 timing")
     parser.add_argument("--table", action="store_true", help="only print the table of the results in --out")
-    parser.add_argument("--identity-check", action="store_true",
-                        help="with FaceProtector(identity_check=True): dlib's last check (face.identity)")
+    parser.add_argument("--identity", default="auto", choices=("auto", "dlib", "sface", "off"),
+                        help="FaceProtector's identity check (face.identity): auto (the default: dlib, else SFace), "
+                             "a recogniser, or off")
+    parser.add_argument("--video-frames", type=int, default=90, help="frames of the 640x480 video timing")
     parser.add_argument("--timing-only", action="store_true",
                         help="only the 640x480 paste timing per key (printed; no photo sets, nothing written)")
     parser.add_argument("--before-after", default=None, metavar="IMAGE",
@@ -305,12 +354,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.before_after:
         before_after(Path(args.before_after))
         return 0
+    identity = False if args.identity == "off" else True if args.identity == "auto" else args.identity
     if args.timing_only:
         for style in args.styles.split(","):
             for k in range(args.first_key, args.first_key + args.keys):
                 with Protector(args.model, eval_key(0, f"pasteback-{k}", "*")) as protector:
-                    timing = timing_640x480(FaceProtector(protector, open_detector("yunet"), paste_style=style),
-                                            args.repeat)
+                    face_protector = FaceProtector(protector, open_detector("yunet"), paste_style=style,
+                                               identity_check=identity)
+                timing = {**timing_640x480(face_protector, args.repeat), **timing_video(face_protector, args.video_frames)}
                 print(style, f"key{k}", json.dumps(timing), Path("/proc/loadavg").read_text().split()[:3], flush=True)
         return 0
     out = Path(args.out)
@@ -336,12 +387,14 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(args.first_key, args.first_key + args.keys):
             with Protector(args.model, eval_key(0, f"pasteback-{k}", "*")) as protector:
                 face_protector = FaceProtector(protector, open_detector("yunet"), paste_style=style,
-                                               identity_check=args.identity_check)
+                                               identity_check=identity)
                 started = time.perf_counter()
                 rows, strips = evaluate(photos, face_protector, fr, hog, originals, sf, sface_originals)
                 summary = summarise(rows, hog_originals)
                 summary["seconds"] = time.perf_counter() - started
                 summary.update(timing_640x480(face_protector, args.repeat))
+                summary.update(timing_video(face_protector, args.video_frames))
+                summary["identity_check"] = face_protector.identity_status
                 summary["loadavg"] = Path("/proc/loadavg").read_text().split()[:3]
                 per_key[f"key{k}"] = {"summary": summary, "faces": rows}
                 write_image(out / f"faces_{style}_key{k}.png",
@@ -349,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
                                        for j in range(0, len(strips), 20)]))
                 print(style, f"key{k}", json.dumps({k2: round(v, 4) if isinstance(v, float) else v
                                                     for k2, v in summary.items()}), flush=True)
-        label = style + ("+identity-check" if args.identity_check else "")
+        label = f"{style}+{'no-check' if args.identity == 'off' else args.identity + '-check'}"
         write_json(out / f"pasteback_realism_{label}.json", {**report, "style": label, "keys": per_key}, indent=1)
     print_table(out)
     return 0
@@ -358,18 +411,24 @@ def main(argv: list[str] | None = None) -> int:
 def print_table(out: Path) -> None:
     """The markdown table of every ``pasteback_realism_<style>.json`` in ``out``."""
     print("| style | key | faces | HOG finds a face | distance to original: min / mean | share < 0.6 | seam (dE) | "
-          "re-drawn | paste ms/face (sets, median) | paste ms/face 640x480: min / median |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "first draw turned down by the guard | re-drawn by the identity check | masked | "
+          "640x480 ms/face, min / median / p99: paste | guard | identity |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for path in sorted(out.glob("pasteback_realism_*.json")):
         report = json.loads(path.read_text())
         for key, entry in report["keys"].items():
             s = entry["summary"]
-            timing = (f"{s['min_ms_per_face']:.2f} / {s['median_ms_per_face']:.2f}" if "min_ms_per_face" in s else "")
-            if s.get("timed_faces_redrawn"):
-                timing += f" ({s['timed_faces_redrawn']} of 2 re-drawn)"
+
+            def ms(stage: str) -> str:
+                if f"{stage}_ms_min" not in s:
+                    return ""
+                return f"{s[f'{stage}_ms_min']:.1f} / {s[f'{stage}_ms_median']:.1f} / {s[f'{stage}_ms_p99']:.1f}"
+
+            timing = (" | ".join(ms(stage) for stage in ("paste", "guard", "identity")) if "paste_ms_min" in s else
+                      f"{s.get('min_ms_per_face', float('nan')):.2f} / {s.get('median_ms_per_face', float('nan')):.2f} | | ")
             print(f"| {report['style']} | {key} | {s['faces']} | {s['hog_share']:.1%} | {s['distance_min']:.3f} / "
-                  f"{s['distance_mean']:.3f} | {s['share_under_0.6']:.1%} | {s['seam_mean']:.2f} | {s['redrawn']} | "
-                  f"{s['paste_ms_median']:.2f} | {timing} |")
+                  f"{s['distance_mean']:.3f} | {s['share_under_0.6']:.1%} | {s['seam_mean']:.2f} | "
+                  f"{s.get('guard_rejected_first', '')} | {s.get('identity_redrawn', '')} | {s['masked']} | {timing} |")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from test_face_paste import ASTRONAUT
 
 from anonymixer.codestats import identity
 from anonymixer.face.align import align_face
-from anonymixer.face.guard import ArtefactGuard, half_difference, mirrored_feeds
+from anonymixer.face.guard import MAX_SPLIT, ArtefactGuard, half_difference, mirrored_feeds
 from anonymixer.face.pipeline import FaceProtector
 from anonymixer.models.configs import FACES64_TEMPLATE
 from anonymixer.runtime import Protector
@@ -140,3 +140,93 @@ def test_a_face_that_stays_within_dlibs_threshold_is_masked():
     assert "too close to the original under the identity check (dlib" in result.failures[0]
     x, y, w, h = result.faces[0].box.astype(int)
     assert not result.frame[y:y + h, x:x + w].any()  # the fail-closed fill, not the person
+
+
+# --- splits and streaks: judged on the pasted face (guard.split) -----------------------------------------
+
+@pytest.fixture(scope="module")
+def grace_paste():
+    """Grace Hopper's photo and ``paste(generated RGB) -> PasteRegion`` (faces64 geometry, on a copy)."""
+    from anonymixer.face.detect import YuNetDetector
+    from anonymixer.face.paste import paste_generated
+    from anonymixer.face.region import face_outline
+
+    frame = photo("grace_hopper")
+    face = YuNetDetector().detect(frame)[0]
+    _, matrix = align_face(frame, face.landmarks, 64, np.asarray(FACES64_TEMPLATE))
+    outline = face_outline(frame, face)
+
+    def paste(face_rgb):
+        return paste_generated(frame.copy(), frame, np.ascontiguousarray(face_rgb[..., ::-1]), matrix,
+                               face.landmarks, outline, FACES64_TEMPLATE)
+
+    return paste
+
+
+@pytest.fixture(scope="module")
+def good_generated():
+    """A generated face that the guard passes: faces64's own draw for Grace Hopper under a fixed key."""
+    from anonymixer.eval.protocols import eval_key
+
+    from anonymixer.face.detect import YuNetDetector
+
+    frame = photo("grace_hopper")
+    face = YuNetDetector().detect(frame)[0]
+    with Protector("faces64", eval_key(0, "pasteback-2", "*")) as protector:
+        aligned, _ = align_face(frame, face.landmarks, protector.input_size, protector.crop_template)
+        return protector.protect(np.ascontiguousarray(aligned[..., ::-1])[None])[0]
+
+
+def with_split(face, darken_to):
+    """``face`` with its columns up to ``darken_to`` at 45 % of their brightness."""
+    split = face.copy()
+    split[:, :darken_to] = (split[:, :darken_to] * 0.45).astype(np.uint8)
+    return split
+
+
+def with_streak(face):
+    """``face`` with a streak of dark hair down its right cheek, from the eyes to the chin."""
+    streak = face.copy()
+    streak[28:60, 47:53] = (35, 28, 22)
+    return streak
+
+
+def test_a_good_generated_face_passes_the_guard_and_pastes_even(guard, grace_paste, good_generated):
+    paste = grace_paste
+    assert guard.check(good_generated).passed and paste(good_generated).split <= MAX_SPLIT
+
+
+def test_a_generated_face_darkened_on_one_half_is_turned_down(guard, good_generated):
+    assert not guard.check(with_split(good_generated, 32)).passed   # the cheeks' test
+
+
+def test_a_pasted_face_split_off_its_middle_is_turned_down(guard, grace_paste, good_generated):
+    split = with_split(good_generated, 46)   # dark up to the right cheek: the cheeks' test passes it ...
+    assert guard.check(split).passed and grace_paste(split).split > MAX_SPLIT   # ... the pasted one does not
+
+
+def test_a_pasted_face_with_a_dark_streak_down_one_cheek_is_turned_down(grace_paste, good_generated):
+    paste = grace_paste
+    assert paste(with_streak(good_generated)).split > MAX_SPLIT
+
+
+class StreakThenGoodProtector(BlobThenFaceProtector):
+    """Its own draw has a streak down one cheek (the guard's YuNet test passes it); its other draws are ``good``."""
+
+    def __init__(self, good):
+        super().__init__()
+        self.good = good
+
+    def protect(self, faces, key_feeds=None):
+        self.calls.append(key_feeds is not None)
+        return np.stack([with_streak(self.good) if key_feeds is None else self.good] * len(faces))
+
+
+def test_a_streaked_face_is_drawn_again_once_pasted(guard, good_generated):
+    from anonymixer.face.detect import YuNetDetector
+
+    assert guard.check(with_streak(good_generated)).passed   # YuNet alone takes it for a face
+    result = FaceProtector(StreakThenGoodProtector(good_generated), YuNetDetector(),
+                           identity_check=False).process(photo("grace_hopper"))
+    assert result.protected == 1 and result.redrawn == 1
+    assert "uneven" in result.notes[0] and "draw 1 of the key's others passed" in result.notes[0]

@@ -19,19 +19,23 @@ import cv2
 import numpy as np
 
 L_SPREAD = (0.6, 1.5)    # bounds of the lightness spread ratio
+OFF_SKIN = 25.0          # ``membrane``: a border pixel this far (CIE76) from the original's skin ...
+OFF_SKIN_WEIGHT = 0.02   # ... weighs this much in the field
 AB_SPREAD = (0.0, 1.0)   # bounds of the chroma spread ratios (0: a gray photo gives a gray face; never
                          # more saturated than the generated face, which blotches)
 
 
-def _lab(image_bgr: np.ndarray) -> np.ndarray:
+def lab(image_bgr: np.ndarray) -> np.ndarray:
+    """``(H, W, 3) uint8 BGR`` -> ``float32`` CIE Lab."""
     return cv2.cvtColor(image_bgr.astype(np.float32) * (1.0 / 255.0), cv2.COLOR_BGR2Lab)
 
 
 def match_colour(generated: np.ndarray, original: np.ndarray, generated_inner: np.ndarray,
-                 original_inner: np.ndarray) -> np.ndarray:
+                 original_inner: np.ndarray, original_lab: np.ndarray | None = None) -> np.ndarray:
     """``generated`` ``(W, W, 3) uint8 BGR`` with the Lab mean and spread of ``original`` (same shape),
-    measured inside the boolean masks ``generated_inner`` / ``original_inner`` ``(W, W)``."""
-    lab_g, lab_o = _lab(generated), _lab(original)
+    measured inside the boolean masks ``generated_inner`` / ``original_inner`` ``(W, W)``.
+    ``original_lab``: ``original`` in Lab (``lab``), when the caller has it already."""
+    lab_g, lab_o = lab(generated), (lab(original) if original_lab is None else original_lab)
     g, o = lab_g[generated_inner], lab_o[original_inner]
     if len(g) < 16 or len(o) < 16:
         return generated
@@ -61,14 +65,34 @@ def _push_pull(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return estimate
 
 
-def membrane(generated: np.ndarray, original: np.ndarray, region: np.ndarray) -> np.ndarray:
+def membrane(generated: np.ndarray, original: np.ndarray, region: np.ndarray,
+             skin: np.ndarray | None = None, original_lab: np.ndarray | None = None) -> np.ndarray:
     """``generated`` plus the smooth field that equals ``original - generated`` just outside the
-    boolean ``region`` ``(W, W)``: inside, the new face; at the border, the original's colours."""
+    boolean ``region`` ``(W, W)``: inside, the new face; at the border, the original's colours.
+
+    ``skin``: the original's skin colour (Lab, ``skin_colour``). Border pixels of the original farther
+    than ``OFF_SKIN`` (CIE76) from it (hair, a hat, background where the region meets them) weigh
+    ``OFF_SKIN_WEIGHT`` only: the field is drawn from where the border is skin, so that white hair at
+    one cheek does not wash that side of the new face out (the new face meets the hair with an edge,
+    as a face does). ``original_lab``: ``original`` in Lab, when the caller has it already."""
     inside = region.astype(np.uint8)
-    ring = cv2.dilate(inside, np.ones((3, 3), np.uint8)) - inside
+    ring = (cv2.dilate(inside, np.ones((3, 3), np.uint8)) - inside).astype(np.float32)
+    if skin is not None and ring.any():
+        distance = np.linalg.norm((lab(original) if original_lab is None else original_lab) - skin, axis=2)
+        weighted = ring * np.where(distance > OFF_SKIN, OFF_SKIN_WEIGHT, 1.0).astype(np.float32)
+        if weighted.max() >= 1.0:   # some of the border is skin: else all of it counts
+            ring = weighted
     difference = original.astype(np.float32) - generated.astype(np.float32)
-    field = _push_pull(difference, ring.astype(np.float32))
+    field = _push_pull(difference, ring)
     return np.clip(np.rint(generated.astype(np.float32) + field), 0, 255).astype(np.uint8)
+
+
+def skin_colour(image_lab: np.ndarray, inner: np.ndarray) -> np.ndarray | None:
+    """``(3,)`` Lab: the median colour of ``image_lab`` ``(W, W, 3)`` (Lab, ``lab``) inside ``inner``
+    ``(W, W) bool`` (the inner face: mostly skin), or None when it holds too few pixels."""
+    if int(inner.sum()) < 16:
+        return None
+    return np.asarray(np.median(image_lab[inner], axis=0), np.float32)
 
 
 def poisson(generated: np.ndarray, original: np.ndarray, region: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -114,18 +114,20 @@ class DrawChooser:
                 raise RuntimeError(decision.reason)
             return paste_one(draw(decision.draw), replace(self.style, colour=decision.colour)), False
         t = time.perf_counter()
+        verdicts: dict[int, Verdict] = {}
         if decision is None or decision.draw == MASKED:
-            first = Decision(self._guarded(draw, label, notes))
+            first, region = self._guarded(draw, paste_one, restore, label, notes, verdicts)
         else:   # a re-check: the track keeps its draw while it passes
             first = Decision(decision.draw, decision.colour)
+            region = paste_one(draw(first.draw), replace(self.style, colour=first.colour))
         timings["guard"] = timings.get("guard", 0.0) + (time.perf_counter() - t) * 1000.0
-        region = paste_one(draw(first.draw), replace(self.style, colour=first.colour))
         if self.identity is None:
             self._remember(track, first)
             return region, len(notes) > noted
         t = time.perf_counter()
         try:
-            chosen, region = self._identity_checked(first, region, draw, paste_one, verify, restore, label, notes)
+            chosen, region = self._identity_checked(first, region, draw, verdicts, paste_one, verify, restore, label,
+                                                    notes)
         except RuntimeError as exc:
             self._remember(track, Decision(MASKED, reason=str(exc)))
             raise
@@ -134,34 +136,69 @@ class DrawChooser:
         self._remember(track, chosen)
         return region, len(notes) > noted
 
-    def _guarded(self, draw: Callable[[int], np.ndarray], label: str, notes: list[str]) -> int:
-        """The first draw the artefact guard passes, else the one it rejects least."""
+    def _guarded(self, draw: Callable[[int], np.ndarray], paste_one: PasteOne, restore: Callable[[], None],
+                 label: str, notes: list[str], verdicts: dict[int, Verdict]) -> tuple[Decision, PasteRegion]:
+        """Paste the first draw the artefact guard passes, else the one it rejects least: YuNet on the
+        generated face, then, pasted, how even its two sides are (``guard.split``)."""
         if self.guard is None:
-            return 0
-        verdicts: dict[int, Verdict] = {}
+            return Decision(0), paste_one(draw(0), self.style)
+        region: PasteRegion | None = None
+        pasted = -1
+
+        def paste(d: int) -> PasteRegion:
+            nonlocal region, pasted
+            if region is not None:
+                restore()
+            region, pasted = paste_one(draw(d), self.style), d
+            verdicts[d] = replace(verdicts[d], split=region.split)
+            return region
+
         for d in range(DRAWS):
             verdicts[d] = self.guard.check(draw(d))
+            if verdicts[d].passed:   # a face, as drawn: is it an even one, pasted?
+                paste(d)
             if verdicts[d].passed:
                 break
+        else:   # none passed: every draw is pasted once, so that the nearest is judged on all the limits
+            for d in range(DRAWS):
+                if verdicts[d].split is None:
+                    paste(d)
         best = min(verdicts, key=lambda d: (verdicts[d].shortfall, d))
+        if best != pasted:
+            paste(best)
+        assert region is not None
         if best != 0 or not verdicts[0].passed:
             tried = len(verdicts) - 1
             outcome = (f"draw {best} of the key's others passed" if verdicts[best].passed else
                        f"none of the key's {tried} other draws passed; kept the nearest")
             notes.append(f"{label}: the generated face failed the artefact guard ({verdicts[0].describe()}); "
                          f"{outcome} ({verdicts[best].describe()})")
-        return best
+        return Decision(best), region
 
     def _identity_checked(self, first: Decision, region: PasteRegion, draw: Callable[[int], np.ndarray],
-                          paste_one: PasteOne, verify: Callable[[], float], restore: Callable[[], None],
-                          label: str, notes: list[str]) -> tuple[Decision, PasteRegion]:
+                          verdicts: dict[int, Verdict], paste_one: PasteOne, verify: Callable[[], float],
+                          restore: Callable[[], None], label: str, notes: list[str]) -> tuple[Decision, PasteRegion]:
         """``first`` is pasted (``region``); while the recogniser still takes it for the original, the
-        key's other draws, then ``first``'s draw without the original's colours. Raise if all are too close."""
+        key's other draws that the guard passes (``verdicts``: its verdicts so far), then ``first``'s
+        draw with the other colour choice, then the draws the guard turned down, least rejected first.
+        Raise if all are too close."""
         assert self.identity is not None
-        tries = [first] + [Decision(d) for d in range(DRAWS) if d != first.draw]
-        tries += [Decision(first.draw, not first.colour)]
+
+        def tries() -> Iterator[Decision]:
+            yield first
+            others = [d for d in range(DRAWS) if d != first.draw]
+            if self.guard is not None:
+                for d in others:
+                    if d not in verdicts:
+                        verdicts[d] = self.guard.check(draw(d))
+                others.sort(key=lambda d: (verdicts[d].shortfall, d))
+            good = [d for d in others if self.guard is None or verdicts[d].passed]
+            yield from (Decision(d) for d in good)
+            yield Decision(first.draw, not first.colour)
+            yield from (Decision(d) for d in others if d not in good)
+
         measures: list[float] = []
-        for n, chosen in enumerate(tries):
+        for n, chosen in enumerate(tries()):
             if n:
                 restore()
                 region = paste_one(draw(chosen.draw), replace(self.style, colour=chosen.colour))
@@ -170,10 +207,10 @@ class DrawChooser:
                 break
         else:
             raise RuntimeError(f"the protected face stays too close to the original under the identity check "
-                               f"({self.identity.describe()}) in all {len(tries)} draws "
+                               f"({self.identity.describe()}) in all {len(measures)} draws "
                                f"(nearest: {self.identity.describe_measure(max(measures, key=self.identity.margin))})")
         if len(measures) > 1:
-            how = "without the original's colours" if chosen.colour != first.colour else f"draw {chosen.draw}"
+            how = f"draw {chosen.draw}" + ("" if chosen.colour else " without the original's colours")
             notes.append(f"{label}: the protected face was too close to its original "
                          f"({self.identity.describe_measure(measures[0])}); {how}: "
                          f"{self.identity.describe_measure(measures[-1])}")

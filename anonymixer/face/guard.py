@@ -35,6 +35,10 @@ BORDER_PX = 32        # ... on a gray border this wide (YuNet expects faces insi
 MIN_SCORE = 0.75
 MAX_LANDMARK_ERROR = 0.085
 MAX_HALF_DIFFERENCE = 18.0
+MAX_SPLIT = 12.0         # ``split``: the strongest long vertical lightness step (L*) ...
+SIDE, EDGE = 0.28, 0.06  # ... in the columns from EDGE to SIDE of the region's width in from either edge ...
+STEP = 0.05              # ... measured across this much of the width on either side of the column
+SHIFT = 0.08             # ... against the mirror-image side shifted by up to this much of the width
 # The cheeks, (x0, x1, y0, y1) fractions of the crop: below the eyes, beside the nose, above the mouth.
 CHEEKS = ((0.22, 0.42, 0.5, 0.8), (0.58, 0.78, 0.5, 0.8))
 
@@ -43,18 +47,21 @@ CHEEKS = ((0.22, 0.42, 0.5, 0.8), (0.58, 0.78, 0.5, 0.8))
 class Verdict:
     """The guard's view of one generated face: YuNet's ``score`` (0 when no face), the largest
     distance of its landmarks from the template (``landmark_error``, fractions of the side) and the
-    colour difference of its cheeks (``half_difference``, CIE76)."""
+    colour difference of its cheeks (``half_difference``, CIE76); once pasted, how unevenly its two
+    sides depart from its skin (``split``, ``guard.split``; None until it is pasted)."""
 
     score: float
     landmark_error: float
     half_difference: float
+    split: float | None = None
 
     @property
     def shortfall(self) -> float:
-        """0 for a face that passes; else how far it misses, summed over the three limits (relative)."""
+        """0 for a face that passes; else how far it misses, summed over the four limits (relative)."""
         return (max(0.0, MIN_SCORE - self.score) / MIN_SCORE
                 + min(max(0.0, self.landmark_error - MAX_LANDMARK_ERROR) / MAX_LANDMARK_ERROR, 10.0)
-                + max(0.0, self.half_difference - MAX_HALF_DIFFERENCE) / MAX_HALF_DIFFERENCE)
+                + max(0.0, self.half_difference - MAX_HALF_DIFFERENCE) / MAX_HALF_DIFFERENCE
+                + max(0.0, (self.split or 0.0) - MAX_SPLIT) / MAX_SPLIT)
 
     @property
     def passed(self) -> bool:
@@ -62,7 +69,7 @@ class Verdict:
 
     def describe(self) -> str:
         return (f"YuNet {self.score:.2f}, landmarks off by {self.landmark_error:.2f}, "
-                f"cheeks {self.half_difference:.0f} apart")
+                f"cheeks {self.half_difference:.0f} apart" + ("" if self.split is None else f", sides {self.split:.2f} uneven"))
 
 
 class ArtefactGuard:
@@ -98,6 +105,51 @@ def half_difference(face_rgb: np.ndarray) -> float:
     means = [lab[round(y0 * size):round(y1 * size), round(x0 * size):round(x1 * size)].reshape(-1, 3).mean(0)
              for x0, x1, y0, y1 in CHEEKS]
     return float(np.linalg.norm(means[0] - means[1]))
+
+
+def split(pasted: np.ndarray, inside: np.ndarray, rows: tuple[float, float]) -> float:
+    """The strongest long vertical edge in the sides of a pasted face: a split or a streak.
+
+    In the rows ``rows`` (from below the eyes to below the mouth, pixels) of the paste crop ``pasted``
+    ``(W, W, 3) uint8 BGR``, inside the replaced region ``inside`` ``(W, W) bool``: at each column, the
+    lightness step (CIE L*, lightly blurred) between the pixels ``STEP`` of the region's width to its
+    right and to its left, averaged down the rows where both lie inside the region (an edge that runs
+    down the whole cheek keeps its height; an eye, a nostril or a lip corner is averaged away); then,
+    for the columns from ``EDGE`` to ``SIDE`` of the width in from the left edge, that step plus the
+    step at the mirror-image column on the right (a whole face darkens or lightens towards both sides
+    alike: the two cancel), the largest in absolute value, for the best shift of the right side. A face split into a light and a dark part
+    off its middle, or a streak of hair down one cheek, gives tens of L* units; lighting from one side,
+    a few (its change is spread over the face). A split down the middle is the cheek test's (``half_difference``)."""
+    r0, r1 = max(0, int(round(rows[0]))), min(inside.shape[0], int(round(rows[1])))
+    band = inside[r0:r1]
+    columns = np.nonzero(band.mean(0) >= 0.3)[0] if r1 > r0 else np.zeros(0, int)
+    if len(columns) < 8:
+        return 0.0
+    left, right = int(columns[0]), int(columns[-1]) + 1
+    width = right - left
+    d = max(1, int(round(STEP * width)))
+    lightness = cv2.cvtColor(cv2.GaussianBlur(pasted[r0:r1].astype(np.float32) * (1.0 / 255.0), (0, 0), 1.0),
+                             cv2.COLOR_BGR2Lab)[..., 0]
+    step = np.zeros_like(lightness)
+    step[:, d:-d] = lightness[:, 2 * d:] - lightness[:, :-2 * d]
+    both = np.zeros_like(band)
+    both[:, d:-d] = band[:, 2 * d:] & band[:, :-2 * d]
+    counted = both.sum(0)
+    enough = counted >= 0.5 * (r1 - r0)
+    mean_step = (step * both).sum(0) / np.maximum(counted, 1)
+    xs = np.arange(left + int(np.ceil(EDGE * width)), left + int(SIDE * width) + 1)
+    best = float("inf")
+    # A whole face darkens (or lightens) towards both sides alike: a step at a column and the step at the
+    # mirror-image column on the right cancel, once the right side is shifted by up to SHIFT of the width
+    # (the region is seldom centred on the face); a streak or a split on one side does not cancel.
+    shift = max(1, int(round(SHIFT * width)))
+    for j in range(-shift, shift + 1):
+        mirrors = left + right - 1 - xs + j
+        keep = (mirrors >= 0) & (mirrors < len(mean_step))
+        keep[keep] = enough[xs[keep]] & enough[mirrors[keep]]
+        if keep.any():
+            best = min(best, float(np.abs(mean_step[xs[keep]] + mean_step[mirrors[keep]]).max()))
+    return best if best < float("inf") else 0.0
 
 
 def redraw_feeds(protector: Protector) -> list[dict[str, np.ndarray]]:

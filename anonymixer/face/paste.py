@@ -36,6 +36,7 @@ import numpy as np
 
 from . import blend
 from .align import FFHQ_EYE_FRACTIONS, apply_affine, ffhq_quad, invert_affine, warp_crop
+from .guard import split
 from .region import MEAN_OUTLINE, region_polygon
 
 # The face ellipse in FFHQ crop coordinates (fractions of the side): centre and half-axes. It
@@ -63,13 +64,15 @@ class PasteStyle:
     ``"oval"`` (the fixed ellipse of before issue 23); ``colour``: match the original's Lab statistics;
     ``blend``: ``"membrane"`` (push-pull seamless clone), ``"poisson"`` (OpenCV's seamlessClone) or
     ``"feather"`` (alpha only); ``guard``: check that the generated face is a face (``face.guard``);
-    ``dlib``: the 68-point outline where dlib is installed (else the 5-point fit)."""
+    ``dlib``: the 68-point outline where dlib is installed (else the 5-point fit); ``skin_border``: the
+    membrane is drawn from the border where the original is skin (``blend.membrane``)."""
 
     region: str = "outline"
     colour: bool = True
     blend: str = "membrane"
     guard: bool = True
     dlib: bool = True
+    skin_border: bool = True
 
 
 PASTE_STYLES = {
@@ -80,6 +83,7 @@ PASTE_STYLES = {
     "no-blend": PasteStyle(blend="feather"),
     "no-guard": PasteStyle(guard=False),
     "five-point": PasteStyle(dlib=False),
+    "whole-border": PasteStyle(skin_border=False),
 }
 
 
@@ -134,6 +138,7 @@ class PasteRegion:
     x0: int
     x1: int
     alpha: np.ndarray
+    split: float = 0.0   # how unevenly the pasted face's sides depart from its skin (``guard.split``)
 
     def full_mask(self, shape: tuple[int, ...]) -> np.ndarray:
         """``(H, W) bool`` of the frame: True where the paste may have changed a pixel."""
@@ -296,12 +301,13 @@ def paste_generated(frame: np.ndarray, original: np.ndarray, generated: np.ndarr
         region &= _polygon_mask(region_polygon(place(MEAN_OUTLINE * size - 0.5)), width)
     region &= _polygon_mask(apply_affine(to_paste, ffhq_quad(landmarks)), width)
     inside = region.astype(bool)
+    old_inner = _polygon_mask(_grown(apply_affine(to_paste, landmarks)), width).astype(bool) & inside
+    old_lab = blend.lab(old_face)
     if style.colour:  # on the generated pixels (fewer than the paste crop's), before the warp
         points = (np.asarray(template, np.float64) * size - 0.5 if template is not None
                   else apply_affine(matrix, landmarks))
-        generated = blend.match_colour(generated, old_face, _polygon_mask(_grown(points), size).astype(bool),
-                                       _polygon_mask(_grown(apply_affine(to_paste, landmarks)), width).astype(bool)
-                                       & inside)
+        generated = blend.match_colour(generated, old_face, _polygon_mask(_grown(points), size).astype(bool), old_inner,
+                                       old_lab)
     new_face = cv2.warpAffine(generated, affine, (width, width), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if sy > 1.0:  # the chin's rows, drawn out: paste row r takes row chin_row + (r - chin_row) / sy
         rows = np.arange(width, dtype=np.float32)
@@ -309,7 +315,8 @@ def paste_generated(frame: np.ndarray, original: np.ndarray, generated: np.ndarr
         new_face = cv2.remap(new_face, np.tile(rows, (width, 1)), np.tile(source[:, None], (1, width)),
                              cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if style.blend == "membrane":
-        new_face = blend.membrane(new_face, old_face, inside)
+        new_face = blend.membrane(new_face, old_face, inside,
+                                  blend.skin_colour(old_lab, old_inner) if style.skin_border else None, old_lab)
     elif style.blend == "poisson":
         new_face = blend.poisson(new_face, old_face, inside)
     interocular = float(np.linalg.norm(apply_affine(to_paste, landmarks[1:2]) - apply_affine(to_paste, landmarks[0:1])))
@@ -320,4 +327,7 @@ def paste_generated(frame: np.ndarray, original: np.ndarray, generated: np.ndarr
     alpha[alpha > 1.0 - 1.0 / 512.0] = 1.0
     alpha[~inside] = 0.0
     composite = np.where(inside[..., None], new_face, old_face)
-    return blend_into(frame, composite, alpha, to_paste)
+    rows = ((eyes[1] + 0.05 - lo) * f - 0.5, (chin_from + 0.1 - lo) * f - 0.5)
+    pasted = blend_into(frame, composite, alpha, to_paste)
+    pasted.split = split(composite, alpha >= 0.5, rows)
+    return pasted

@@ -258,7 +258,8 @@ class FaceProtector:
                 matrix = resize_affine(work.crops[i][1], size, face_rgb.shape[0])
                 outline = face_outline(work.frame, faces[i], self.paste_style.dlib)
                 y0, y1, x0, x1 = quad_bounds(landmarks, out.shape)
-                before = out[y0:y1, x0:x1].copy() if self.identity is not None else None  # the paste stays inside
+                # the paste stays inside: the draws tried and turned down are undone
+                before = out[y0:y1, x0:x1].copy() if self.identity is not None or self.guard is not None else None
 
                 def paste_one(face_rgb: np.ndarray, style: PasteStyle, matrix: np.ndarray = matrix,
                               i: int = i, outline: np.ndarray = outline) -> PasteRegion:
