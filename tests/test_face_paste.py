@@ -212,6 +212,27 @@ def test_without_the_clone_the_border_shows_the_step(monkeypatch):
     assert error > 20.0, error
 
 
+def test_the_membrane_is_drawn_from_the_border_where_the_original_is_skin():
+    """White hair over the region's left border: the clone carries less of it into the new face's cheek
+    (border pixels off the skin weigh ``OFF_SKIN_WEIGHT``), while the skin border still brings the face
+    to the original's tone."""
+    from anonymixer.face import blend
+
+    skin, new_skin = (120, 140, 180), (110, 130, 170)
+    original = np.full((64, 64, 3), skin, np.uint8)
+    original[:, :16] = 245                                  # white hair, crossing the border at x = 12..15
+    generated = np.full((64, 64, 3), new_skin, np.uint8)
+    region = np.zeros((64, 64), bool)
+    region[12:52, 12:52] = True
+    reference = blend.skin_colour(blend.lab(original), region & (np.arange(64) >= 24)[None, :])
+    drawn_from_skin = blend.membrane(generated, original, region, reference).astype(int)
+    whole_border = blend.membrane(generated, original, region).astype(int)
+    cheek = (32, 22)                                        # inside, a little right of the hair
+    washed_out = (whole_border[cheek] - skin).max()         # measured 72 levels towards the white hair
+    assert washed_out > 40 and (drawn_from_skin[cheek] - skin).max() < 0.7 * washed_out   # measured 43
+    assert np.abs(drawn_from_skin[32, 40] - skin).max() <= 5   # the skin border: the original's tone
+
+
 def test_colour_matching_brings_the_inner_face_to_the_originals_mean_colour():
     frame = photo("astronaut")
     crop, _ = align_face(frame, ASTRONAUT, 64, FACES64)

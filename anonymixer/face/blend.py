@@ -20,7 +20,7 @@ import numpy as np
 
 L_SPREAD = (0.6, 1.5)    # bounds of the lightness spread ratio
 OFF_SKIN = 25.0          # ``membrane``: a border pixel this far (CIE76) from the original's skin ...
-OFF_SKIN_WEIGHT = 0.02   # ... weighs this much in the field
+OFF_SKIN_WEIGHT = 0.2    # ... weighs this much in the field
 AB_SPREAD = (0.0, 1.0)   # bounds of the chroma spread ratios (0: a gray photo gives a gray face; never
                          # more saturated than the generated face, which blotches)
 
