@@ -327,7 +327,7 @@ def paste_generated(frame: np.ndarray, original: np.ndarray, generated: np.ndarr
     alpha[alpha > 1.0 - 1.0 / 512.0] = 1.0
     alpha[~inside] = 0.0
     composite = np.where(inside[..., None], new_face, old_face)
-    rows = ((eyes[1] + 0.05 - lo) * f - 0.5, (chin_from + 0.1 - lo) * f - 0.5)
+    cheeks = (float((eyes[1] + 0.05 - lo) * f - 0.5), float((chin_from + 0.1 - lo) * f - 0.5))  # rows, paste pixels
     pasted = blend_into(frame, composite, alpha, to_paste)
-    pasted.split = split(composite, alpha >= 0.5, rows)
+    pasted.split = split(composite, alpha >= 0.5, cheeks)
     return pasted
