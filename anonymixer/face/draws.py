@@ -97,11 +97,24 @@ class DrawChooser:
         already generated for it; ``paste_one(face, style)`` pastes a draw into the output,
         ``verify()`` measures the output against the original (``IdentityCheck.measure``) and
         ``restore()`` undoes the paste. ``notes`` gets a line when the guard or the check turned a draw
-        down (then "drawn again" is True);
-        ``timings`` the ms of the ``guard`` and ``identity`` stages."""
+        down (then "drawn again" is True); ``timings`` the ms of the ``guard`` stage (YuNet, the draws
+        generated for it) and of the ``identity`` stage (the recogniser, the draws generated for it),
+        without the pastes themselves (``paste_one``: the caller's paste-back stage)."""
         with self._lock:
             decision = self._tracks.get(track) if track is not None else None
         drawn, noted = {generated[0]: generated[1]}, len(notes)
+        pasting = [0.0]   # ms spent in paste_one
+
+        def paste_timed(face: np.ndarray, style: PasteStyle) -> PasteRegion:
+            started = time.perf_counter()
+            try:
+                return paste_one(face, style)
+            finally:
+                pasting[0] += (time.perf_counter() - started) * 1000.0
+
+        def stage(name: str, started: float) -> None:
+            timings[name] = timings.get(name, 0.0) + (time.perf_counter() - started) * 1000.0 - pasting[0]
+            pasting[0] = 0.0
 
         def draw(d: int) -> np.ndarray:
             if d not in drawn:
@@ -116,23 +129,23 @@ class DrawChooser:
         t = time.perf_counter()
         verdicts: dict[int, Verdict] = {}
         if decision is None or decision.draw == MASKED:
-            first, region = self._guarded(draw, paste_one, restore, label, notes, verdicts)
+            first, region = self._guarded(draw, paste_timed, restore, label, notes, verdicts)
         else:   # a re-check: the track keeps its draw while it passes
             first = Decision(decision.draw, decision.colour)
-            region = paste_one(draw(first.draw), replace(self.style, colour=first.colour))
-        timings["guard"] = timings.get("guard", 0.0) + (time.perf_counter() - t) * 1000.0
+            region = paste_timed(draw(first.draw), replace(self.style, colour=first.colour))
+        stage("guard", t)
         if self.identity is None:
             self._remember(track, first)
             return region, len(notes) > noted
         t = time.perf_counter()
         try:
-            chosen, region = self._identity_checked(first, region, draw, verdicts, paste_one, verify, restore, label,
+            chosen, region = self._identity_checked(first, region, draw, verdicts, paste_timed, verify, restore, label,
                                                     notes)
         except RuntimeError as exc:
             self._remember(track, Decision(MASKED, reason=str(exc)))
             raise
         finally:
-            timings["identity"] = timings.get("identity", 0.0) + (time.perf_counter() - t) * 1000.0
+            stage("identity", t)
         self._remember(track, chosen)
         return region, len(notes) > noted
 

@@ -243,8 +243,10 @@ class FaceProtector:
 
     def paste(self, work: _FrameWork) -> FrameResult:
         """Phase 3: choose each face's draw (artefact guard, identity check: ``face.draws``) and paste it
-        back; mask every face that failed on the way (fail closed). The guard's and the identity check's
-        ms go to ``timings_ms["guard"]`` and ``["identity"]`` (when they ran), not to ``"paste"``."""
+        back; mask every face that failed on the way (fail closed). ``timings_ms["paste"]``: paste-back
+        itself (outline, region, colour, clone, blend; once per draw pasted); ``["guard"]`` and
+        ``["identity"]`` (when they ran): YuNet and the recogniser, and the networks for the draws they
+        asked for."""
         result = work.result
         out, faces, failed = result.frame, result.faces, work.failed
         size = self.protector.input_size
