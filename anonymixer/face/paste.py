@@ -28,7 +28,8 @@ and the detector's box, with a solid colour.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import cv2
@@ -138,7 +139,13 @@ class PasteRegion:
     x0: int
     x1: int
     alpha: np.ndarray
-    split: float = 0.0   # how unevenly the pasted face's sides depart from its skin (``guard.split``)
+    measure_split: Callable[[], float] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def split(self) -> float:
+        """The pasted face's one-sided vertical step (``guard.split``), measured when asked (0: not a
+        generated face's paste)."""
+        return 0.0 if self.measure_split is None else self.measure_split()
 
     def full_mask(self, shape: tuple[int, ...]) -> np.ndarray:
         """``(H, W) bool`` of the frame: True where the paste may have changed a pixel."""
@@ -329,5 +336,5 @@ def paste_generated(frame: np.ndarray, original: np.ndarray, generated: np.ndarr
     composite = np.where(inside[..., None], new_face, old_face)
     cheeks = (float((eyes[1] + 0.05 - lo) * f - 0.5), float((chin_from + 0.1 - lo) * f - 0.5))  # rows, paste pixels
     pasted = blend_into(frame, composite, alpha, to_paste)
-    pasted.split = split(composite, alpha >= 0.5, cheeks)
+    pasted.measure_split = lambda: split(composite, alpha >= 0.5, cheeks)   # only the guard asks
     return pasted
