@@ -360,8 +360,9 @@ def main(argv: list[str] | None = None) -> int:
             for k in range(args.first_key, args.first_key + args.keys):
                 with Protector(args.model, eval_key(0, f"pasteback-{k}", "*")) as protector:
                     face_protector = FaceProtector(protector, open_detector("yunet"), paste_style=style,
-                                               identity_check=identity)
-                timing = {**timing_640x480(face_protector, args.repeat), **timing_video(face_protector, args.video_frames)}
+                                                   identity_check=identity)
+                    timing = {**timing_640x480(face_protector, args.repeat),
+                              **timing_video(face_protector, args.video_frames)}
                 print(style, f"key{k}", json.dumps(timing), Path("/proc/loadavg").read_text().split()[:3], flush=True)
         return 0
     out = Path(args.out)
