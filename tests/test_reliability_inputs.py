@@ -13,7 +13,7 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from facekit import face_distance, failure_lines, needs_yunet, no_traceback, photo, protect
+from facekit import FACE_REPLACED, face_distance, failure_lines, needs_yunet, no_traceback, photo, protect
 from PIL import Image, ImageOps, PngImagePlugin
 
 from anonymixer.face.photos import ASTRONAUT_FACE_BOX
@@ -69,7 +69,7 @@ def assert_protected_as_shown(shown, written_path, judge):
     assert result is not None and result.shape == shown.shape, (None if result is None else result.shape)
     face = np.abs(shown[TOP:BOTTOM, LEFT:RIGHT].astype(int) - result[TOP:BOTTOM, LEFT:RIGHT]).mean()
     corner = np.abs(shown[400:, :100].astype(int) - result[400:, :100]).mean()
-    assert face > 10 and corner < 4, (face, corner)
+    assert face > FACE_REPLACED and corner < 4, (face, corner)
     if judge is not None:
         assert face_distance(judge, shown, result, ASTRONAUT_LANDMARKS) >= 0.6
 

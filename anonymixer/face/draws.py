@@ -4,7 +4,8 @@ A key gives each face four deterministic draws (``guard.redraw_feeds``): draw 0,
 draws 1-3, the code reflected about the model's mean in three ways. ``DrawChooser.paste`` picks one:
 
 1. **Artefact guard** (``face.guard``): the first draw, in order 0, 1, 2, 3, that the guard takes for
-   a face; if none, the one it rejects least.
+   a face, as drawn (YuNet, cheeks) and pasted (``guard.split``); if none, every draw is pasted once
+   and the one it rejects least is kept.
 2. **Identity check** (``face.identity``): that draw is pasted and the recogniser compares the output
    with the original; while it is too close, the other draws are pasted instead, then the guard's
    draw without the original's colours; if every one is too close, the face is masked (the caller's

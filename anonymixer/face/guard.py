@@ -6,7 +6,10 @@ YuNet's best detection scores at least ``MIN_SCORE`` and its five landmarks lie 
 ``MAX_LANDMARK_ERROR`` (fractions of the crop side) of the model's crop template, where the
 paste-back puts them (a profile or a split face puts them elsewhere), and the mean colours of its
 two cheeks differ by at most ``MAX_HALF_DIFFERENCE`` (CIE76 Lab): YuNet takes a face split into a
-white and a brown half for a face, a person does not.
+white and a brown half for a face, a person does not. Once pasted, the face must also show no long
+one-sided vertical lightness step in its sides (``split``, at most ``MAX_SPLIT``): a split off the
+middle, or a streak of the generated face's own hair down one cheek (``face.draws`` pastes, measures,
+and pastes another draw when it fails).
 
 A face that fails is drawn again, deterministically, from the same key (``redraw_feeds``): first the
 *mirrored* draw, the code reflected about the model's code mean (``w'' = 2 mu - w_prot``), then the
