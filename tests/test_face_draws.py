@@ -107,3 +107,16 @@ def test_photos_are_decided_on_their_own(identity_check):
     for _ in range(2):
         face_protector.process(photo("astronaut"))
     assert len(guard_calls) == 4
+
+
+@needs_dlib
+def test_a_tracks_draw_gives_the_same_frames_whatever_the_frames_in_flight():
+    """With frames in flight, a frame may be generated before its track chose a draw: paste-back then
+    draws it itself, one face per call, as the networks' phase does once the track has chosen."""
+    frame = photo("astronaut")
+    outputs = []
+    for inflight in (1, 3):
+        face_protector = FaceProtector(BlobThenGraceProtector(), YuNetDetector())
+        results = face_protector.process_many(((frame, n / 30.0) for n in range(4)), inflight, LandmarkSmoother())
+        outputs.append([r.frame for r in results])
+    assert all(np.array_equal(a, b) for a, b in zip(*outputs, strict=True))

@@ -226,8 +226,11 @@ class FaceProtector:
         plan = {i: self.draws.planned(work.result.faces[i].track) for i in work.crops}
         for draw in sorted(set(plan.values())):
             order = sorted(i for i in work.crops if plan[i] == draw)
-            for start in range(0, len(order), self.max_batch):
-                chunk = order[start:start + self.max_batch]
+            # A track's other draw goes one face per call, as paste-back draws it when this frame was
+            # prepared before the track chose (frames in flight): the same bytes either way.
+            batch_size = self.max_batch if draw == 0 else 1
+            for start in range(0, len(order), batch_size):
+                chunk = order[start:start + batch_size]
                 try:
                     batch, feeds = np.stack([work.crops[i][0] for i in chunk]), self.draws.feeds(draw)
                     faces_out = self.protector.protect(batch) if feeds is None else self.protector.protect(batch, feeds)
