@@ -167,8 +167,8 @@ class OnnxRecognizer(Scoring):
         from ..runtime.ort import session_options
 
         # The runtime's options (threads sleep between calls, not spin: a terminal runs YuNet and
-        # NumPy between recogniser calls on the same cores; identify p50 91 -> 38 ms on 2 cores,
-        # benchmarks/terminal_latency.py).
+        # NumPy between recogniser calls on the same cores; identify p50 91 -> 38 ms on 2 cores in
+        # one exploratory run of benchmarks/terminal_latency.py with each setting).
         # Errors only: graphs with a fixed batch of 1 warn on every larger batch.
         options = session_options(None)
         # Weight-only int8 graphs (SFace's int8bq): without QDQ fusion ONNX Runtime folds the
