@@ -31,6 +31,16 @@ def photo(name):
     return read_image(packaged_photo(name))
 
 
+def originals_folder(folder):
+    """The re-key tests' originals: ``a.png`` and ``2025/b.png`` (the two packaged photos, 160 px)."""
+    import cv2
+
+    (folder / "2025").mkdir(parents=True)
+    cv2.imwrite(str(folder / "a.png"), cv2.resize(photo("astronaut"), (160, 160)))
+    cv2.imwrite(str(folder / "2025" / "b.png"), cv2.resize(photo("grace_hopper")[44:556], (160, 160)))
+    return folder
+
+
 def two_photo_frame():
     """astronaut (512x512) | grace_hopper (600x512, cropped to 512 rows): one 512x1024 frame, two faces."""
     return np.ascontiguousarray(np.hstack([photo("astronaut"), photo("grace_hopper")[44:556]]))

@@ -4,7 +4,7 @@ import json
 
 import cv2
 import pytest
-from facekit import needs_yunet, photo, write_video
+from facekit import needs_yunet, originals_folder, photo, write_video
 
 from anonymixer.cli import main
 from anonymixer.digest import sha256_file
@@ -15,10 +15,7 @@ pytestmark = [needs_yunet, pytest.mark.usefixtures("reuse_tiny_model")]
 
 @pytest.fixture
 def originals(tmp_path):
-    folder = tmp_path / "originals"
-    (folder / "2025").mkdir(parents=True)
-    cv2.imwrite(str(folder / "a.png"), cv2.resize(photo("astronaut"), (160, 160)))
-    cv2.imwrite(str(folder / "2025" / "b.png"), cv2.resize(photo("grace_hopper")[44:556], (160, 160)))
+    folder = originals_folder(tmp_path / "originals")
     (folder / "bad.jpg").write_text("not a photo")
     frame = cv2.resize(photo("astronaut"), (192, 144))
     write_video(folder / "clip.avi", [frame, frame, frame], fps=10)

@@ -78,12 +78,9 @@ def test_garbled_code_statistics_with_a_rehashed_manifest_are_one_line(folder, d
 @pytest.fixture
 def originals(tmp_path):
     import cv2
-    from facekit import photo
+    from facekit import originals_folder, photo
 
-    folder = tmp_path / "originals"
-    (folder / "2025").mkdir(parents=True)
-    cv2.imwrite(str(folder / "a.png"), cv2.resize(photo("astronaut"), (160, 160)))
-    cv2.imwrite(str(folder / "2025" / "b.png"), cv2.resize(photo("grace_hopper")[44:556], (160, 160)))
+    folder = originals_folder(tmp_path / "originals")
     cv2.imwrite(str(folder / "c.png"), cv2.resize(photo("astronaut")[::-1], (160, 160)))
     return folder
 
