@@ -196,7 +196,9 @@ def test_the_secret_is_nowhere_in_rays_session_folder(secret_key, on_ray, with_a
 
 def test_a_call_that_fails_for_good_names_each_of_its_inputs_and_the_rest_finish(ray_session, archive, secret_key,
                                                                                  tmp_path, monkeypatch):
-    """No restarts: actor 0 dies on its 3rd photo; that call's 2 photos are one failure line each."""
+    """No restarts: actor 0 dies on its 1st photo, so in its first call, which it always gets (a later
+    frame may never reach it: the faster actor takes the free calls). That call's 2 photos are one
+    failure line each and neither is written."""
     import argparse
 
     from anonymixer.cli import build_parser
@@ -210,7 +212,7 @@ def test_a_call_that_fails_for_good_names_each_of_its_inputs_and_the_rest_finish
         (photos / f"p{i:02d}.png").write_bytes((archive / f"p{i:02d}.png").read_bytes())
     settings: argparse.Namespace = build_parser().parse_args(
         ["protect", str(photos), "--key", str(secret_key[0]), "--model", "random:tiny"])
-    monkeypatch.setenv(FAULT_ENV, "3")
+    monkeypatch.setenv(FAULT_ENV, "1")
     report = protect_on_cluster(settings, load_key(secret_key[0]), expand_sources([str(photos)]).sources,
                                 tmp_path / "out",
                                 ClusterOptions(actors=2, batch=2, max_restarts=0))
