@@ -19,6 +19,10 @@ each paste-back style of ``--styles`` (``legacy``: the fixed feathered oval of b
   the 0.5 contour of the paste's alpha, the Lab distance (CIE76) between the mean colour a fifth of
   the interocular distance inside and outside, on the protected photo minus the same on the
   original (clipped at 0), averaged along the border;
+- ``tone``: how far the protected face's skin is from the original's (CIE76 between the mean Lab of
+  ``blend.skin`` in the inner face, the five landmarks' hull grown ``paste.INNER`` times, on each
+  photo). The original's face is continuous with its own neck, so a face of its tone is too; this is
+  that proxy, measured where the neck need not be visible;
 - ``paste_ms``: the pipeline's paste phase per face (guard and re-draws included).
 
 Then the paste phase alone at 640x480, per key: the two demo photos letterboxed to 640x480, each
@@ -44,9 +48,10 @@ import numpy as np
 from anonymixer.atomic import write_json
 from anonymixer.eval.fr import DlibRecognizer, sface
 from anonymixer.eval.protocols import eval_key
+from anonymixer.face import blend
 from anonymixer.face.detect import Face, open_detector
 from anonymixer.face.io import write_image
-from anonymixer.face.paste import PASTE_STYLES
+from anonymixer.face.paste import INNER, PASTE_STYLES
 from anonymixer.face.photos import packaged_photo
 from anonymixer.face.pipeline import FaceProtector, FrameResult
 from anonymixer.runtime import Protector
@@ -179,6 +184,17 @@ def seam(original: np.ndarray, protected: np.ndarray, alpha: np.ndarray, interoc
     return float(np.maximum(steps[0] - steps[1], 0.0).mean())
 
 
+def tone(original: np.ndarray, protected: np.ndarray, landmarks: np.ndarray) -> float:
+    """CIE76 between the mean skin colour (``blend.skin``) of the inner face on ``protected`` and on ``original``."""
+    centre = landmarks.mean(0)
+    hull = cv2.convexHull(((landmarks - centre) * INNER + centre).astype(np.float32)).reshape(-1, 2)
+    mask = np.zeros(original.shape[:2], np.uint8)
+    cv2.fillConvexPoly(mask, np.rint(hull * 16).astype(np.int32), 1, cv2.LINE_8, shift=4)
+    inner = mask.astype(bool)
+    means = [blend.skin(blend.lab(image[inner])).mean(0) for image in (original, protected)]
+    return float(np.linalg.norm(means[0] - means[1]))
+
+
 def _full_alpha(region, shape: tuple[int, ...]) -> np.ndarray:
     alpha = np.zeros(shape[:2], np.float32)
     alpha[region.y0:region.y1, region.x0:region.x1] = region.alpha
@@ -213,6 +229,7 @@ def evaluate(photos: list[Photo], face_protector: FaceProtector, fr: DlibRecogni
                          "distance": float(np.linalg.norm(protected - embedding)),
                          "seam": seam(image, result.frame, _full_alpha(region, image.shape), interocular)
                          if region is not None else float("nan"),
+                         "tone": tone(image, result.frame, face.landmarks) if region is not None else float("nan"),
                          "paste_ms": per_face_ms, "redrawn": any(line.startswith(f"face {i + 1} of ")
                                                                  for line in result.notes),
                          "guard_rejected": any(line.startswith(f"face {i + 1} of ") and "artefact guard" in line
@@ -315,11 +332,13 @@ def before_after(path: Path, keys: tuple[int, ...] = (0, 1)) -> None:
 def summarise(rows: list[dict], hog_originals: float) -> dict[str, object]:
     distances = np.array([r["distance"] for r in rows])
     seams = np.array([r["seam"] for r in rows if not np.isnan(r["seam"])])
+    tones = np.array([r["tone"] for r in rows if not np.isnan(r.get("tone", float("nan")))])
     return {"faces": len(rows), "hog_share": float(np.mean([r["hog"] for r in rows])),
             "hog_share_originals": hog_originals,
             "distance_min": float(distances.min()), "distance_mean": float(distances.mean()),
             "share_under_0.6": float((distances < DLIB_MATCH).mean()),
             "seam_mean": float(seams.mean()) if seams.size else float("nan"),
+            **({"tone_mean": float(tones.mean()), "tone_p90": float(np.percentile(tones, 90))} if tones.size else {}),
             "masked": int(sum(r["masked"] for r in rows)), "redrawn": int(sum(r["redrawn"] for r in rows)),
             "guard_rejected_first": int(sum(r.get("guard_rejected", False) for r in rows)),
             "identity_redrawn": int(sum(r.get("identity_redrawn", False) for r in rows)),
@@ -411,10 +430,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_table(out: Path) -> None:
     """The markdown table of every ``pasteback_realism_<style>.json`` in ``out``."""
-    print("| style | key | faces | HOG finds a face | distance to original: min / mean | share < 0.6 | seam (dE) | "
+    print("| style | key | faces | HOG finds a face | distance to original: min / mean | share < 0.6 | seam (dE) | skin tone off (dE), mean / p90 | "
           "first draw turned down by the guard | re-drawn by the identity check | masked | "
           "640x480 ms/face, min / median / p99: paste | guard | identity |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for path in sorted(out.glob("pasteback_realism_*.json")):
         report = json.loads(path.read_text())
         for key, entry in report["keys"].items():
@@ -427,9 +446,10 @@ def print_table(out: Path) -> None:
 
             timing = (" | ".join(ms(stage) for stage in ("paste", "guard", "identity")) if "paste_ms_min" in s else
                       f"{s.get('min_ms_per_face', float('nan')):.2f} / {s.get('median_ms_per_face', float('nan')):.2f} | | ")
+            tone_cell = f"{s['tone_mean']:.1f} / {s['tone_p90']:.1f}" if "tone_mean" in s else ""
             print(f"| {report['style']} | {key} | {s['faces']} | {s['hog_share']:.1%} | {s['distance_min']:.3f} / "
                   f"{s['distance_mean']:.3f} | {s['share_under_0.6']:.1%} | {s['seam_mean']:.2f} | "
-                  f"{s.get('guard_rejected_first', '')} | {s.get('identity_redrawn', '')} | {s['masked']} | {timing} |")
+                  f"{tone_cell} | {s.get('guard_rejected_first', '')} | {s.get('identity_redrawn', '')} | {s['masked']} | {timing} |")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from facekit import photo
 
+from anonymixer.face import blend, paste
 from anonymixer.face.align import align_face, ffhq_affine, ffhq_quad, template_affine, template_eye_centres
-from anonymixer.face import paste
 from anonymixer.face.blend import match_colour
 from anonymixer.face.paste import PasteStyle, face_mask, fill_face, paste_face, paste_generated
 from anonymixer.face.region import outline_from_landmarks, region_polygon
@@ -216,15 +216,13 @@ def test_the_membrane_is_drawn_from_the_border_where_the_original_is_skin():
     """White hair over the region's left border: the clone carries less of it into the new face's cheek
     (border pixels off the skin weigh ``OFF_SKIN_WEIGHT``), while the skin border still brings the face
     to the original's tone."""
-    from anonymixer.face import blend
-
     skin, new_skin = (120, 140, 180), (110, 130, 170)
     original = np.full((64, 64, 3), skin, np.uint8)
     original[:, :16] = 245                                  # white hair, crossing the border at x = 12..15
     generated = np.full((64, 64, 3), new_skin, np.uint8)
     region = np.zeros((64, 64), bool)
     region[12:52, 12:52] = True
-    reference = blend.skin_colour(blend.lab(original), region & (np.arange(64) >= 24)[None, :])
+    reference = np.median(blend.skin(blend.lab(original[region & (np.arange(64) >= 24)[None, :]])), axis=0)
     drawn_from_skin = blend.membrane(generated, original, region, reference).astype(int)
     whole_border = blend.membrane(generated, original, region).astype(int)
     cheek = (32, 22)                                        # inside, a little right of the hair
@@ -233,13 +231,33 @@ def test_the_membrane_is_drawn_from_the_border_where_the_original_is_skin():
     assert np.abs(drawn_from_skin[32, 40] - skin).max() <= 5   # the skin border: the original's tone
 
 
+def test_the_generated_faces_own_dark_background_at_the_border_does_not_darken_the_new_face():
+    """The generated face's own background inside the region's border (a narrow face in a wide outline)
+    is no skin: those border pixels weigh ``OFF_SKIN_WEIGHT`` in the membrane (``skin_lab`` given), so
+    the middle of the new face keeps its colour, where the whole border (and the membrane before, which
+    looked at the original's side only) brightens it by 33-50 levels towards the original past that edge."""
+    skin = (120, 140, 180)
+    original = np.full((64, 64, 3), skin, np.uint8)
+    generated = original.copy()
+    generated[:, 44:] = (20, 25, 30)                        # its dark background, crossing the right border
+    region = np.zeros((64, 64), bool)
+    region[12:52, 12:52] = True
+    reference = np.median(blend.skin(blend.lab(original[region])), axis=0)
+    drawn_from_skin = np.abs(blend.membrane(generated, original, region, reference).astype(int) - skin)
+    whole_border = np.abs(blend.membrane(generated, original, region).astype(int) - skin)
+    middle, left = (32, 32), (32, 24)                       # skin on both faces, 12 and 20 px from the edge
+    assert whole_border[middle].max() > 30
+    assert drawn_from_skin[middle].max() < 0.4 * whole_border[middle].max()   # measured 16 against 50
+    assert drawn_from_skin[left].max() <= 6                                    # measured 4 (whole border: 22)
+
+
 def test_colour_matching_brings_the_inner_face_to_the_originals_mean_colour():
     frame = photo("astronaut")
     crop, _ = align_face(frame, ASTRONAUT, 64, FACES64)
     tinted = np.clip(crop.astype(np.int16) * [1.4, 0.8, 0.6], 0, 255).astype(np.uint8)  # a blue cast (BGR)
     inner = np.zeros((64, 64), bool)
     inner[30:52, 18:46] = True
-    matched = match_colour(tinted, crop, inner, inner)
+    matched = match_colour(tinted, inner, blend.skin(blend.lab(crop[inner])))
 
     def lab_mean(image):
         return cv2.cvtColor(image.astype(np.float32) / 255, cv2.COLOR_BGR2Lab)[inner].mean(0)
@@ -254,5 +272,22 @@ def test_a_gray_photo_gives_a_gray_face():
     colourful = np.full((64, 64, 3), (40, 120, 220), np.uint8)
     colourful[::2] = (60, 140, 200)
     inner = np.ones((64, 64), bool)
-    matched = match_colour(colourful, crop, inner, inner).astype(np.int16)
+    matched = match_colour(colourful, inner, blend.skin(blend.lab(crop[inner]))).astype(np.int16)
     assert np.abs(matched[..., 0] - matched[..., 2]).max() <= 3
+
+
+def test_dark_glasses_on_the_original_do_not_darken_the_new_face():
+    """Colour is matched skin to skin (``blend.skin``): the frames and lenses of the original's glasses
+    (a third of its inner face here) are left out of its statistics, so the new face takes the tone of
+    the skin around them. Matched on the inner face's mean (before), it came out 18 L* darker."""
+
+
+    original = np.full((64, 64, 3), (150, 170, 210), np.uint8)
+    original[20:34] = (30, 40, 60)                          # the glasses, a band across the inner face
+    generated = np.full((64, 64, 3), (90, 110, 150), np.uint8)
+    generated[::2, ::2] = (100, 120, 160)                   # some spread to match
+    inner = np.zeros((64, 64), bool)
+    inner[12:54, 12:52] = True
+    matched = match_colour(generated, inner, blend.skin(blend.lab(original[inner])))
+    skin_l = blend.lab(original[40:50, 20:40])[..., 0].mean()
+    assert abs(blend.lab(matched[inner])[..., 0].mean() - skin_l) < 2.0

@@ -20,27 +20,39 @@ import numpy as np
 
 L_SPREAD = (0.6, 1.5)    # bounds of the lightness spread ratio
 OFF_SKIN = 25.0          # ``membrane``: a border pixel this far (CIE76) from the original's skin ...
-OFF_SKIN_WEIGHT = 0.2    # ... weighs this much in the field
+OFF_SKIN_WEIGHT = 0.1    # ... weighs this much in the field
 AB_SPREAD = (0.0, 1.0)   # bounds of the chroma spread ratios (0: a gray photo gives a gray face; never
                          # more saturated than the generated face, which blotches)
 
 
 def lab(image_bgr: np.ndarray) -> np.ndarray:
-    """``(H, W, 3) uint8 BGR`` -> ``float32`` CIE Lab."""
-    return cv2.cvtColor(image_bgr.astype(np.float32) * (1.0 / 255.0), cv2.COLOR_BGR2Lab)
+    """``(..., 3) uint8 BGR`` (an image, or pixels ``(N, 3)``) -> ``float32`` CIE Lab, same shape."""
+    shape = image_bgr.shape
+    pixels = image_bgr.reshape(-1, 1, 3).astype(np.float32) * (1.0 / 255.0)
+    return cv2.cvtColor(pixels, cv2.COLOR_BGR2Lab).reshape(shape)
 
 
-def match_colour(generated: np.ndarray, original: np.ndarray, generated_inner: np.ndarray,
-                 original_inner: np.ndarray, original_lab: np.ndarray | None = None) -> np.ndarray:
-    """``generated`` ``(W, W, 3) uint8 BGR`` with the Lab mean and spread of ``original`` (same shape),
-    measured inside the boolean masks ``generated_inner`` / ``original_inner`` ``(W, W)``.
-    ``original_lab``: ``original`` in Lab (``lab``), when the caller has it already."""
-    lab_g, lab_o = lab(generated), (lab(original) if original_lab is None else original_lab)
-    g, o = lab_g[generated_inner], lab_o[original_inner]
-    if len(g) < 16 or len(o) < 16:
+def skin(pixels_lab: np.ndarray) -> np.ndarray:
+    """The skin of an inner face: those of its Lab pixels ``(N, 3)`` within ``OFF_SKIN`` (CIE76) of their
+    median colour (glasses' frames and lenses, eyes, brows, lips, teeth and shadows left out), or all of
+    them when fewer than 16 are."""
+    if len(pixels_lab) < 16:
+        return pixels_lab
+    near = np.einsum("nc,nc->n", d := pixels_lab - np.median(pixels_lab, axis=0), d) <= OFF_SKIN ** 2
+    return pixels_lab[near] if int(near.sum()) >= 16 else pixels_lab
+
+
+def match_colour(generated: np.ndarray, generated_inner: np.ndarray, target_skin: np.ndarray) -> np.ndarray:
+    """``generated`` ``(W, W, 3) uint8 BGR`` with its skin's Lab mean and spread (``skin`` of the pixels in
+    the boolean mask ``generated_inner`` ``(W, W)``) moved to those of ``target_skin`` ``(N, 3)`` (Lab:
+    the original's ``skin``). Skin to skin: a dark pair of glasses or an open mouth on either face does
+    not darken or redden the other."""
+    lab_g = lab(generated)
+    g = skin(lab_g[generated_inner])
+    if len(g) < 16 or len(target_skin) < 16:
         return generated
-    mean_g, mean_o = g.mean(0), o.mean(0)
-    ratio = o.std(0) / np.maximum(g.std(0), 1e-3)
+    mean_g, mean_o = g.mean(0), target_skin.mean(0)
+    ratio = target_skin.std(0) / np.maximum(g.std(0), 1e-3)
     ratio[0] = np.clip(ratio[0], *L_SPREAD)
     ratio[1:] = np.clip(ratio[1:], *AB_SPREAD)
     moved = (lab_g - mean_g) * ratio + mean_o
@@ -66,33 +78,32 @@ def _push_pull(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def membrane(generated: np.ndarray, original: np.ndarray, region: np.ndarray,
-             skin: np.ndarray | None = None, original_lab: np.ndarray | None = None) -> np.ndarray:
+             skin_lab: np.ndarray | None = None, generated_skin_lab: np.ndarray | None = None) -> np.ndarray:
     """``generated`` plus the smooth field that equals ``original - generated`` just outside the
     boolean ``region`` ``(W, W)``: inside, the new face; at the border, the original's colours.
 
-    ``skin``: the original's skin colour (Lab, ``skin_colour``). Border pixels of the original farther
-    than ``OFF_SKIN`` (CIE76) from it (hair, a hat, background where the region meets them) weigh
-    ``OFF_SKIN_WEIGHT`` only: the field is drawn from where the border is skin, so that white hair at
-    one cheek does not wash that side of the new face out (the new face meets the hair with an edge,
-    as a face does). ``original_lab``: ``original`` in Lab, when the caller has it already."""
+    ``skin_lab``: the original's skin colour (Lab ``(3,)``, e.g. the median of its ``skin``), and
+    ``generated_skin_lab`` the generated face's (default: the same, as after ``match_colour``). The
+    field is drawn from the border where both faces are skin: a border pixel where either is farther
+    than ``OFF_SKIN`` (CIE76) from its skin colour (the original's hair, hat or background; the
+    generated face's own hair or background, inside a wide outline) weighs ``OFF_SKIN_WEIGHT``. So
+    white hair at one cheek does not wash that side of the new face out, and a dark background at the
+    generated face's edge does not darken it: there the new face meets the frame with an edge, as a
+    face meets hair. When no border pixel is skin on both, the whole border counts."""
     inside = region.astype(np.uint8)
     ring = (cv2.dilate(inside, np.ones((3, 3), np.uint8)) - inside).astype(np.float32)
-    if skin is not None and ring.any():
-        distance = np.linalg.norm((lab(original) if original_lab is None else original_lab) - skin, axis=2)
-        weighted = ring * np.where(distance > OFF_SKIN, OFF_SKIN_WEIGHT, 1.0).astype(np.float32)
-        if weighted.max() >= 1.0:   # some of the border is skin: else all of it counts
-            ring = weighted
-    difference = original.astype(np.float32) - generated.astype(np.float32)
-    field = _push_pull(difference, ring)
-    return np.clip(np.rint(generated.astype(np.float32) + field), 0, 255).astype(np.uint8)
-
-
-def skin_colour(image_lab: np.ndarray, inner: np.ndarray) -> np.ndarray | None:
-    """``(3,)`` Lab: the median colour of ``image_lab`` ``(W, W, 3)`` (Lab, ``lab``) inside ``inner``
-    ``(W, W) bool`` (the inner face: mostly skin), or None when it holds too few pixels."""
-    if int(inner.sum()) < 16:
-        return None
-    return np.asarray(np.median(image_lab[inner], axis=0), np.float32)
+    on_ring = ring > 0
+    if skin_lab is not None and on_ring.any():
+        near = np.ones(int(on_ring.sum()), bool)
+        for image, colour in ((original, skin_lab), (generated, skin_lab if generated_skin_lab is None
+                                                     else generated_skin_lab)):
+            off = lab(image[on_ring]) - colour
+            near &= np.einsum("nc,nc->n", off, off) <= OFF_SKIN ** 2
+        if near.any():
+            ring[on_ring] = np.where(near, 1.0, OFF_SKIN_WEIGHT)
+    new = generated.astype(np.float32)
+    field = _push_pull(original.astype(np.float32) - new, ring)
+    return np.clip(np.rint(new + field), 0, 255).astype(np.uint8)
 
 
 def poisson(generated: np.ndarray, original: np.ndarray, region: np.ndarray) -> np.ndarray:

@@ -309,12 +309,11 @@ def paste_generated(frame: np.ndarray, original: np.ndarray, generated: np.ndarr
     region &= _polygon_mask(apply_affine(to_paste, ffhq_quad(landmarks)), width)
     inside = region.astype(bool)
     old_inner = _polygon_mask(_grown(apply_affine(to_paste, landmarks)), width).astype(bool) & inside
-    old_lab = blend.lab(old_face)
+    old_skin = blend.skin(blend.lab(old_face[old_inner]))   # Lab pixels: only the inner face is converted
     if style.colour:  # on the generated pixels (fewer than the paste crop's), before the warp
         points = (np.asarray(template, np.float64) * size - 0.5 if template is not None
                   else apply_affine(matrix, landmarks))
-        generated = blend.match_colour(generated, old_face, _polygon_mask(_grown(points), size).astype(bool), old_inner,
-                                       old_lab)
+        generated = blend.match_colour(generated, _polygon_mask(_grown(points), size).astype(bool), old_skin)
     new_face = cv2.warpAffine(generated, affine, (width, width), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if sy > 1.0:  # the chin's rows, drawn out: paste row r takes row chin_row + (r - chin_row) / sy
         rows = np.arange(width, dtype=np.float32)
@@ -322,8 +321,8 @@ def paste_generated(frame: np.ndarray, original: np.ndarray, generated: np.ndarr
         new_face = cv2.remap(new_face, np.tile(rows, (width, 1)), np.tile(source[:, None], (1, width)),
                              cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if style.blend == "membrane":
-        new_face = blend.membrane(new_face, old_face, inside,
-                                  blend.skin_colour(old_lab, old_inner) if style.skin_border else None, old_lab)
+        skin_lab = np.median(old_skin, axis=0) if style.skin_border and len(old_skin) >= 16 else None
+        new_face = blend.membrane(new_face, old_face, inside, skin_lab)
     elif style.blend == "poisson":
         new_face = blend.poisson(new_face, old_face, inside)
     interocular = float(np.linalg.norm(apply_affine(to_paste, landmarks[1:2]) - apply_affine(to_paste, landmarks[0:1])))
