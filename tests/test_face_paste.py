@@ -192,7 +192,8 @@ def test_the_clone_meets_the_original_at_the_region_border(blend, bound, monkeyp
     crop, _ = align_face(frame, ASTRONAUT, 64, FACES64)
     darker = cv2.subtract(crop, np.full_like(crop, 50))
     region = paste_generated(frame, original, darker, matrix, ASTRONAUT, outline_from_landmarks(ASTRONAUT),
-                             FACES64_TEMPLATE, PasteStyle(colour=False, blend=blend, guard=False, dlib=False))
+                             FACES64_TEMPLATE, PasteStyle(colour=False, blend=blend, guard=False, dlib=False,
+                                                           edge_fill=False))
     band = border_band(region)
     error = np.abs(frame.astype(np.int16) - original.astype(np.int16))[band].mean()
     assert error < bound, error
@@ -291,3 +292,42 @@ def test_dark_glasses_on_the_original_do_not_darken_the_new_face():
     matched = match_colour(generated, inner, blend.skin(blend.lab(original[inner])))
     skin_l = blend.lab(original[40:50, 20:40])[..., 0].mean()
     assert abs(blend.lab(matched[inner])[..., 0].mean() - skin_l) < 2.0
+
+
+def test_the_generated_faces_own_background_at_the_regions_edge_becomes_its_skin():
+    """A pale band down one side of the region (the generated face's background inside a wide outline)
+    is not skin and touches the border: it is filled with the skin around it. Two dark eyes lie inside
+    the face, touch no border, and stay as drawn."""
+    skin = np.array([120, 140, 180])
+    face = np.full((64, 64, 3), skin, np.uint8)
+    face[:, :20] = (235, 235, 240)                          # the band, crossing the region's left border
+    face[28:32, 26:30] = face[28:32, 40:44] = (30, 30, 40)  # the eyes
+    region = np.zeros((64, 64), bool)
+    region[8:56, 12:52] = True
+    skin_lab = np.median(blend.skin(blend.lab(face[region])), axis=0)
+    filled = blend.fill_off_skin(face, region, skin_lab).astype(int)
+    assert np.abs(filled[16:48, 12:20] - skin).max() <= 3   # the band inside the region: skin now
+    assert (filled[:, :12] == face[:, :12]).all()           # outside the region: untouched
+    assert (filled[28:32, 26:30] == 30).all() or (filled[28:32, 26:30] == face[28:32, 26:30]).all()
+    assert (filled[28:32, 40:44] == face[28:32, 40:44]).all()
+
+
+def test_without_the_edge_fill_the_generated_background_shows_in_the_paste():
+    """The same through ``paste_generated``: a dark band down the generated face's left side (its own
+    background) stays in the frame with ``PasteStyle(edge_fill=False)`` and becomes skin by default."""
+    frame = photo("astronaut")
+    crop, _ = align_face(frame, ASTRONAUT, 64, FACES64)
+    banded = crop.copy()
+    banded[:, :22] = (45, 40, 40)
+    lightness = {}
+    for fill in (True, False):
+        out = frame.copy()
+        paste_generated(out, frame, banded, template_affine(ASTRONAUT, FACES64, 64), ASTRONAUT,
+                        outline_from_landmarks(ASTRONAUT), FACES64_TEMPLATE,
+                        PasteStyle(guard=False, dlib=False, edge_fill=fill))
+        changed = np.abs(out.astype(int) - frame.astype(int)).sum(2) > 0
+        lab_out = cv2.cvtColor(out, cv2.COLOR_BGR2Lab)[..., 0].astype(float)
+        xs = np.nonzero(changed.any(0))[0]
+        left = changed & (np.arange(frame.shape[1]) < xs.min() + 0.15 * (xs.max() - xs.min()))[None, :]
+        lightness[fill] = lab_out[left].mean()
+    assert lightness[True] - lightness[False] > 15, lightness

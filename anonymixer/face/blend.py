@@ -106,6 +106,33 @@ def membrane(generated: np.ndarray, original: np.ndarray, region: np.ndarray,
     return np.clip(np.rint(new + field), 0, 255).astype(np.uint8)
 
 
+def fill_off_skin(face: np.ndarray, region: np.ndarray, skin_lab: np.ndarray) -> np.ndarray:
+    """``face`` ``(W, W, 3) uint8 BGR`` with what is not skin at the edge of the boolean ``region``
+    replaced by its skin, carried on smoothly (push-pull from the skin around it). "Not skin": farther
+    than ``OFF_SKIN`` (CIE76) from ``skin_lab``; "at the edge": connected to the region's border. That is
+    the generated face's own background or hair inside a wide outline (a pale band down one cheek); its
+    eyes, brows and mouth lie inside the face and stay."""
+    inside = region.astype(np.uint8)
+    off = np.zeros(region.shape, np.uint8)
+    d = lab(face[region]) - skin_lab
+    off[region] = np.einsum("nc,nc->n", d, d) > OFF_SKIN ** 2
+    if not off.any():
+        return face
+    count, labels = cv2.connectedComponents(off, connectivity=8)
+    border = inside - cv2.erode(inside, np.ones((3, 3), np.uint8))
+    edge_labels = np.unique(labels[(border > 0) & (off > 0)])
+    edge = np.isin(labels, edge_labels[edge_labels > 0])
+    if not edge.any():
+        return face
+    weights = (region & ~edge).astype(np.float32)
+    if weights.sum() < 16:
+        return face
+    filled = _push_pull(face.astype(np.float32), weights)
+    out = face.copy()
+    out[edge] = np.clip(np.rint(filled[edge]), 0, 255).astype(np.uint8)
+    return out
+
+
 def poisson(generated: np.ndarray, original: np.ndarray, region: np.ndarray) -> np.ndarray:
     """OpenCV's ``seamlessClone`` (normal clone) of ``generated`` into ``original`` over ``region``."""
     mask = region.astype(np.uint8) * 255

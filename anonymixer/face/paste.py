@@ -10,8 +10,10 @@ face, in the model's crop frame, a little larger than the crop: ``WINDOW``):
    the five landmarks), grown by a margin, where the generated face is (inside its crop and its own
    outline, ``region.MEAN_OUTLINE`` placed by the template: its hair and background stay out);
 3. the generated face takes the original's colour statistics in its inner face (``blend.match_colour``);
-4. a smooth correction brings it to the original's colours at the region's border (``blend.membrane``,
-   or OpenCV's exact Poisson clone ``blend.poisson``);
+4. what of the generated face is not skin at the region's edge (its own background or hair, inside a
+   wide outline) becomes its skin (``blend.fill_off_skin``), then a smooth correction brings it to the
+   original's colours at the region's border (``blend.membrane``, or OpenCV's exact Poisson clone
+   ``blend.poisson``);
 5. the result goes back through the inverse warp, blended by the region feathered *inside* its border.
 
 ``PasteStyle("oval", ...)`` is what paste-back did before issue 23 (``paste_face`` with the fixed
@@ -66,7 +68,9 @@ class PasteStyle:
     ``blend``: ``"membrane"`` (push-pull seamless clone), ``"poisson"`` (OpenCV's seamlessClone) or
     ``"feather"`` (alpha only); ``guard``: check that the generated face is a face (``face.guard``);
     ``dlib``: the 68-point outline where dlib is installed (else the 5-point fit); ``skin_border``: the
-    membrane is drawn from the border where the original is skin (``blend.membrane``)."""
+    membrane is drawn from the border where the original is skin (``blend.membrane``); ``edge_fill``: what
+    of the generated face is not skin at the region's edge (its own background or hair) becomes its skin
+    (``blend.fill_off_skin``), before the membrane."""
 
     region: str = "outline"
     colour: bool = True
@@ -74,6 +78,7 @@ class PasteStyle:
     guard: bool = True
     dlib: bool = True
     skin_border: bool = True
+    edge_fill: bool = True
 
 
 PASTE_STYLES = {
@@ -85,6 +90,7 @@ PASTE_STYLES = {
     "no-guard": PasteStyle(guard=False),
     "five-point": PasteStyle(dlib=False),
     "whole-border": PasteStyle(skin_border=False),
+    "no-edge-fill": PasteStyle(edge_fill=False),
 }
 
 
@@ -321,8 +327,13 @@ def paste_generated(frame: np.ndarray, original: np.ndarray, generated: np.ndarr
         new_face = cv2.remap(new_face, np.tile(rows, (width, 1)), np.tile(source[:, None], (1, width)),
                              cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if style.blend == "membrane":
-        skin_lab = np.median(old_skin, axis=0) if style.skin_border and len(old_skin) >= 16 else None
-        new_face = blend.membrane(new_face, old_face, inside, skin_lab)
+        skin_lab = new_skin_lab = None
+        if style.skin_border and len(old_skin) >= 16:   # each face's skin colour, in the same inner face
+            skin_lab = np.median(old_skin, axis=0)
+            new_skin_lab = np.median(blend.skin(blend.lab(new_face[old_inner])), axis=0)
+        if style.edge_fill and new_skin_lab is not None:   # its own background at its edge: its skin instead
+            new_face = blend.fill_off_skin(new_face, inside, new_skin_lab)
+        new_face = blend.membrane(new_face, old_face, inside, skin_lab, new_skin_lab)
     elif style.blend == "poisson":
         new_face = blend.poisson(new_face, old_face, inside)
     interocular = float(np.linalg.norm(apply_affine(to_paste, landmarks[1:2]) - apply_affine(to_paste, landmarks[0:1])))
