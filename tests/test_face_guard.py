@@ -146,9 +146,12 @@ def test_a_face_that_stays_within_dlibs_threshold_is_masked():
 
 @pytest.fixture(scope="module")
 def grace_paste():
-    """Grace Hopper's photo and ``paste(generated RGB) -> PasteRegion`` (faces64 geometry, on a copy)."""
+    """Grace Hopper's photo and ``paste(generated RGB, style) -> PasteRegion`` (faces64 geometry, on a
+    copy). The style's default leaves out the edge fill (``PasteStyle.edge_fill``), which turns a dark
+    half that reaches the region's border into skin before the guard looks: these tests are of the
+    guard's measure."""
     from anonymixer.face.detect import YuNetDetector
-    from anonymixer.face.paste import paste_generated
+    from anonymixer.face.paste import PasteStyle, paste_generated
     from anonymixer.face.region import face_outline
 
     frame = photo("grace_hopper")
@@ -156,9 +159,9 @@ def grace_paste():
     _, matrix = align_face(frame, face.landmarks, 64, np.asarray(FACES64_TEMPLATE))
     outline = face_outline(frame, face)
 
-    def paste(face_rgb):
+    def paste(face_rgb, style=PasteStyle(edge_fill=False)):
         return paste_generated(frame.copy(), frame, np.ascontiguousarray(face_rgb[..., ::-1]), matrix,
-                               face.landmarks, outline, FACES64_TEMPLATE)
+                               face.landmarks, outline, FACES64_TEMPLATE, style)
 
     return paste
 
@@ -203,6 +206,9 @@ def test_a_generated_face_darkened_on_one_half_is_turned_down(guard, good_genera
 def test_a_pasted_face_split_off_its_middle_is_turned_down(guard, grace_paste, good_generated):
     split = with_split(good_generated, 46)   # dark up to the right cheek: the cheeks' test passes it ...
     assert guard.check(split).passed and grace_paste(split).split > MAX_SPLIT   # ... the pasted one does not
+    from anonymixer.face.paste import PasteStyle
+
+    assert grace_paste(split, PasteStyle()).split <= MAX_SPLIT   # by default the dark half is skin by then
 
 
 def test_a_pasted_face_with_a_dark_streak_down_one_cheek_is_turned_down(grace_paste, good_generated):
