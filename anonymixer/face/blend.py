@@ -28,7 +28,7 @@ AB_SPREAD = (0.0, 1.0)   # bounds of the chroma spread ratios (0: a gray photo g
 def lab(image_bgr: np.ndarray) -> np.ndarray:
     """``(..., 3) uint8 BGR`` (an image, or pixels ``(N, 3)``) -> ``float32`` CIE Lab, same shape."""
     shape = image_bgr.shape
-    pixels = image_bgr.reshape(-1, 1, 3).astype(np.float32) * (1.0 / 255.0)
+    pixels = image_bgr.reshape(1, -1, 3).astype(np.float32) * (1.0 / 255.0)   # one row: OpenCV works per row
     return cv2.cvtColor(pixels, cv2.COLOR_BGR2Lab).reshape(shape)
 
 
@@ -113,17 +113,19 @@ def fill_off_skin(face: np.ndarray, region: np.ndarray, skin_lab: np.ndarray) ->
     the generated face's own background or hair inside a wide outline (a pale band down one cheek); its
     eyes, brows and mouth lie inside the face and stay."""
     inside = region.astype(np.uint8)
+    border = (inside - cv2.erode(inside, np.ones((3, 3), np.uint8))) > 0
+
+    def off_skin(pixels: np.ndarray) -> np.ndarray:
+        d = lab(pixels) - skin_lab
+        return np.asarray(np.einsum("nc,nc->n", d, d) > OFF_SKIN ** 2)
+
+    if not off_skin(face[border]).any():   # the usual case: skin all round, nothing to fill
+        return face
     off = np.zeros(region.shape, np.uint8)
-    d = lab(face[region]) - skin_lab
-    off[region] = np.einsum("nc,nc->n", d, d) > OFF_SKIN ** 2
-    if not off.any():
-        return face
-    count, labels = cv2.connectedComponents(off, connectivity=8)
-    border = inside - cv2.erode(inside, np.ones((3, 3), np.uint8))
-    edge_labels = np.unique(labels[(border > 0) & (off > 0)])
+    off[region] = off_skin(face[region])
+    _, labels = cv2.connectedComponents(off, connectivity=8)
+    edge_labels = np.unique(labels[border & (off > 0)])
     edge = np.isin(labels, edge_labels[edge_labels > 0])
-    if not edge.any():
-        return face
     weights = (region & ~edge).astype(np.float32)
     if weights.sum() < 16:
         return face
