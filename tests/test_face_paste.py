@@ -331,3 +331,32 @@ def test_without_the_edge_fill_the_generated_background_shows_in_the_paste():
         left = changed & (np.arange(frame.shape[1]) < xs.min() + 0.15 * (xs.max() - xs.min()))[None, :]
         lightness[fill] = lab_out[left].mean()
     assert lightness[True] - lightness[False] > 15, lightness
+
+
+def test_a_tracks_outline_comes_from_dlib_every_other_frame_and_is_carried_by_the_landmarks_between(monkeypatch):
+    """``TrackOutlines(every=2)``: frame 0 of a track runs the predictor, frame 1 carries frame 0's outline
+    by the five landmarks (moved 5 px right with them), frame 2 runs it again; a photo (no track) runs
+    it every time."""
+    from anonymixer.face import region
+    from anonymixer.face.detect import Face
+
+    calls = []
+
+    def measured(image, face, use_dlib=True):
+        calls.append(face.track)
+        return outline_from_landmarks(face.landmarks) + (0.0, 3.0)   # a "measured" outline: 3 px lower
+
+    monkeypatch.setattr(region, "face_outline", measured)
+    monkeypatch.setattr(region, "_dlib_predictor", lambda: ("dlib", "predictor"))
+    frame = photo("astronaut")
+    tracks = region.TrackOutlines(every=2)
+    face = Face(np.zeros(4, np.float32), ASTRONAUT.astype(np.float32), 1.0, track=7)
+    first = tracks.outline(frame, face)
+    moved = tracks.outline(frame, face.moved(5.0, 0.0))
+    assert calls == [7]                                             # carried, not measured again
+    np.testing.assert_allclose(moved, first + (5.0, 0.0), atol=1e-6)
+    tracks.outline(frame, face)
+    assert calls == [7, 7]                                          # every other frame: measured
+    tracks.outline(frame, Face(face.box, face.landmarks, 1.0, track=None))
+    tracks.outline(frame, Face(face.box, face.landmarks, 1.0, track=None))
+    assert calls == [7, 7, None, None]                              # a photo: every time

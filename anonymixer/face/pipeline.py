@@ -40,7 +40,7 @@ from .guard import ArtefactGuard
 from .identity import open_identity_check
 from .identity import status as identity_status
 from .paste import PASTE_STYLES, PasteRegion, PasteStyle, fill_face, paste_generated, quad_bounds
-from .region import face_outline
+from .region import TrackOutlines
 from .search import find_faces
 from .track import LandmarkSmoother
 
@@ -150,6 +150,7 @@ class FaceProtector:
         self.identity = open_identity_check(recogniser) if identity_check and not random_weights else None
         self.identity_status = identity_status(identity_check, random_weights, self.identity)
         self.draws = DrawChooser(protector, paste_style, self.guard, self.identity)
+        self.outlines = TrackOutlines()   # video: dlib's outline every other frame of a track
 
     def process(self, frame: np.ndarray, smoother: LandmarkSmoother | None = None,
                 time_s: float | None = None) -> FrameResult:
@@ -261,7 +262,7 @@ class FaceProtector:
             try:
                 landmarks = faces[i].landmarks
                 matrix = resize_affine(work.crops[i][1], size, face_rgb.shape[0])
-                outline = face_outline(work.frame, faces[i], self.paste_style.dlib)
+                outline = self.outlines.outline(work.frame, faces[i], self.paste_style.dlib)
                 y0, y1, x0, x1 = quad_bounds(landmarks, out.shape)
                 # the paste stays inside: the draws tried and turned down are undone
                 before = out[y0:y1, x0:x1].copy() if self.identity is not None or self.guard is not None else None
