@@ -236,3 +236,51 @@ def test_a_streaked_face_is_drawn_again_once_pasted(guard, good_generated):
                            identity_check=False).process(photo("grace_hopper"))
     assert result.protected == 1 and result.redrawn == 1
     assert "uneven" in result.notes[0] and "draw 1 of the key's others passed" in result.notes[0]
+
+
+def test_the_pose_kept_feeds_keep_the_persons_component_along_the_direction_and_mix_the_rest():
+    """``pose_kept``: the mixed code's component along the unit direction is the person's; the other
+    components are the key's map's, unchanged."""
+    from anonymixer.face.guard import pose_kept
+
+    rng = np.random.default_rng(3)
+    matrix, offset = rng.standard_normal((100, 100)) / 10, rng.standard_normal((1, 100))
+    direction = rng.standard_normal(100)
+    direction /= np.linalg.norm(direction)
+    w = rng.standard_normal((5, 100))
+    kept = pose_kept({"key_matrix": matrix.astype(np.float32), "key_offset": offset.astype(np.float32)}, direction)
+    mixed = w @ matrix + offset
+    again = w @ kept["key_matrix"].astype(np.float64) + kept["key_offset"].astype(np.float64)
+    np.testing.assert_allclose(again @ direction, w @ direction, atol=1e-4)
+    off_axis = np.eye(100) - np.outer(direction, direction)
+    np.testing.assert_allclose(again @ off_axis, mixed @ off_axis, atol=1e-4)
+
+
+def test_faces64_tries_its_own_draw_with_the_persons_head_turn_kept_first(key):
+    """faces64's draws: the key's own, then that draw with the turn kept, the three reflections with it
+    kept, the three as they are (8 in all); the mirrored draw is still ``mirrored_feeds``."""
+    from anonymixer.face.guard import faces64_yaw, pose_kept, redraw_feeds
+
+    with Protector("faces64", key) as protector:
+        feeds = redraw_feeds(protector)
+        assert len(feeds) == 7
+        expected = pose_kept(protector.key_feeds, faces64_yaw())
+        assert all(np.array_equal(feeds[0][name], expected[name]) for name in ("key_matrix", "key_offset"))
+        assert np.array_equal(mirrored_feeds(protector)["key_matrix"], -protector.key_feeds["key_matrix"])
+        assert np.array_equal(feeds[1]["key_matrix"], pose_kept(mirrored_feeds(protector), faces64_yaw())["key_matrix"])
+
+
+def test_the_shipped_head_turn_direction_is_what_its_command_makes(tmp_path):
+    """``faces64_yaw.json`` is the output of its own recorded command (up to the CPU's rounding)."""
+    import json
+
+    from anonymixer.face.guard import YAW_FILE
+    from anonymixer.train.faces64_pose import main as fit_direction
+
+    shipped = json.loads(YAW_FILE.read_text())
+    args = shipped["command"].split()[3:]
+    args[args.index("--out") + 1] = str(tmp_path / "yaw.json")
+    assert fit_direction(args) == 0
+    made = json.loads((tmp_path / "yaw.json").read_text())
+    assert float(np.dot(made["direction"], shipped["direction"])) > 0.999
+    assert made["held_out_r2"] > 0.5   # the turn is one direction of the code (measured 0.556)

@@ -1,9 +1,11 @@
 """Which of the key's draws a face gets: the artefact guard, then the identity check; in video, once per track.
 
 A key gives each face four deterministic draws (``guard.redraw_feeds``): draw 0, the key's own, and
-draws 1-3, the code reflected about the model's mean in three ways. ``DrawChooser.paste`` picks one:
+draws 1-3, the code reflected about the model's mean in three ways; faces64 eight (draws 1-4: draw 0
+and the three reflections with the person's head turn kept, 5-7: the reflections as they are).
+``DrawChooser.paste`` picks one:
 
-1. **Artefact guard** (``face.guard``): the first draw, in order 0, 1, 2, 3, that the guard takes for
+1. **Artefact guard** (``face.guard``): the first draw, in order, that the guard takes for
    a face, as drawn (YuNet, cheeks) and pasted (``guard.split``); if none, every draw is pasted once
    and the one it rejects least is kept.
 2. **Identity check** (``face.identity``): that draw is pasted and the recogniser compares the output
@@ -35,7 +37,6 @@ from .guard import ArtefactGuard, Verdict, redraw_feeds
 from .identity import IdentityCheck
 from .paste import PasteRegion, PasteStyle
 
-DRAWS = 4              # draw 0 (the key's own) and the three of ``redraw_feeds``
 RECHECK_FRAMES = 30    # a track's draw is checked by the recogniser again every this many frames
 MAX_TRACKS = 512       # decisions kept (the oldest are forgotten: such a track is decided afresh)
 MASKED = -1            # the draw of a track whose every draw was too close
@@ -70,9 +71,17 @@ class DrawChooser:
         """The mixer feeds of ``draw`` (None: the key's own)."""
         if draw == 0:
             return None
+        return self._redraws()[draw - 1]
+
+    def _redraws(self) -> list[dict[str, np.ndarray]]:
         if self._feeds is None:
             self._feeds = redraw_feeds(self.protector)
-        return self._feeds[draw - 1]
+        return self._feeds
+
+    @property
+    def count(self) -> int:
+        """How many draws a key gives a face: its own and ``guard.redraw_feeds``'s (4; faces64: 8)."""
+        return 1 + len(self._redraws())
 
     def planned(self, track: int | None) -> int:
         """The draw to generate for a face of ``track``: the track's, else draw 0."""
@@ -167,14 +176,14 @@ class DrawChooser:
             verdicts[d] = replace(verdicts[d], split=region.split)
             return region
 
-        for d in range(DRAWS):
+        for d in range(self.count):
             verdicts[d] = self.guard.check(draw(d))
             if verdicts[d].passed:   # a face, as drawn: is it an even one, pasted?
                 paste(d)
             if verdicts[d].passed:
                 break
         else:   # none passed: every draw is pasted once, so that the nearest is judged on all the limits
-            for d in range(DRAWS):
+            for d in range(self.count):
                 if verdicts[d].split is None:
                     paste(d)
         best = min(verdicts, key=lambda d: (verdicts[d].shortfall, d))
@@ -200,7 +209,7 @@ class DrawChooser:
 
         def tries() -> Iterator[Decision]:
             yield first
-            others = [d for d in range(DRAWS) if d != first.draw]
+            others = [d for d in range(self.count) if d != first.draw]
             if self.guard is not None:
                 for d in others:
                     if d not in verdicts:

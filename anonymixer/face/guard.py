@@ -24,7 +24,9 @@ of the original is pasted). ``FrameResult.redrawn`` counts the faces that were d
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -155,22 +157,52 @@ def split(pasted: np.ndarray, inside: np.ndarray, rows: tuple[float, float]) -> 
     return best if best < float("inf") else 0.0
 
 
+YAW_FILE = Path(__file__).resolve().parents[1] / "models" / "weights" / "faces64_yaw.json"
+
+
+@lru_cache(maxsize=1)
+def faces64_yaw() -> np.ndarray:
+    """The unit direction of head turn in faces64's code (``train.faces64_pose``; shipped as JSON)."""
+    return np.asarray(json.loads(YAW_FILE.read_text())["direction"], np.float64)
+
+
+def pose_kept(feeds: dict[str, np.ndarray], direction: np.ndarray) -> dict[str, np.ndarray]:
+    """``feeds`` whose mixed code keeps the person's component along the unit ``direction``:
+    ``w'' = w' + ((w - w') . d) d`` for ``w' = w M + b``, folded into the affine map as
+    ``M'' = M + (I - M) d d^T``, ``b'' = b (I - d d^T)`` (the radius guard then rescales the whole
+    code, that component too)."""
+    matrix = feeds["key_matrix"].astype(np.float64)
+    offset = feeds["key_offset"].astype(np.float64)
+    projector = np.outer(direction, direction)
+    return {**feeds, "key_matrix": (matrix + (np.eye(len(direction)) - matrix) @ projector).astype(np.float32),
+            "key_offset": (offset - offset @ projector).astype(np.float32)}
+
+
 def redraw_feeds(protector: Protector) -> list[dict[str, np.ndarray]]:
     """The key's other draws, in the order they are tried: mixer feeds for the code reflected about
     the mean (``key_matrix = -M``, ``key_offset = 2 mu - b``), then with only the key's fill reflected
     (``M``, ``2 (mu - mu M) - b``), then with only the person's kept part reflected (``-M``,
     ``b + 2 mu M``). ``b = mu - mu M + f`` (``keymaterial``): the three are the sign changes of the
     person's part ``(w - mu) M`` and of the key's fill ``f``; for ``rotate``, whose fill is 0, the
-    last two repeat the first two."""
+    last two repeat the first two.
+
+    faces64 (one code for the whole face: the mixer draws a new head pose too) has seven: the key's
+    own draw with the person's head turn kept (``pose_kept`` along ``faces64_yaw``), the three
+    reflections with it kept, then the three reflections as they are."""
     mean = protector.info.stats().mean.astype(np.float64)
     matrix = protector.key_feeds["key_matrix"].astype(np.float64)
     offset = protector.key_feeds["key_offset"].astype(np.float64)
     mean_map = mean @ matrix
     draws = [(-matrix, 2.0 * mean - offset), (matrix, 2.0 * (mean - mean_map) - offset), (-matrix, offset + 2.0 * mean_map)]
-    return [{**protector.key_feeds, "key_matrix": m.astype(np.float32), "key_offset": b.astype(np.float32)}
-            for m, b in draws]
+    reflected = [{**protector.key_feeds, "key_matrix": m.astype(np.float32), "key_offset": b.astype(np.float32)}
+                 for m, b in draws]
+    info = protector.info
+    if getattr(info, "name", "") != "faces64" or getattr(info, "is_random", False) or len(mean.reshape(-1)) != len(faces64_yaw()):
+        return reflected
+    yaw = faces64_yaw()
+    return [pose_kept(protector.key_feeds, yaw), *(pose_kept(f, yaw) for f in reflected), *reflected]
 
 
 def mirrored_feeds(protector: Protector) -> dict[str, np.ndarray]:
-    """The key's mirrored draw (the first of ``redraw_feeds``): ``key_matrix = -M``, ``key_offset = 2 mu - b``."""
-    return redraw_feeds(protector)[0]
+    """The key's mirrored draw: ``key_matrix = -M``, ``key_offset = 2 mu - b``."""
+    return redraw_feeds(protector)[-3]
