@@ -1,8 +1,8 @@
 """Which of the key's draws a face gets: the artefact guard, then the identity check; in video, once per track.
 
 A key gives each face four deterministic draws (``guard.redraw_feeds``): draw 0, the key's own, and
-draws 1-3, the code reflected about the model's mean in three ways; faces64 eight (draws 1-4: draw 0
-and the three reflections with the person's head turn kept, 5-7: the reflections as they are).
+draws 1-3, the code reflected about the model's mean in three ways; faces64 eight (draws 4-7: draws
+0-3 with the person's head turn kept).
 ``DrawChooser.paste`` picks one:
 
 1. **Artefact guard** (``face.guard``): the first draw, in order, that the guard takes for

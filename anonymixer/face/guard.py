@@ -186,9 +186,10 @@ def redraw_feeds(protector: Protector) -> list[dict[str, np.ndarray]]:
     person's part ``(w - mu) M`` and of the key's fill ``f``; for ``rotate``, whose fill is 0, the
     last two repeat the first two.
 
-    faces64 (one code for the whole face: the mixer draws a new head pose too) has seven: the key's
-    own draw with the person's head turn kept (``pose_kept`` along ``faces64_yaw``), the three
-    reflections with it kept, then the three reflections as they are."""
+    faces64 (one code for the whole face: the mixer draws a new head pose too) has four more, tried
+    after those: the key's own draw and the three reflections with the person's head turn kept
+    (``pose_kept`` along ``faces64_yaw``). A face one of the first four passes gets what it got
+    before them."""
     mean = protector.info.stats().mean.astype(np.float64)
     matrix = protector.key_feeds["key_matrix"].astype(np.float64)
     offset = protector.key_feeds["key_offset"].astype(np.float64)
@@ -200,9 +201,9 @@ def redraw_feeds(protector: Protector) -> list[dict[str, np.ndarray]]:
     if getattr(info, "name", "") != "faces64" or getattr(info, "is_random", False) or len(mean.reshape(-1)) != len(faces64_yaw()):
         return reflected
     yaw = faces64_yaw()
-    return [pose_kept(protector.key_feeds, yaw), *(pose_kept(f, yaw) for f in reflected), *reflected]
+    return [*reflected, pose_kept(protector.key_feeds, yaw), *(pose_kept(f, yaw) for f in reflected)]
 
 
 def mirrored_feeds(protector: Protector) -> dict[str, np.ndarray]:
-    """The key's mirrored draw: ``key_matrix = -M``, ``key_offset = 2 mu - b``."""
-    return redraw_feeds(protector)[-3]
+    """The key's mirrored draw (the first of ``redraw_feeds``): ``key_matrix = -M``, ``key_offset = 2 mu - b``."""
+    return redraw_feeds(protector)[0]
