@@ -78,6 +78,11 @@ class DrawChooser:
             self._feeds = redraw_feeds(self.protector)
         return self._feeds
 
+    def _in_order(self) -> Iterator[int]:
+        """Draw 0, then the others: their feeds are made only when draw 0 is not enough."""
+        yield 0
+        yield from range(1, self.count)
+
     @property
     def count(self) -> int:
         """How many draws a key gives a face: its own and ``guard.redraw_feeds``'s (4; faces64: 8)."""
@@ -176,7 +181,7 @@ class DrawChooser:
             verdicts[d] = replace(verdicts[d], split=region.split)
             return region
 
-        for d in range(self.count):
+        for d in self._in_order():
             verdicts[d] = self.guard.check(draw(d))
             if verdicts[d].passed:   # a face, as drawn: is it an even one, pasted?
                 paste(d)
