@@ -149,9 +149,10 @@ def test_ray_writes_byte_identical_outputs_with_the_same_report_and_exit_code(si
     for name in tree(out):
         if name.endswith(".png"):
             assert (ray_out / name).read_bytes() == (out / name).read_bytes(), name
-        else:
-            assert all(np.array_equal(a, b) for a, b in zip(read_video(ray_out / name)[0], read_video(out / name)[0],
-                                                            strict=True))
+        else:   # libx264 is not bit-reproducible on a busy machine: encoder noise is a mean of 0.05-0.13
+            # levels (measured on a 320x240 clip, tests/test_face_inflight.py); a different face is levels
+            assert all(np.abs(a.astype(int) - b.astype(int)).mean() < 0.5
+                       for a, b in zip(read_video(ray_out / name)[0], read_video(out / name)[0], strict=True))
 
 
 def test_the_bad_files_are_named_one_line_each_and_the_rest_finish(on_ray):

@@ -40,15 +40,30 @@ def protect(inputs, key_file, out_dir, *extra):
                  "--out", str(out_dir), *extra])
 
 
-def test_a_video_in_flight_gives_the_same_frames_as_one_at_a_time(tmp_path, key_file):
+def test_a_video_in_flight_gives_the_same_frames_as_one_at_a_time(tmp_path, key_file, monkeypatch):
+    """The frames the CLI hands its video writer are the same, byte for byte, whatever ``--inflight``.
+    (Compared there, not in the encoded files: libx264 does not give the same bytes from run to run
+    on a busy machine, even on one thread; measured here on this clip in about 1 run of 10 under load,
+    with the frames it was given identical.)"""
+    import hashlib
+
+    import anonymixer.face.videowriter as videowriter
+
+    written: list[tuple[str, float]] = []
+    real_write = videowriter.VideoWriter.write
+
+    def write(self, image, time_s):
+        written.append((hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest(), round(time_s, 6)))
+        return real_write(self, image, time_s)
+
+    monkeypatch.setattr(videowriter.VideoWriter, "write", write)
     write_video(tmp_path / "clip.avi", moving_face_frames(6), fps=10)
     assert protect([tmp_path / "clip.avi"], key_file, tmp_path / "one", "--inflight", "1") == 0
+    one = list(written)
+    written.clear()
     assert protect([tmp_path / "clip.avi"], key_file, tmp_path / "three", "--inflight", "3") == 0
-    one, _ = read_video(tmp_path / "one" / "clip.avi")
-    three, _ = read_video(tmp_path / "three" / "clip.avi")
-    assert len(one) == len(three) == 6
-    assert all(np.array_equal(a, b) for a, b in zip(one, three, strict=True))
-    assert (tmp_path / "one" / "clip.avi").read_bytes() == (tmp_path / "three" / "clip.avi").read_bytes()
+    assert len(one) == 6 and written == one
+    assert len(read_video(tmp_path / "three" / "clip.avi")[0]) == 6
 
 
 def test_photos_in_flight_are_written_byte_for_byte_as_one_at_a_time(tmp_path, key_file):
