@@ -36,6 +36,7 @@ class _State:
     stopping = False          # a signal was raised and its clean-up is under way
     pending: int | None = None
     noted = False
+    deferring = 0             # inside ``deferred()`` blocks: a first signal waits for their end
 
 
 _state = _State()
@@ -54,8 +55,26 @@ def _on_signal(number: int, frame: FrameType | None) -> None:
             _state.noted = True
             os.write(2, WAIT_NOTE)
         return
+    if _state.deferring:
+        _state.pending = _state.pending or number   # raised when the ``deferred()`` block ends
+        return
     _state.stopping = True
     _raise_for(number)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A block that a signal must not cut in two (a frame handed to the video encoder and counted):
+    a signal that comes inside it is raised as it ends (``Terminated`` or ``KeyboardInterrupt``)."""
+    _state.deferring += 1
+    try:
+        yield
+    finally:
+        _state.deferring -= 1
+        if not _state.deferring and not _state.stopping and _state.pending is not None:
+            number, _state.pending = _state.pending, None
+            _state.stopping = True
+            _raise_for(number)
 
 
 def handled() -> None:

@@ -21,6 +21,7 @@ from typing import cast
 import av
 import numpy as np
 
+from .. import interrupts
 from ..atomic import commit, discard, new_temporary
 from ..errors import OutputError
 from .video import COPIED_KINDS, CONTAINERS, ENCODERS, LIVE_PRESET, LIVE_TIME_BASE, VideoInfo, video_output
@@ -78,13 +79,16 @@ class VideoWriter:
         frame.pts = max(round(time_s / self._time_base), self._last_pts + 1)
         frame.time_base = self._time_base
         self._last_pts = frame.pts
-        try:
-            for packet in self._stream.encode(frame):
-                self._mux(packet)
-            self._copy_until(time_s)   # never ahead of the video: a video cut short cuts its audio there
-        except (av.FFmpegError, OSError, ValueError) as exc:
-            raise self._failed(exc) from None
-        self.frames = number
+        # A signal (SIGTERM) between the encoder taking the frame and the count would leave a file whose
+        # packets outnumber its frames, refused on commit: it waits for the frame to be counted.
+        with interrupts.deferred():
+            try:
+                for packet in self._stream.encode(frame):
+                    self._mux(packet)
+                self._copy_until(time_s)   # never ahead of the video: a video cut short cuts its audio there
+            except (av.FFmpegError, OSError, ValueError) as exc:
+                raise self._failed(exc) from None
+            self.frames = number
 
     def _failed(self, exc: BaseException) -> OutputError:
         # The encoder holds a few frames back: the frame that failed is the first one not stored.
