@@ -360,3 +360,12 @@ def test_a_tracks_outline_comes_from_dlib_every_other_frame_and_is_carried_by_th
     tracks.outline(frame, Face(face.box, face.landmarks, 1.0, track=None))
     tracks.outline(frame, Face(face.box, face.landmarks, 1.0, track=None))
     assert calls == [7, 7, None, None]                              # a photo: every time
+
+
+def test_an_empty_region_leaves_the_face_as_it_is():
+    """No pixels in the region (a face whose region lies outside its paste crop): nothing to fill or
+    correct, and no error from OpenCV, which refuses an empty image (the face would be masked)."""
+    face = np.full((32, 32, 3), 120, np.uint8)
+    empty, skin = np.zeros((32, 32), bool), np.array([50.0, 10.0, 10.0])
+    assert np.array_equal(blend.fill_off_skin(face, empty, skin), face)
+    assert blend.lab(face[empty]).shape == (0, 3)

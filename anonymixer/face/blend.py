@@ -28,8 +28,16 @@ AB_SPREAD = (0.0, 1.0)   # bounds of the chroma spread ratios (0: a gray photo g
 def lab(image_bgr: np.ndarray) -> np.ndarray:
     """``(..., 3) uint8 BGR`` (an image, or pixels ``(N, 3)``) -> ``float32`` CIE Lab, same shape."""
     shape = image_bgr.shape
+    if image_bgr.size == 0:   # no pixels (an empty region): OpenCV refuses an empty image
+        return np.zeros(shape, np.float32)
     pixels = image_bgr.reshape(1, -1, 3).astype(np.float32) * (1.0 / 255.0)   # one row: OpenCV works per row
     return cv2.cvtColor(pixels, cv2.COLOR_BGR2Lab).reshape(shape)
+
+
+def _far(pixels_lab: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """``(N,) bool``: the Lab pixels ``(N, 3)`` farther than ``OFF_SKIN`` (CIE76) from ``colour``."""
+    d = pixels_lab - colour
+    return np.asarray(np.einsum("nc,nc->n", d, d) > OFF_SKIN ** 2)
 
 
 def skin(pixels_lab: np.ndarray) -> np.ndarray:
@@ -38,7 +46,7 @@ def skin(pixels_lab: np.ndarray) -> np.ndarray:
     them when fewer than 16 are."""
     if len(pixels_lab) < 16:
         return pixels_lab
-    near = np.einsum("nc,nc->n", d := pixels_lab - np.median(pixels_lab, axis=0), d) <= OFF_SKIN ** 2
+    near = ~_far(pixels_lab, np.median(pixels_lab, axis=0))
     return pixels_lab[near] if int(near.sum()) >= 16 else pixels_lab
 
 
@@ -97,8 +105,7 @@ def membrane(generated: np.ndarray, original: np.ndarray, region: np.ndarray,
         near = np.ones(int(on_ring.sum()), bool)
         for image, colour in ((original, skin_lab), (generated, skin_lab if generated_skin_lab is None
                                                      else generated_skin_lab)):
-            off = lab(image[on_ring]) - colour
-            near &= np.einsum("nc,nc->n", off, off) <= OFF_SKIN ** 2
+            near &= ~_far(lab(image[on_ring]), colour)
         if near.any():
             ring[on_ring] = np.where(near, 1.0, OFF_SKIN_WEIGHT)
     new = generated.astype(np.float32)
@@ -114,15 +121,10 @@ def fill_off_skin(face: np.ndarray, region: np.ndarray, skin_lab: np.ndarray) ->
     eyes, brows and mouth lie inside the face and stay."""
     inside = region.astype(np.uint8)
     border = (inside - cv2.erode(inside, np.ones((3, 3), np.uint8))) > 0
-
-    def off_skin(pixels: np.ndarray) -> np.ndarray:
-        d = lab(pixels) - skin_lab
-        return np.asarray(np.einsum("nc,nc->n", d, d) > OFF_SKIN ** 2)
-
-    if not off_skin(face[border]).any():   # the usual case: skin all round, nothing to fill
+    if not _far(lab(face[border]), skin_lab).any():   # the usual case: skin all round, nothing to fill
         return face
     off = np.zeros(region.shape, np.uint8)
-    off[region] = off_skin(face[region])
+    off[region] = _far(lab(face[region]), skin_lab)
     _, labels = cv2.connectedComponents(off, connectivity=8)
     edge_labels = np.unique(labels[border & (off > 0)])
     edge = np.isin(labels, edge_labels[edge_labels > 0])
