@@ -87,20 +87,27 @@ class ArtefactGuard:
         self._net = cv2.FaceDetectorYN.create(str(path), "", (side, side), 0.3, 0.3, 10)
         self.template = None if template is None else np.asarray(template, np.float64)
 
-    def check(self, face_rgb: np.ndarray) -> Verdict:
-        """``face_rgb`` ``(R, R, 3) uint8 RGB`` -> its ``Verdict``."""
+    def detect(self, face_rgb: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """YuNet's best face in ``face_rgb`` ``(R, R, 3) uint8 RGB``, upscaled to ``CHECK_PX`` on a gray
+        border: (its score, its five landmarks ``(5, 2)`` in fractions of the side), or (0, None)."""
         up = cv2.resize(np.ascontiguousarray(face_rgb[..., ::-1]), (CHECK_PX, CHECK_PX), interpolation=cv2.INTER_CUBIC)
         canvas = cv2.copyMakeBorder(up, BORDER_PX, BORDER_PX, BORDER_PX, BORDER_PX, cv2.BORDER_CONSTANT,
                                     value=(128, 128, 128))
-        halves = half_difference(face_rgb)
         _, rows = self._net.detect(canvas)
         if rows is None or len(rows) == 0:
-            return Verdict(0.0, float("inf"), halves)
+            return 0.0, None
         best = rows[int(np.argmax(rows[:, 14]))]
+        return float(best[14]), (best[4:14].reshape(5, 2).astype(np.float64) - BORDER_PX + 0.5) / CHECK_PX
+
+    def check(self, face_rgb: np.ndarray) -> Verdict:
+        """``face_rgb`` ``(R, R, 3) uint8 RGB`` -> its ``Verdict``."""
+        halves = half_difference(face_rgb)
+        score, landmarks = self.detect(face_rgb)
+        if landmarks is None:
+            return Verdict(0.0, float("inf"), halves)
         if self.template is None:
-            return Verdict(float(best[14]), 0.0, halves)
-        landmarks = (best[4:14].reshape(5, 2).astype(np.float64) - BORDER_PX + 0.5) / CHECK_PX
-        return Verdict(float(best[14]), float(np.abs(landmarks - self.template).max()), halves)
+            return Verdict(score, 0.0, halves)
+        return Verdict(score, float(np.abs(landmarks - self.template).max()), halves)
 
 
 def half_difference(face_rgb: np.ndarray) -> float:

@@ -21,31 +21,22 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 RIDGE = 10.0
 
 
-def turns(faces_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(N, 64, 64, 3) uint8 BGR`` -> (indices of the faces YuNet finds at >= the guard's score, their turns)."""
-    from ..face.detect import find_yunet_model
-    from ..face.guard import BORDER_PX, CHECK_PX, MIN_SCORE
+def turns(faces_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 64, 64, 3) uint8 RGB`` -> (indices of the faces the guard's YuNet finds at >= its score,
+    their turns)."""
+    from ..face.guard import MIN_SCORE, ArtefactGuard
 
-    side = CHECK_PX + 2 * BORDER_PX
-    net = cv2.FaceDetectorYN.create(str(find_yunet_model()), "", (side, side), 0.3, 0.3, 10)
+    guard = ArtefactGuard(None)
     found, turn = [], []
-    for i, face in enumerate(faces_bgr):
-        up = cv2.resize(face, (CHECK_PX, CHECK_PX), interpolation=cv2.INTER_CUBIC)
-        canvas = cv2.copyMakeBorder(up, BORDER_PX, BORDER_PX, BORDER_PX, BORDER_PX, cv2.BORDER_CONSTANT,
-                                    value=(128, 128, 128))
-        _, rows = net.detect(canvas)
-        if rows is None or len(rows) == 0:
+    for i, face in enumerate(faces_rgb):
+        score, points = guard.detect(face)
+        if points is None or score < MIN_SCORE:
             continue
-        best = rows[int(np.argmax(rows[:, 14]))]
-        if best[14] < MIN_SCORE:
-            continue
-        points = best[4:14].reshape(5, 2).astype(np.float64)
         found.append(i)
         turn.append((points[2, 0] - points[:2, 0].mean()) / np.linalg.norm(points[1] - points[0]))
     return np.asarray(found, int), np.asarray(turn, np.float64)
@@ -80,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     codes = np.random.default_rng(args.seed).standard_normal((args.faces, config.nz)).astype(np.float32)
     with torch.no_grad():
         images = generator(torch.from_numpy(codes)).numpy()
-    faces = np.clip((images.transpose(0, 2, 3, 1) + 1.0) * 127.5, 0, 255).astype(np.uint8)[..., ::-1]
-    found, turn = turns(np.ascontiguousarray(faces))
+    faces = np.clip((images.transpose(0, 2, 3, 1) + 1.0) * 127.5, 0, 255).astype(np.uint8)
+    found, turn = turns(faces)
     direction, r2 = fit(codes[found].astype(np.float64), turn)
     command = "python -m anonymixer.train.faces64_pose " + " ".join(argv if argv is not None else sys.argv[1:])
     write_json(Path(args.out), {"direction": [round(float(v), 8) for v in direction], "faces": args.faces,
