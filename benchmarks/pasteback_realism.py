@@ -20,7 +20,7 @@ each paste-back style of ``--styles`` (``legacy``: the fixed feathered oval of b
   the interocular distance inside and outside, on the protected photo minus the same on the
   original (clipped at 0), averaged along the border;
 - ``tone``: how far the protected face's skin is from the original's (CIE76 between the mean Lab of
-  ``blend.skin`` in the inner face, the five landmarks' hull grown ``paste.INNER`` times, on each
+  ``blend.skin`` in the inner face, the five landmarks' hull grown ``region.INNER`` times, on each
   photo). The original's face is continuous with its own neck, so a face of its tone is too; this is
   that proxy, measured where the neck need not be visible;
 - ``paste_ms``: the pipeline's paste phase per face (guard and re-draws included).
@@ -51,7 +51,8 @@ from anonymixer.eval.protocols import eval_key
 from anonymixer.face import blend
 from anonymixer.face.detect import Face, open_detector
 from anonymixer.face.io import write_image
-from anonymixer.face.paste import INNER, PASTE_STYLES
+from anonymixer.face.paste import PASTE_STYLES
+from anonymixer.face.region import inner_hull, polygon_mask
 from anonymixer.face.photos import packaged_photo
 from anonymixer.face.pipeline import FaceProtector, FrameResult
 from anonymixer.runtime import Protector
@@ -186,11 +187,7 @@ def seam(original: np.ndarray, protected: np.ndarray, alpha: np.ndarray, interoc
 
 def tone(original: np.ndarray, protected: np.ndarray, landmarks: np.ndarray) -> float:
     """CIE76 between the mean skin colour (``blend.skin``) of the inner face on ``protected`` and on ``original``."""
-    centre = landmarks.mean(0)
-    hull = cv2.convexHull(((landmarks - centre) * INNER + centre).astype(np.float32)).reshape(-1, 2)
-    mask = np.zeros(original.shape[:2], np.uint8)
-    cv2.fillConvexPoly(mask, np.rint(hull * 16).astype(np.int32), 1, cv2.LINE_8, shift=4)
-    inner = mask.astype(bool)
+    inner = polygon_mask(inner_hull(landmarks), original.shape).astype(bool)
     means = [blend.skin(blend.lab(image[inner])).mean(0) for image in (original, protected)]
     return float(np.linalg.norm(means[0] - means[1]))
 

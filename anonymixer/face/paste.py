@@ -40,7 +40,7 @@ import numpy as np
 from . import blend
 from .align import FFHQ_EYE_FRACTIONS, apply_affine, ffhq_quad, invert_affine, warp_crop
 from .guard import split
-from .region import MEAN_OUTLINE, region_polygon
+from .region import MEAN_OUTLINE, inner_hull, polygon_mask, region_polygon
 
 # The face ellipse in FFHQ crop coordinates (fractions of the side): centre and half-axes. It
 # covers forehead to chin (y 0.15-0.89) and cheek to cheek for eyes at y = 0.475 and the mouth
@@ -57,7 +57,6 @@ WINDOW_PX = 1.25
 MAX_WIDEN = 1.1        # the generated face is widened at most this much to cover the jaw ...
 MAX_CHIN = 2.0         # ... and its chin (the rows below the mouth) drawn out at most this much
 COVER_MARGIN = 0.08    # ... to reach this far (fraction of the crop) beyond the original's
-INNER = 1.35           # the inner face for colour statistics: the five landmarks' hull, grown this much
 FEATHER_INSIDE = 0.06  # the alpha's feather, inside the region, in interocular distances (sigma)
 
 
@@ -255,19 +254,6 @@ def cover_scale(outline_crop: np.ndarray, eyes: np.ndarray, chin_from: float) ->
     return float(np.clip(need_x, 1.0, MAX_WIDEN)), float(np.clip(need_y, 1.0, MAX_CHIN))
 
 
-def _grown(points: np.ndarray) -> np.ndarray:
-    """The convex hull of ``points`` ``(K, 2)`` grown ``INNER`` times about their centre."""
-    centre = points.mean(0)
-    return np.asarray(cv2.convexHull(((points - centre) * INNER + centre).astype(np.float32)).reshape(-1, 2))
-
-
-def _polygon_mask(polygon: np.ndarray, size: int) -> np.ndarray:
-    """``(size, size) uint8``: 1 inside the convex ``polygon`` ``(K, 2)`` (pixel coordinates)."""
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillConvexPoly(mask, np.rint(np.asarray(polygon) * 16).astype(np.int32), 1, cv2.LINE_8, shift=4)
-    return mask
-
-
 def paste_generated(frame: np.ndarray, original: np.ndarray, generated: np.ndarray, matrix: np.ndarray,
                     landmarks: np.ndarray, outline: np.ndarray,
                     template: tuple[tuple[float, float], ...] | None, style: PasteStyle = PasteStyle()) -> PasteRegion:
@@ -307,19 +293,19 @@ def paste_generated(frame: np.ndarray, original: np.ndarray, generated: np.ndarr
     old_face = warp_crop(original, to_paste, width)
     # The region: the outline's polygon, where the generated face is (one generated pixel in from its
     # edge), within the fail-closed fill's square (so that ``pipeline.changed_region`` holds it).
-    region = _polygon_mask(region_polygon(outline_paste), width)
+    region = polygon_mask(region_polygon(outline_paste), width)
     edge = np.array([[0.5, 0.5], [size - 1.5, 0.5], [size - 1.5, size - 1.5], [0.5, size - 1.5]])
-    region &= _polygon_mask(place(edge), width)
+    region &= polygon_mask(place(edge), width)
     if template is not None:  # ... and the generated face's own (its hair and background stay out)
-        region &= _polygon_mask(region_polygon(place(MEAN_OUTLINE * size - 0.5)), width)
-    region &= _polygon_mask(apply_affine(to_paste, ffhq_quad(landmarks)), width)
+        region &= polygon_mask(region_polygon(place(MEAN_OUTLINE * size - 0.5)), width)
+    region &= polygon_mask(apply_affine(to_paste, ffhq_quad(landmarks)), width)
     inside = region.astype(bool)
-    old_inner = _polygon_mask(_grown(apply_affine(to_paste, landmarks)), width).astype(bool) & inside
+    old_inner = polygon_mask(inner_hull(apply_affine(to_paste, landmarks)), width).astype(bool) & inside
     old_skin = blend.skin(blend.lab(old_face[old_inner]))   # Lab pixels: only the inner face is converted
     if style.colour:  # on the generated pixels (fewer than the paste crop's), before the warp
         points = (np.asarray(template, np.float64) * size - 0.5 if template is not None
                   else apply_affine(matrix, landmarks))
-        generated = blend.match_colour(generated, _polygon_mask(_grown(points), size).astype(bool), old_skin)
+        generated = blend.match_colour(generated, polygon_mask(inner_hull(points), size).astype(bool), old_skin)
     new_face = cv2.warpAffine(generated, affine, (width, width), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if sy > 1.0:  # the chin's rows, drawn out: paste row r takes row chin_row + (r - chin_row) / sy
         rows = np.arange(width, dtype=np.float32)

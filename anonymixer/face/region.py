@@ -42,6 +42,7 @@ JAW = slice(0, 17)
 BROWS = slice(17, 27)
 FOREHEAD_LIFT = 0.6   # brows are raised by this many brow-to-eye distances (covers them, keeps the hairline)
 MARGIN = 0.15         # the polygon grows by this many interocular distances (jaw line and chin covered)
+INNER = 1.35          # the inner face: the five landmarks' hull, grown this much about their centre
 
 
 @lru_cache(maxsize=1)
@@ -145,3 +146,18 @@ def region_polygon(outline: np.ndarray) -> np.ndarray:
     direction = hull - centre
     length = np.maximum(np.linalg.norm(direction, axis=1, keepdims=True), 1e-9)
     return np.asarray(hull + direction / length * MARGIN * interocular, np.float64)
+
+
+def inner_hull(landmarks: np.ndarray) -> np.ndarray:
+    """The inner face (eyes, nose, mouth and the cheeks between, where skin colour is measured): the
+    convex hull of the five ``landmarks`` ``(5, 2)`` grown ``INNER`` times about their centre."""
+    centre = landmarks.mean(0)
+    return np.asarray(cv2.convexHull(((landmarks - centre) * INNER + centre).astype(np.float32)).reshape(-1, 2))
+
+
+def polygon_mask(polygon: np.ndarray, shape: int | tuple[int, ...]) -> np.ndarray:
+    """``(H, W) uint8`` (``shape``: ``(H, W, ...)``, or ``size`` for a square): 1 inside the convex
+    ``polygon`` ``(K, 2)`` (pixel coordinates)."""
+    mask = np.zeros((shape, shape) if isinstance(shape, int) else tuple(shape[:2]), np.uint8)
+    cv2.fillConvexPoly(mask, np.rint(np.asarray(polygon) * 16).astype(np.int32), 1, cv2.LINE_8, shift=4)
+    return mask
