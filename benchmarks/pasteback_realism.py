@@ -260,8 +260,11 @@ def _stats(values: list[float], prefix: str) -> dict[str, float]:
 def timing_640x480(face_protector: FaceProtector, repeat: int) -> dict[str, float]:
     """Paste phase per face on the demo photos letterboxed to 640x480 (photos: no track, so the guard and
     the identity check run every time): ms of paste-back alone (region, colour, clone, blend), of the
-    artefact guard (YuNet, and the draws it turns down: networks and pastes), and of the identity check."""
-    per_face: dict[str, list[float]] = {"paste": [], "guard": [], "paste_and_guard": [], "identity": []}
+    artefact guard (YuNet, and the draws it turns down: networks and pastes), of the identity check, and
+    of the face's outline (``region.face_outline``: dlib's predictor; found with the alignment since
+    session 8, measured here face by face as a photo needs it)."""
+    per_face: dict[str, list[float]] = {"paste": [], "guard": [], "paste_and_guard": [], "identity": [],
+                                        "outline": [], "outline_paste_and_guard": []}
     redrawn = 0
     for name in ("astronaut", "grace_hopper"):
         frame = _letterboxed(name)
@@ -271,12 +274,18 @@ def timing_640x480(face_protector: FaceProtector, repeat: int) -> dict[str, floa
         for _ in range(repeat):  # a fresh result each time: paste counts into it
             work.result = FrameResult(frame.copy(), faces=list(base.faces), timings_ms=dict(base.timings_ms))
             work.protected, work.drawn, work.failed = dict(protected), dict(drawn), {}
+            started = time.perf_counter()
+            for face in base.faces if face_protector.paste_style.region == "outline" else ():
+                face_protector.outlines.outline(frame, face, face_protector.paste_style.dlib)
+            outline_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(base.faces))
             result = face_protector.paste(work)
             faces = max(1, result.protected)
             stage = {k: result.timings_ms.get(k, 0.0) / faces for k in ("paste", "guard", "identity")}
             for k, v in stage.items():
                 per_face[k].append(v)
             per_face["paste_and_guard"].append(stage["paste"] + stage["guard"])
+            per_face["outline"].append(outline_ms)
+            per_face["outline_paste_and_guard"].append(outline_ms + stage["paste"] + stage["guard"])
         redrawn += result.redrawn
     out: dict[str, float] = {"runs": len(per_face["paste"]), "timed_faces_redrawn": redrawn}
     for k, values in per_face.items():
@@ -287,11 +296,11 @@ def timing_640x480(face_protector: FaceProtector, repeat: int) -> dict[str, floa
 
 def timing_video(face_protector: FaceProtector, frames: int) -> dict[str, float]:
     """Per frame of a 640x480 video (the astronaut letterboxed, moving 2 px a frame, one track): ms of
-    paste-back, guard and identity check, and how many frames ran the identity check."""
+    paste-back, guard, identity check and outline, and how many frames ran the identity check."""
     from anonymixer.face.track import LandmarkSmoother
 
     base, smoother = _letterboxed("astronaut"), LandmarkSmoother()
-    per_frame: dict[str, list[float]] = {"paste": [], "guard": [], "identity": []}
+    per_frame: dict[str, list[float]] = {"paste": [], "guard": [], "identity": [], "outline": []}
     checked = 0
     for n in range(frames):
         frame = np.roll(base, 2 * (n % 40), axis=1)

@@ -255,15 +255,17 @@ def cover_scale(outline_crop: np.ndarray, eyes: np.ndarray, chin_from: float) ->
 
 
 def paste_generated(frame: np.ndarray, original: np.ndarray, generated: np.ndarray, matrix: np.ndarray,
-                    landmarks: np.ndarray, outline: np.ndarray,
+                    landmarks: np.ndarray, outline: np.ndarray | None,
                     template: tuple[tuple[float, float], ...] | None, style: PasteStyle = PasteStyle()) -> PasteRegion:
     """Put ``generated`` ``(R, R, 3) uint8 BGR`` over one face of ``frame`` ``(H, W, 3) uint8 BGR``
     **in place** (steps in the module doc). ``original``: the input frame (unpasted, same shape);
     ``matrix``: the ``(2, 3)`` affine frame -> the R-pixel crop; ``landmarks`` ``(5, 2)`` and
-    ``outline`` ``(27, 2)`` (``region.face_outline``) in frame pixels; ``template``: the model's crop
+    ``outline`` ``(27, 2)`` (``region.face_outline``; None only for the oval) in frame pixels; ``template``: the model's crop
     template (None: FFHQ)."""
     if style.region == "oval":
         return paste_face(frame, generated, matrix, template)
+    if outline is None:
+        raise ValueError("an outline region needs the face's outline (region.face_outline)")
     size = generated.shape[0]
     lo, hi = WINDOW
     width = int(round((hi - lo) * size * WINDOW_PX / 8.0)) * 8

@@ -45,7 +45,7 @@ from .search import find_faces
 from .track import LandmarkSmoother
 
 NO_FACE_POLICIES = ("pass", "mask")
-STAGES = ("detect", "align", "encoder", "mixer", "generator", "paste")
+STAGES = ("detect", "align", "outline", "encoder", "mixer", "generator", "paste")
 
 
 @dataclass
@@ -90,12 +90,14 @@ def _reason(exc: BaseException) -> str:
 class _FrameWork:
     """A frame between the phases of ``FaceProtector``: its result so far, the aligned crops
     ``{face index: ((S, S, 3) uint8 RGB, (2, 3) crop-from-frame affine)}``, the protected faces
-    ``{face index: (R, R, 3) uint8 RGB}`` and ``{face index: why it must be masked}``."""
+    ``{face index: (R, R, 3) uint8 RGB}``, the outlines that paste-back replaces
+    ``{face index: (27, 2) frame pixels}`` (``region.face_outline``) and ``{face index: why it must be masked}``."""
 
     frame: np.ndarray
     result: FrameResult
     crops: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     protected: dict[int, np.ndarray] = field(default_factory=dict)
+    outlines: dict[int, np.ndarray] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
     drawn: dict[int, int] = field(default_factory=dict)   # face index -> which of the key's draws (face.draws)
 
@@ -184,7 +186,9 @@ class FaceProtector:
 
     def prepare(self, frame: np.ndarray, smoother: LandmarkSmoother | None = None,
                 time_s: float | None = None) -> _FrameWork:
-        """Phase 1: detect (and smooth) the faces of ``frame``, align each to the model's crop."""
+        """Phase 1: detect (and smooth) the faces of ``frame``, align each to the model's crop and find
+        its outline (``region.face_outline``, for paste-back's region: dlib's predictor where installed,
+        in video on every other frame of a track, ``region.TrackOutlines``)."""
         out = frame.copy()
         work = _FrameWork(frame, FrameResult(out, timings_ms=dict.fromkeys(STAGES, 0.0)))
         result, timings = work.result, work.result.timings_ms
@@ -218,6 +222,15 @@ class FaceProtector:
             except Exception as exc:
                 work.failed[i] = f"alignment failed: {_reason(exc)}"
         timings["align"] = (time.perf_counter() - t) * 1000.0
+        if self.paste_style.region == "outline":   # the original's outline, for paste-back: a property of the frame
+            t = time.perf_counter()
+            for i in list(work.crops):
+                try:
+                    work.outlines[i] = self.outlines.outline(frame, faces[i], self.paste_style.dlib)
+                except Exception as exc:
+                    del work.crops[i]
+                    work.failed[i] = f"face outline failed: {_reason(exc)}"
+            timings["outline"] = (time.perf_counter() - t) * 1000.0
         return work
 
     def protect_crops(self, work: _FrameWork) -> _FrameWork:
@@ -248,7 +261,8 @@ class FaceProtector:
     def paste(self, work: _FrameWork) -> FrameResult:
         """Phase 3: choose each face's draw (artefact guard, identity check: ``face.draws``) and paste it
         back; mask every face that failed on the way (fail closed). ``timings_ms["paste"]``: paste-back
-        itself (outline, region, colour, clone, blend; once per draw pasted); ``["guard"]`` and
+        itself (region, colour, clone, blend; once per draw pasted; the outline it replaces is found
+        in phase 1, ``timings_ms["outline"]``); ``["guard"]`` and
         ``["identity"]`` (when they ran): YuNet and the recogniser, and the networks for the draws they
         asked for."""
         result = work.result
@@ -262,13 +276,13 @@ class FaceProtector:
             try:
                 landmarks = faces[i].landmarks
                 matrix = resize_affine(work.crops[i][1], size, face_rgb.shape[0])
-                outline = self.outlines.outline(work.frame, faces[i], self.paste_style.dlib)
+                outline = work.outlines.get(i)
                 y0, y1, x0, x1 = quad_bounds(landmarks, out.shape)
                 # the paste stays inside: the draws tried and turned down are undone
                 before = out[y0:y1, x0:x1].copy() if self.identity is not None or self.guard is not None else None
 
                 def paste_one(face_rgb: np.ndarray, style: PasteStyle, matrix: np.ndarray = matrix,
-                              i: int = i, outline: np.ndarray = outline) -> PasteRegion:
+                              i: int = i, outline: np.ndarray | None = outline) -> PasteRegion:
                     return paste_generated(out, work.frame, cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR), matrix,
                                            faces[i].landmarks, outline, template, style)
 
