@@ -168,16 +168,19 @@ def grace_paste():
 
 @pytest.fixture(scope="module")
 def good_generated():
-    """A generated face that the guard passes: faces64's own draw for Grace Hopper under a fixed key."""
+    """A generated face that the guard passes: faces64's first draw (the key's own, the person's head turn
+    kept: ``draws.DrawChooser.order``) for Grace Hopper under a fixed key."""
     from anonymixer.eval.protocols import eval_key
 
     from anonymixer.face.detect import YuNetDetector
+    from anonymixer.face.guard import faces64_yaw, pose_kept
 
     frame = photo("grace_hopper")
     face = YuNetDetector().detect(frame)[0]
     with Protector("faces64", eval_key(0, "pasteback-2", "*")) as protector:
         aligned, _ = align_face(frame, face.landmarks, protector.input_size, protector.crop_template)
-        return protector.protect(np.ascontiguousarray(aligned[..., ::-1])[None])[0]
+        feeds = pose_kept(protector.key_feeds, faces64_yaw())
+        return protector.protect(np.ascontiguousarray(aligned[..., ::-1])[None], feeds)[0]
 
 
 def with_split(face, darken_to):
@@ -190,7 +193,7 @@ def with_split(face, darken_to):
 def with_streak(face):
     """``face`` with a streak of dark hair down its right cheek, from the eyes to the chin."""
     streak = face.copy()
-    streak[28:60, 47:53] = (35, 28, 22)
+    streak[28:60, 44:50] = (35, 28, 22)
     return streak
 
 
@@ -256,9 +259,9 @@ def test_the_pose_kept_feeds_keep_the_persons_component_along_the_direction_and_
     np.testing.assert_allclose(again @ off_axis, mixed @ off_axis, atol=1e-4)
 
 
-def test_faces64_has_four_more_draws_with_the_persons_head_turn_kept_after_the_four_of_before(key):
+def test_faces64_has_four_more_draws_with_the_persons_head_turn_kept(key):
     """faces64's draws: the key's own, the three reflections (as for every model), then those four with
-    the person's head turn kept (8 in all): a face that one of the first four passes is unchanged."""
+    the person's head turn kept (8 in all; ``draws.DrawChooser.order`` tries those four first)."""
     from anonymixer.face.guard import faces64_yaw, pose_kept, redraw_feeds
 
     with Protector("faces64", key) as protector:
@@ -284,3 +287,57 @@ def test_the_shipped_head_turn_direction_is_what_its_command_makes(tmp_path):
     made = json.loads((tmp_path / "yaw.json").read_text())
     assert float(np.dot(made["direction"], shipped["direction"])) > 0.999
     assert made["held_out_r2"] > 0.5   # the turn is one direction of the code (measured 0.556)
+
+
+def test_head_turn_is_the_noses_offset_along_the_eyes_whatever_the_faces_place_size_and_roll():
+    from anonymixer.face.align import apply_affine
+    from anonymixer.face.guard import head_turn
+
+    frontal = np.asarray(FACES64_TEMPLATE) * 64
+    turned = frontal.copy()
+    turned[2, 0] += 0.2 * (frontal[1, 0] - frontal[0, 0])   # the nose 0.2 interocular distances towards the right eye
+    assert abs(head_turn(frontal)) < 0.02 and abs(head_turn(turned) - head_turn(frontal) - 0.2) < 1e-9
+    angle = np.deg2rad(25.0)
+    moved = np.array([[3.0 * np.cos(angle), -3.0 * np.sin(angle), 40.0], [3.0 * np.sin(angle), 3.0 * np.cos(angle), -7.0]])
+    assert abs(head_turn(apply_affine(moved, turned)) - head_turn(turned)) < 1e-9
+    mirrored = turned * [-1.0, 1.0]
+    mirrored[[0, 1]], mirrored[[3, 4]] = mirrored[[1, 0]], mirrored[[4, 3]]   # left and right swap in a mirror
+    assert abs(head_turn(mirrored) + head_turn(turned)) < 1e-9
+
+
+def test_a_generated_face_turned_away_from_the_person_is_turned_down(guard, good_generated):
+    """The same generated face passes for a person turned as it is, and not for one turned 0.3 interocular
+    distances the other way: pasted on that person's outline it would show one of its sides' edges."""
+    from anonymixer.face.guard import MAX_TURN, head_turn
+
+    _, landmarks = guard.detect(good_generated)
+    own = head_turn(landmarks)
+    assert guard.check(good_generated, own).passed and guard.check(good_generated, own).turn < 1e-9
+    away = guard.check(good_generated, own + 0.3)
+    assert not away.passed and away.turn > MAX_TURN and "turned 0.30 from the person" in away.describe()
+    assert guard.check(good_generated).turn == 0.0   # no person's turn given: not compared
+
+
+def test_faces64_tries_the_draws_that_keep_the_persons_head_turn_first(key):
+    """faces64's first draw is the key's own with the person's head turn kept: the networks' batch
+    generates it, the guard judges it first; without the guard (the ablation) the key's own comes first."""
+    from anonymixer.face.detect import YuNetDetector
+    from anonymixer.face.guard import faces64_yaw, pose_kept
+
+    with Protector("faces64", key) as protector:
+        face_protector = FaceProtector(protector, YuNetDetector(), identity_check=False)
+        assert face_protector.draws.order == [4, 5, 6, 7, 0, 1, 2, 3] and face_protector.draws.planned(None) == 4
+        unguarded = FaceProtector(protector, YuNetDetector(), paste_style="no-guard", identity_check=False)
+        assert unguarded.draws.order[0] == 0 and unguarded.draws.planned(None) == 0
+        calls = []
+        protect = protector.protect
+
+        def recording(faces, key_feeds=None):
+            calls.append(key_feeds)
+            return protect(faces, key_feeds)
+
+        protector.protect = recording
+        face_protector.process(photo("grace_hopper"))
+        expected = pose_kept(protector.key_feeds, faces64_yaw())
+        assert calls and calls[0] is not None
+        assert all(np.array_equal(calls[0][name], expected[name]) for name in ("key_matrix", "key_offset"))

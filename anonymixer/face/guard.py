@@ -6,7 +6,9 @@ YuNet's best detection scores at least ``MIN_SCORE`` and its five landmarks lie 
 ``MAX_LANDMARK_ERROR`` (fractions of the crop side) of the model's crop template, where the
 paste-back puts them (a profile or a split face puts them elsewhere), and the mean colours of its
 two cheeks differ by at most ``MAX_HALF_DIFFERENCE`` (CIE76 Lab): YuNet takes a face split into a
-white and a brown half for a face, a person does not. Once pasted, the face must also show no long
+white and a brown half for a face, a person does not; and its head turn (``head_turn``, from those
+landmarks) lies within ``MAX_TURN`` of the person's: a face turned away from the way the person faces,
+pasted on the person's outline, shows its own cheek's edge, hair or background down one side. Once pasted, the face must also show no long
 one-sided vertical lightness step in its sides (``split``, at most ``MAX_SPLIT``): a split off the
 middle, or a streak of the generated face's own hair down one cheek (``face.draws`` pastes, measures,
 and pastes another draw when it fails).
@@ -40,6 +42,7 @@ BORDER_PX = 32        # ... on a gray border this wide (YuNet expects faces insi
 MIN_SCORE = 0.75
 MAX_LANDMARK_ERROR = 0.085
 MAX_HALF_DIFFERENCE = 18.0
+MAX_TURN = 0.1           # ``head_turn``: the generated face's may differ from the person's by this much
 MAX_SPLIT = 12.0         # ``split``: the strongest long vertical lightness step (L*) ...
 SIDE, EDGE = 0.28, 0.06  # ... in the columns from EDGE to SIDE of the region's width in from either edge ...
 STEP = 0.05              # ... measured across this much of the width on either side of the column
@@ -51,21 +54,24 @@ CHEEKS = ((0.22, 0.42, 0.5, 0.8), (0.58, 0.78, 0.5, 0.8))
 @dataclass(frozen=True)
 class Verdict:
     """The guard's view of one generated face: YuNet's ``score`` (0 when no face), the largest
-    distance of its landmarks from the template (``landmark_error``, fractions of the side) and the
-    colour difference of its cheeks (``half_difference``, CIE76); once pasted, how unevenly its two
+    distance of its landmarks from the template (``landmark_error``, fractions of the side), the
+    colour difference of its cheeks (``half_difference``, CIE76) and how far its head turn is from the
+    person's (``turn``, ``head_turn``; 0 when the person's is not given); once pasted, how unevenly its two
     sides depart from its skin (``split``, ``guard.split``; None until it is pasted)."""
 
     score: float
     landmark_error: float
     half_difference: float
+    turn: float = 0.0
     split: float | None = None
 
     @property
     def shortfall(self) -> float:
-        """0 for a face that passes; else how far it misses, summed over the four limits (relative)."""
+        """0 for a face that passes; else how far it misses, summed over the five limits (relative)."""
         return (max(0.0, MIN_SCORE - self.score) / MIN_SCORE
                 + min(max(0.0, self.landmark_error - MAX_LANDMARK_ERROR) / MAX_LANDMARK_ERROR, 10.0)
                 + max(0.0, self.half_difference - MAX_HALF_DIFFERENCE) / MAX_HALF_DIFFERENCE
+                + min(max(0.0, self.turn - MAX_TURN) / MAX_TURN, 10.0)
                 + max(0.0, (self.split or 0.0) - MAX_SPLIT) / MAX_SPLIT)
 
     @property
@@ -74,7 +80,7 @@ class Verdict:
 
     def describe(self) -> str:
         return (f"YuNet {self.score:.2f}, landmarks off by {self.landmark_error:.2f}, "
-                f"cheeks {self.half_difference:.0f} apart" + ("" if self.split is None else f", sides {self.split:.2f} uneven"))
+                f"cheeks {self.half_difference:.0f} apart, turned {self.turn:.2f} from the person" + ("" if self.split is None else f", sides {self.split:.2f} uneven"))
 
 
 class ArtefactGuard:
@@ -99,15 +105,30 @@ class ArtefactGuard:
         best = rows[int(np.argmax(rows[:, 14]))]
         return float(best[14]), (best[4:14].reshape(5, 2).astype(np.float64) - BORDER_PX + 0.5) / CHECK_PX
 
-    def check(self, face_rgb: np.ndarray) -> Verdict:
-        """``face_rgb`` ``(R, R, 3) uint8 RGB`` -> its ``Verdict``."""
+    def check(self, face_rgb: np.ndarray, person_turn: float | None = None) -> Verdict:
+        """``face_rgb`` ``(R, R, 3) uint8 RGB`` -> its ``Verdict``; ``person_turn``: the original face's
+        ``head_turn`` (None: not checked)."""
         halves = half_difference(face_rgb)
         score, landmarks = self.detect(face_rgb)
         if landmarks is None:
             return Verdict(0.0, float("inf"), halves)
+        turn = 0.0 if person_turn is None else abs(head_turn(landmarks) - person_turn)
         if self.template is None:
-            return Verdict(score, 0.0, halves)
-        return Verdict(score, float(np.abs(landmarks - self.template).max()), halves)
+            return Verdict(score, 0.0, halves, turn)
+        return Verdict(score, float(np.abs(landmarks - self.template).max()), halves, turn)
+
+
+def head_turn(landmarks: np.ndarray) -> float:
+    """How far a face is turned, from its five ``landmarks`` ``(5, 2)`` (eyes, nose, mouth corners; any
+    units): the nose's offset from the eyes' midpoint along the line of the eyes, in interocular
+    distances (0 for a frontal face; the sign says which way). Unchanged by the face's position, size
+    and roll, so a frame's face and its generated face, aligned to the template, compare directly."""
+    points = np.asarray(landmarks, np.float64).reshape(5, 2)
+    across = points[1] - points[0]
+    interocular = float(np.hypot(*across))
+    if interocular < 1e-9:
+        return 0.0
+    return float(np.dot(points[2] - points[:2].mean(0), across) / interocular ** 2)
 
 
 def half_difference(face_rgb: np.ndarray) -> float:
@@ -204,11 +225,16 @@ def redraw_feeds(protector: Protector) -> list[dict[str, np.ndarray]]:
     draws = [(-matrix, 2.0 * mean - offset), (matrix, 2.0 * (mean - mean_map) - offset), (-matrix, offset + 2.0 * mean_map)]
     reflected = [{**protector.key_feeds, "key_matrix": m.astype(np.float32), "key_offset": b.astype(np.float32)}
                  for m, b in draws]
-    info = protector.info
-    if getattr(info, "name", "") != "faces64" or getattr(info, "is_random", False) or len(mean.reshape(-1)) != len(faces64_yaw()):
+    if not has_head_turn_draws(protector.info) or len(mean.reshape(-1)) != len(faces64_yaw()):
         return reflected
     yaw = faces64_yaw()
     return [*reflected, pose_kept(protector.key_feeds, yaw), *(pose_kept(f, yaw) for f in reflected)]
+
+
+def has_head_turn_draws(info: object) -> bool:
+    """Whether a model's key gives draws with the person's head turn kept (``redraw_feeds``): faces64's
+    real weights (seeded random weights draw noise)."""
+    return getattr(info, "name", "") == "faces64" and not getattr(info, "is_random", False)
 
 
 def mirrored_feeds(protector: Protector) -> dict[str, np.ndarray]:

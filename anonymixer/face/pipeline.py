@@ -36,7 +36,7 @@ from ..runtime.stream import FramePipeline, ThreadPipeline, in_input_order
 from .align import align_face, resize_affine
 from .detect import Detector, Face
 from .draws import DrawChooser
-from .guard import ArtefactGuard
+from .guard import ArtefactGuard, head_turn
 from .identity import open_identity_check
 from .identity import status as identity_status
 from .paste import PASTE_STYLES, PasteRegion, PasteStyle, fill_face, paste_generated, quad_bounds
@@ -242,7 +242,7 @@ class FaceProtector:
             order = sorted(i for i in work.crops if plan[i] == draw)
             # A track's other draw goes one face per call, as paste-back draws it when this frame was
             # prepared before the track chose (frames in flight): the same bytes either way.
-            batch_size = self.max_batch if draw == 0 else 1
+            batch_size = self.max_batch if draw == self.draws.first else 1
             for start in range(0, len(order), batch_size):
                 chunk = order[start:start + batch_size]
                 try:
@@ -295,7 +295,7 @@ class FaceProtector:
 
                 result.pasted[i], redrawn = self.draws.paste(
                     work.crops[i][0], (work.drawn.get(i, 0), face_rgb), faces[i].track, paste_one, verify, restore,
-                    f"face {i + 1} of {len(faces)}", result.notes, timings)
+                    f"face {i + 1} of {len(faces)}", result.notes, timings, head_turn(landmarks))
                 result.redrawn += int(redrawn)
                 result.protected += 1
             except Exception as exc:
