@@ -39,6 +39,7 @@ from anonymixer.atomic import write_json
 from anonymixer.eval.fr import DlibRecognizer
 from anonymixer.eval.metrics import eer
 from anonymixer.eval.protocols import eval_key
+from anonymixer.face.guard import faces64_yaw, pose_kept
 from anonymixer.runtime import Protector
 from anonymixer.runtime.protector import faces_to_input, output_to_faces
 
@@ -108,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", default="out/photos")
     parser.add_argument("--out", default="out/faces64_real_people")
     parser.add_argument("--rank", type=int, default=None, help="the project mixer's rank r (default: the model's, D/2)")
+    parser.add_argument("--draw", default="own", choices=("own", "pose-kept"),
+                        help="the key's own draw, or its draw with the person's head turn kept (face.guard.pose_kept: "
+                             "the one faces64's paste-back tries first)")
     parser.add_argument("--refine-steps", type=int, default=30,
                         help="also with codes refined at enrolment (anonymixer.train.refine); 0: encoder only")
     args = parser.parse_args(argv)
@@ -122,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "crop_64px": pair_figures(t_crops, t_crops, faces.people)}
     options = {} if args.rank is None else {"project_rank": args.rank}
     report["project_rank"] = args.rank
+    report["draw"] = args.draw
     with Protector(args.model, key_a, **options) as protector_a, Protector(args.model, key_b, **options) as protector_b:
         backend = protector_a.backend
         target = faces_to_input(crops, protector_a.input_size)
@@ -147,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             return dlib_generated(fr, output_to_faces(backend.stage("generator").run({"w_prot": w})["image"]))
 
         def protect(protector: Protector, w_real: np.ndarray) -> np.ndarray:
-            """The Protector's mixer and generator on given codes (so that refined codes can go in)."""
-            return render(protector.backend.stage("mixer").run({"w_real": w_real, **protector.key_feeds})["w_prot"])
+            """The Protector's mixer and generator on given codes (so that refined codes can go in): the
+            key's own draw, or (``--draw pose-kept``) the one paste-back tries first for faces64."""
+            feeds = protector.key_feeds if args.draw == "own" else pose_kept(protector.key_feeds, faces64_yaw())
+            return render(protector.backend.stage("mixer").run({"w_real": w_real, **feeds})["w_prot"])
 
         for label, w_real in codes.items():
             t_recon, t_a, t_b = render(w_real), protect(protector_a, w_real), protect(protector_b, w_real)

@@ -18,7 +18,8 @@ A face that fails is drawn again, deterministically, from the same key (``redraw
 draws with only the key's part or only the person's part reflected. A reflection keeps the prior (a
 Gaussian is symmetric about its mean), keeps the key's secrecy (it is a function of the key's own
 material) and keeps a person's face the same from frame to frame and run to run: the same crop under
-the same key gives the same draws, in the same order. The first draw that passes is pasted; if none
+the same key gives the same draws, in the same order (faces64: its four draws with the person's head
+turn kept come first, ``draws.DrawChooser.order``). The first draw that passes is pasted; if none
 does, the one that fails by least (``Verdict.shortfall``) is kept (all are protected faces: nothing
 of the original is pasted). ``FrameResult.redrawn`` counts the faces that were drawn again and
 ``FrameResult.notes`` says which.
@@ -214,10 +215,9 @@ def redraw_feeds(protector: Protector) -> list[dict[str, np.ndarray]]:
     person's part ``(w - mu) M`` and of the key's fill ``f``; for ``rotate``, whose fill is 0, the
     last two repeat the first two.
 
-    faces64 (one code for the whole face: the mixer draws a new head pose too) has four more, tried
-    after those: the key's own draw and the three reflections with the person's head turn kept
-    (``pose_kept`` along ``faces64_yaw``). A face one of the first four passes gets what it got
-    before them."""
+    faces64 (one code for the whole face: the mixer draws a new head pose too) has four more (draws
+    4-7): the key's own draw and the three reflections with the person's head turn kept (``pose_kept``
+    along ``faces64_yaw``); paste-back tries those first (``draws.DrawChooser.order``)."""
     mean = protector.info.stats().mean.astype(np.float64)
     matrix = protector.key_feeds["key_matrix"].astype(np.float64)
     offset = protector.key_feeds["key_offset"].astype(np.float64)
