@@ -298,7 +298,8 @@ def test_head_turn_is_the_noses_offset_along_the_eyes_whatever_the_faces_place_s
     turned[2, 0] += 0.2 * (frontal[1, 0] - frontal[0, 0])   # the nose 0.2 interocular distances towards the right eye
     assert abs(head_turn(frontal)) < 0.02 and abs(head_turn(turned) - head_turn(frontal) - 0.2) < 1e-9
     angle = np.deg2rad(25.0)
-    moved = np.array([[3.0 * np.cos(angle), -3.0 * np.sin(angle), 40.0], [3.0 * np.sin(angle), 3.0 * np.cos(angle), -7.0]])
+    moved = np.array([[3.0 * np.cos(angle), -3.0 * np.sin(angle), 40.0],
+                      [3.0 * np.sin(angle), 3.0 * np.cos(angle), -7.0]])
     assert abs(head_turn(apply_affine(moved, turned)) - head_turn(turned)) < 1e-9
     mirrored = turned * [-1.0, 1.0]
     mirrored[[0, 1]], mirrored[[3, 4]] = mirrored[[1, 0]], mirrored[[4, 3]]   # left and right swap in a mirror

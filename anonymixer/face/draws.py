@@ -128,7 +128,8 @@ class DrawChooser:
 
     def paste(self, crop: np.ndarray, generated: tuple[int, np.ndarray], track: int | None, paste_one: PasteOne,
               verify: Callable[[], float], restore: Callable[[], None], label: str,
-              notes: list[str], timings: dict[str, float], person_turn: float | None = None) -> tuple[PasteRegion, bool]:
+              notes: list[str], timings: dict[str, float],
+              person_turn: float | None = None) -> tuple[PasteRegion, bool]:
         """Paste one face's chosen draw; ``(region, drawn again)``, or raise when it must be masked.
 
         ``crop``: the aligned face ``(S, S, 3) uint8 RGB``; ``generated``: ``(draw, (R, R, 3) uint8 RGB)``

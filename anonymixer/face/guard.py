@@ -8,10 +8,10 @@ paste-back puts them (a profile or a split face puts them elsewhere), and the me
 two cheeks differ by at most ``MAX_HALF_DIFFERENCE`` (CIE76 Lab): YuNet takes a face split into a
 white and a brown half for a face, a person does not; and its head turn (``head_turn``, from those
 landmarks) lies within ``MAX_TURN`` of the person's: a face turned away from the way the person faces,
-pasted on the person's outline, shows its own cheek's edge, hair or background down one side. Once pasted, the face must also show no long
-one-sided vertical lightness step in its sides (``split``, at most ``MAX_SPLIT``): a split off the
-middle, or a streak of the generated face's own hair down one cheek (``face.draws`` pastes, measures,
-and pastes another draw when it fails).
+pasted on the person's outline, shows its own cheek's edge, hair or background down one side. Once
+pasted, the face must also show no long one-sided vertical lightness step in its sides (``split``, at
+most ``MAX_SPLIT``): a split off the middle, or a streak of the generated face's own hair down one
+cheek (``face.draws`` pastes, measures, and pastes another draw when it fails).
 
 A face that fails is drawn again, deterministically, from the same key (``redraw_feeds``): first the
 *mirrored* draw, the code reflected about the model's code mean (``w'' = 2 mu - w_prot``), then the
@@ -81,7 +81,8 @@ class Verdict:
 
     def describe(self) -> str:
         return (f"YuNet {self.score:.2f}, landmarks off by {self.landmark_error:.2f}, "
-                f"cheeks {self.half_difference:.0f} apart, turned {self.turn:.2f} from the person" + ("" if self.split is None else f", sides {self.split:.2f} uneven"))
+                f"cheeks {self.half_difference:.0f} apart, turned {self.turn:.2f} from the person"
+                + ("" if self.split is None else f", sides {self.split:.2f} uneven"))
 
 
 class ArtefactGuard:

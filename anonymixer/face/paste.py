@@ -260,8 +260,8 @@ def paste_generated(frame: np.ndarray, original: np.ndarray, generated: np.ndarr
     """Put ``generated`` ``(R, R, 3) uint8 BGR`` over one face of ``frame`` ``(H, W, 3) uint8 BGR``
     **in place** (steps in the module doc). ``original``: the input frame (unpasted, same shape);
     ``matrix``: the ``(2, 3)`` affine frame -> the R-pixel crop; ``landmarks`` ``(5, 2)`` and
-    ``outline`` ``(27, 2)`` (``region.face_outline``; None only for the oval) in frame pixels; ``template``: the model's crop
-    template (None: FFHQ)."""
+    ``outline`` ``(27, 2)`` (``region.face_outline``; None only for the oval) in frame pixels;
+    ``template``: the model's crop template (None: FFHQ)."""
     if style.region == "oval":
         return paste_face(frame, generated, matrix, template)
     if outline is None:
