@@ -120,3 +120,20 @@ def test_a_tracks_draw_gives_the_same_frames_whatever_the_frames_in_flight():
         results = face_protector.process_many(((frame, n / 30.0) for n in range(4)), inflight, LandmarkSmoother())
         outputs.append([r.frame for r in results])
     assert all(np.array_equal(a, b) for a, b in zip(*outputs, strict=True))
+
+
+def test_the_guards_redraws_encode_the_face_once_and_give_what_protect_gives():
+    """A face whose first draw the guard turns down (Grace Hopper under this key: none of the eight
+    passes) gets its other draws from one encoder run (``Protector.encode``, then ``render`` per draw):
+    the same bytes as ``protect`` with each draw's feeds, at half its cost per draw."""
+    from anonymixer.eval.protocols import eval_key
+    from anonymixer.runtime import Protector
+
+    with Protector("faces64", eval_key(0, "pasteback-58", "*")) as protector:
+        face_protector = FaceProtector(protector, YuNetDetector(), identity_check=False)
+        encodes, renders = counting(protector, "encode"), counting(protector, "render")
+        result = face_protector.process(photo("grace_hopper"))
+        assert result.redrawn == 1 and len(encodes) == 1 and len(renders) == face_protector.draws.count - 1
+        crop = face_protector.prepare(photo("grace_hopper")).crops[0][0][None]
+        feeds = face_protector.draws.feeds(2)
+        assert np.array_equal(protector.render(protector.encode(crop), feeds), protector.protect(crop, feeds))

@@ -156,9 +156,13 @@ class DrawChooser:
             timings[name] = timings.get(name, 0.0) + (time.perf_counter() - started) * 1000.0 - pasting[0]
             pasting[0] = 0.0
 
+        code: list[np.ndarray] = []   # the crop's code, encoded once for all the draws asked for
+
         def draw(d: int) -> np.ndarray:
             if d not in drawn:
-                drawn[d] = self.protector.protect(crop[None], self.feeds(d))[0]
+                if not code:
+                    code.append(self.protector.encode(crop[None]))
+                drawn[d] = self.protector.render(code[0], self.feeds(d))[0]
             return drawn[d]
 
         if decision is not None and (self.identity is None or decision.age + 1 < self.recheck_frames):

@@ -129,6 +129,19 @@ class Protector:
         (``key_feeds``: as ``protect_tensor``)."""
         return output_to_faces(self.protect_tensor(faces_to_input(faces, self.input_size), key_feeds))
 
+    def encode(self, faces: np.ndarray) -> np.ndarray:
+        """``(B, S, S, 3) uint8 RGB`` aligned faces -> their codes ``w_real`` (the encoder alone): with
+        ``render``, the same faces as ``protect`` for several draws of one face at one encoder's cost
+        (the artefact guard's redraws, ``face.draws``)."""
+        return np.asarray(self.backend.stage("encoder").run({"face": faces_to_input(faces, self.input_size)})["w_real"])
+
+    def render(self, w_real: np.ndarray, key_feeds: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Codes from ``encode`` -> ``(B, R, R, 3) uint8 RGB`` protected faces: the mixer (``key_feeds``: as
+        ``protect_tensor``) and the generator."""
+        feeds = self.key_feeds if key_feeds is None else key_feeds
+        w_prot = self.backend.stage("mixer").run({"w_real": w_real, **feeds})["w_prot"]
+        return output_to_faces(self.backend.stage("generator").run({"w_prot": w_prot})["image"])
+
     def open_pipeline(self, inflight: int) -> FramePipeline:
         """A ``FramePipeline`` on this backend and key (see ``runtime.stream``).
 
