@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import RecognizerError
-from ..face.align import similarity_align
+from ..face.align import apply_affine, dlib_square, dlib_upright, similarity_align
 from ..face.detect import DLIB_INSTALL
 
 log = logging.getLogger("anonymixer.eval")
@@ -231,13 +231,12 @@ class DlibRecognizer(Scoring):
         self.resnet = dlib.face_recognition_model_v1(str(resnet))
 
     def align(self, image_bgr: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
-        # dlib's predictor wants a face box like its HOG detector's: a square centred between the eyes
-        # and the mouth, about 1.1 x (eye distance + eye-to-mouth distance) wide (checked against the
-        # HOG boxes of the packaged photos).
-        p = np.asarray(landmarks5, np.float64)
-        eyes, mouth = p[:2].mean(0), p[3:].mean(0)
-        side = 1.1 * (np.linalg.norm(p[1] - p[0]) + np.linalg.norm(mouth - eyes))
-        cx, cy = (eyes + mouth) / 2.0
+        turned = dlib_upright(image_bgr, landmarks5)   # a rolled face: its chip cut from an upright window
+        if turned is not None:
+            window, to_window = turned
+            return self.align(window, apply_affine(to_window, np.asarray(landmarks5, np.float64)))
+        # dlib's predictor wants a face box like its HOG detector's (``align.dlib_square``).
+        (cx, cy), side = dlib_square(landmarks5)
         box = self.dlib.rectangle(int(round(cx - side / 2)), int(round(cy - side / 2)),
                                   int(round(cx + side / 2)), int(round(cy + side / 2)))
         rgb = np.ascontiguousarray(image_bgr[..., ::-1])

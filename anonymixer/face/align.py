@@ -34,6 +34,7 @@ import numpy as np
 
 # Eye centres in the crop as fractions of its side, for a frontal face with m = d (see above).
 FFHQ_EYE_FRACTIONS = np.array([[0.375, 0.475], [0.625, 0.475]])
+MAX_ROLL = 30.0   # degrees: a face rolled more is turned upright for dlib's predictors (``dlib_upright``)
 
 
 def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
@@ -164,3 +165,34 @@ def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     to_frame = np.array([[sx, 0.0, x0 + 0.5 * sx - 0.5], [0.0, sy, y0 + 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
     return cv2.warpAffine(small, np.asarray(matrix) @ to_frame, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REFLECT)
+
+
+def dlib_square(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
+    """The box dlib's shape predictors want, like its HOG detector's (checked against the HOG boxes of
+    the packaged photos): ``(centre (2,), side)``, a square centred between the eyes and the mouth,
+    1.1 x (eye distance + eye-to-mouth distance) wide, from five ``landmarks`` ``(5, 2)``."""
+    p = np.asarray(landmarks, np.float64).reshape(5, 2)
+    eyes, mouth = p[:2].mean(0), p[3:].mean(0)
+    side = 1.1 * (np.linalg.norm(p[1] - p[0]) + np.linalg.norm(mouth - eyes))
+    return (eyes + mouth) / 2.0, float(side)
+
+
+def dlib_upright(image_bgr: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """dlib's shape predictors are trained on roughly upright faces. For a face rolled more than
+    ``MAX_ROLL`` (a sideways photo, a tilted head): ``(window, to_window)``, a window of twice its
+    ``dlib_square`` about it with the eyes level, and the ``(2, 3)`` affine frame -> window (the caller
+    measures there and maps points back with ``invert_affine``); None for a face upright enough as it
+    is. On a sideways Grace Hopper, dlib's 68 points strayed 1.85 interocular distances from the
+    5-point fit without this, 0.23 with it (upright: 0.19)."""
+    p = np.asarray(landmarks, np.float64).reshape(5, 2)
+    across = p[1] - p[0]
+    if abs(np.degrees(np.arctan2(across[1], across[0]))) <= MAX_ROLL:
+        return None
+    centre, side = dlib_square(p)
+    cos, sin = across / max(float(np.linalg.norm(across)), 1e-9)
+    window = int(np.ceil(2.0 * side)) + 1
+    to_window = np.array([[cos, sin, 0.0], [-sin, cos, 0.0]])   # the eyes along +x
+    to_window[:, 2] = window / 2.0 - to_window[:, :2] @ centre
+    turned = cv2.warpAffine(image_bgr, to_window, (window, window), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    return turned, to_window

@@ -22,6 +22,7 @@ import importlib
 import importlib.util
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -29,7 +30,7 @@ import cv2
 import numpy as np
 
 from ..models.configs import FACES64_TEMPLATE
-from .align import apply_affine, invert_affine, template_affine
+from .align import apply_affine, dlib_square, dlib_upright, invert_affine, template_affine
 from .detect import DLIB_MODELS_PACKAGE, Face, _package_file
 
 MEAN_OUTLINE = np.array([
@@ -62,16 +63,19 @@ def outline_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
 
 
 def outline_from_dlib(image_bgr: np.ndarray, face: Face) -> np.ndarray | None:
-    """``(27, 2) float64`` dlib points 0-26 of ``face`` in ``image_bgr``, or None without dlib."""
+    """``(27, 2) float64`` dlib points 0-26 of ``face`` in ``image_bgr``, or None without dlib (a face
+    rolled more than ``align.MAX_ROLL`` is measured upright: ``align.dlib_upright``)."""
     loaded = _dlib_predictor()
     if loaded is None:
         return None
     dlib, predictor = loaded
+    turned = dlib_upright(image_bgr, face.landmarks)
+    if turned is not None:   # a rolled face: measured upright, its points turned back
+        window, to_window = turned
+        found = outline_from_dlib(window, replace(face, landmarks=apply_affine(to_window, face.landmarks)))
+        return None if found is None else apply_affine(invert_affine(to_window), found)
     # The predictor wants a HOG-like box: a square about the five landmarks (as eval.fr aligns).
-    p = np.asarray(face.landmarks, np.float64)
-    eyes, mouth = p[:2].mean(0), p[3:].mean(0)
-    side = 1.1 * (np.linalg.norm(p[1] - p[0]) + np.linalg.norm(mouth - eyes))
-    cx, cy = (eyes + mouth) / 2.0
+    (cx, cy), side = dlib_square(face.landmarks)
     box = dlib.rectangle(int(round(cx - side / 2)), int(round(cy - side / 2)),
                          int(round(cx + side / 2)), int(round(cy + side / 2)))
     height, width = image_bgr.shape[:2]
