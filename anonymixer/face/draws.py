@@ -65,6 +65,8 @@ class DrawChooser:
         self.protector, self.style, self.guard, self.identity = protector, style, guard, identity
         self.recheck_frames = recheck_frames
         self._feeds: list[dict[str, np.ndarray]] | None = None
+        # faces64 tries the draws that keep the person's head turn first (``order``), only with the guard
+        self._pose_first = guard is not None and has_head_turn_draws(protector.info)
         self._tracks: OrderedDict[int, Decision] = OrderedDict()
         self._lock = threading.Lock()   # ``planned`` runs on the networks' thread, ``paste`` on paste-back's
 
@@ -94,16 +96,14 @@ class DrawChooser:
         (split, streak, blob, ghost) with 0-3 first and no head-turn limit, 10 of 40 with both. Without
         the guard (``PasteStyle.guard`` off: the ablation) the key's own draw comes first."""
         count = self.count
-        return [4, 5, 6, 7, 0, 1, 2, 3] if count == 8 and self.guard is not None else list(range(count))
+        return [*range(4, count), *range(4)] if self._pose_first and count > 4 else list(range(count))
 
     @property
     def first(self) -> int:
         """The draw tried first (``order``): generated with the networks' batch, before any choice. The
         other draws' feeds are made only for faces64 (whose first draw is one of them) or when the first
         is not enough."""
-        if self.guard is None or not has_head_turn_draws(self.protector.info):
-            return 0
-        return self.order[0]
+        return self.order[0] if self._pose_first else 0
 
     def _in_order(self) -> Iterator[int]:
         """``order``, lazily: the first draw, then (their feeds made only now) the others."""
@@ -247,12 +247,13 @@ class DrawChooser:
 
         def tries() -> Iterator[Decision]:
             yield first
-            others = [d for d in self.order if d != first.draw]
+            order = self.order
+            others = [d for d in order if d != first.draw]
             if self.guard is not None:
                 for d in others:
                     if d not in verdicts:
                         verdicts[d] = self.guard.check(draw(d), person_turn)
-                others.sort(key=lambda d: (verdicts[d].shortfall, self.order.index(d)))
+                others.sort(key=lambda d: (verdicts[d].shortfall, order.index(d)))
             good = [d for d in others if self.guard is None or verdicts[d].passed]
             yield from (Decision(d) for d in good)
             yield Decision(first.draw, not first.colour)
