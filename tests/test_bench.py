@@ -65,6 +65,32 @@ def test_whole_640x480_frames_are_measured_with_one_and_two_in_flight_in_every_r
     assert "INT8: avx2" in text
 
 
+def test_the_video_rows_track_their_face_as_protect_video_does(tmp_path, monkeypatch):
+    """The video rows are a video's frames (one track: the draw chosen once, the identity check every 30th
+    frame), not photos (each frame chosen afresh, as the latency table's frame column is)."""
+    from anonymixer.face import pipeline
+
+    tracks: list[tuple[bool, int | None]] = []
+    real_paste = pipeline.FaceProtector.paste
+
+    def paste(self, work):
+        tracks.append((work.frame.shape[:2] == (480, 640), *(face.track for face in work.result.faces)))
+        return real_paste(self, work)
+
+    monkeypatch.setattr(pipeline.FaceProtector, "paste", paste)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["bench", "--model", "random:tiny", "--backends", "torch", "--precisions", "fp32", "--batch", "1",
+                     "--inflight", "1", "--warmup", "1", "--iters", "2", "--video-frames", "4",
+                     "--out", str(tmp_path)]) == 0
+    video = [track for is_video, track in tracks if is_video]
+    photos = [track for is_video, track in tracks if not is_video]
+    assert len(video) == 1 + 4 and len(set(video)) == 1 and video[0] is not None   # warm-up + timed: one track
+    assert photos and all(track is None for track in photos)
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert data["rows"][0]["video"][0]["identity_check"].startswith("off (random weights")
+    assert "as `protect VIDEO` runs it" in (tmp_path / "bench.md").read_text()
+
+
 def test_the_ort_int8_row_runs_the_cpu_integer_form(bench_run):
     _, data = bench_run
     row = next(r for r in data["rows"] if r["label"] == "ort int8")

@@ -9,12 +9,14 @@ For each row and each batch size B:
    FP32 row's (PSNR). A TensorRT stage also records the ``trtexec`` line that times its engine
    the same way;
 2. **frame**: ``iters`` (default ``FIXED_ITERS``) whole frames holding B faces through ``FaceProtector.process`` (detect,
-   align, protect as one batch, paste back), wall clock; detection + alignment and paste-back
+   align, protect as one batch, paste back), wall clock: each a photo, so each face's draw is chosen
+   afresh (artefact guard, identity check: its recogniser is most of the time); detection + alignment and paste-back
    are read from the same frames;
 3. **inflight**: for each N of ``--inflight``, ``max(iters, N)`` batches of B faces through
    ``Protector.protect_tensor_many`` with N in flight: faces per second of wall time;
 4. **video**: for each N of ``--inflight``, a stream of 640x480 frames with one face through
-   ``FaceProtector.process_many`` with N frames in flight (detect, align, networks, paste-back;
+   ``FaceProtector.process_many`` with N frames in flight, the face tracked as in ``protect VIDEO`` (detect,
+   align, networks, paste-back; its draw chosen once, the identity check again every 30th frame;
    ``--video-frames`` of them after N warm-up frames): frames per second of wall time, and each
    frame's latency from entering the pipeline to leaving it (p50, p99).
 
@@ -57,6 +59,7 @@ from .timers import FIXED_ITERS, choose_clock, device_memory_mb, trtexec_command
 
 BACKENDS = ("torch", "ort", "trt")
 BASELINE = ("torch", "fp32")
+VIDEO_FPS = 25.0    # the video rows' frames are this many per second apart (the tracker's clock)
 REPORT_FORMAT, REPORT_VERSION = "anonymixer-bench", 1
 
 
@@ -273,14 +276,21 @@ class RowRunner:
         return row
 
     def _video(self, protector: Any, inflight: int) -> dict[str, Any]:
-        """Whole 640x480 frames, one face each, ``inflight`` at once: fps and per-frame latency."""
+        """Whole 640x480 frames, one face each, ``inflight`` at once, as ``protect VIDEO`` runs them: the
+        face followed by a track (``LandmarkSmoother``, frames ``VIDEO_FPS`` apart), so its draw is chosen
+        (artefact guard, identity check) once, on the warm-up's first frame, and the identity check runs
+        again on every ``draws.RECHECK_FRAMES``-th frame: fps and per-frame latency."""
         from ..face.pipeline import FaceProtector
+        from ..face.track import LandmarkSmoother
 
         assert self.video is not None
         face_protector = FaceProtector(protector, self.detector, opencv_threads=None)
+        smoother = LandmarkSmoother()
+        clock = iter(range(1 << 62))
         count = max(self.config.video_frames, 2 * inflight)
-        for _ in face_protector.process_many([(self.video, None)] * inflight, inflight):
-            pass   # warm-up: threads started, sessions and arenas at their size
+        warm = [(self.video, next(clock) / VIDEO_FPS) for _ in range(inflight)]
+        for _ in face_protector.process_many(warm, inflight, smoother):
+            pass   # warm-up: threads started, sessions and arenas at their size, the track's draw chosen
         entered: list[float] = []
         latency: list[float] = []
         found: list[int] = []
@@ -288,16 +298,17 @@ class RowRunner:
         def frames() -> Any:
             for _ in range(count):
                 entered.append(time.perf_counter())
-                yield self.video, None
+                yield self.video, next(clock) / VIDEO_FPS
 
         start = time.perf_counter()
-        for index, result in enumerate(face_protector.process_many(frames(), inflight)):
+        for index, result in enumerate(face_protector.process_many(frames(), inflight, smoother)):
             latency.append((time.perf_counter() - entered[index]) * 1000.0)
             found.append(result.protected)
         wall = time.perf_counter() - start
         height, width = self.video.shape[:2]
         return {"inflight": inflight, "frames": count, "size": [width, height], "faces_per_frame": min(found),
-                "wall_s": wall, "fps": count / wall, "latency": stats.summarize(latency, 1, "perf_counter")}
+                "wall_s": wall, "fps": count / wall, "latency": stats.summarize(latency, 1, "perf_counter"),
+                "identity_check": face_protector.identity_status}
 
     def _frames(self, protector: Any, batch: int, entry: dict[str, Any], label: str) -> None:
         from ..face.pipeline import FaceProtector
