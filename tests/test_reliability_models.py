@@ -371,6 +371,37 @@ def test_a_signal_inside_a_deferred_block_is_raised_as_the_block_ends():
         assert done == ["counted"]
 
 
+def test_a_signal_while_the_first_frame_opens_the_file_still_commits_that_frame(tmp_path, monkeypatch):
+    """SIGTERM right after the first frame created the segment's file, before the encoder had the frame,
+    lost that frame: the recording stopped with "0 output(s) written" (seen in a full run of
+    test_sigterm_commits_the_open_segment_and_exits_143). The frame is now written and counted first."""
+    import os
+    import signal
+    from fractions import Fraction
+
+    import numpy as np
+
+    from anonymixer import interrupts
+    from anonymixer.errors import Terminated
+    from anonymixer.face.video import VideoInfo
+    from anonymixer.face.videowriter import VideoWriter
+
+    real_open = VideoWriter._open
+
+    def open_then_signal(self, size):
+        real_open(self, size)
+        os.kill(os.getpid(), signal.SIGTERM)              # the file exists; the frame is not yet in it
+
+    monkeypatch.setattr(VideoWriter, "_open", open_then_signal)
+    writer = VideoWriter(tmp_path / "stream0.mp4", VideoInfo(10.0, (64, 48), 0, "opencv", Fraction(1, 10)), live=True)
+    with interrupts.installed():
+        with pytest.raises(Terminated):
+            writer.write(np.full((48, 64, 3), 128, np.uint8), 0.0)
+        interrupts.handled()
+    assert writer.frames == 1
+    assert writer.finish() == tmp_path / "stream0.mp4" and (tmp_path / "stream0.mp4").is_file()
+
+
 @pytest.mark.usefixtures("reuse_tiny_model")
 def test_a_burst_of_signals_on_a_real_process_ends_it_cleanly_with_the_first_ones_code(key_file, tmp_path):
     import os

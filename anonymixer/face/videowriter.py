@@ -69,19 +69,20 @@ class VideoWriter:
         """Append ``image`` ``(H, W, 3) uint8 BGR`` shown at ``time_s`` seconds (times must grow;
         a repeated time is moved one tick on)."""
         number = self.frames + 1
-        if self._output is None:
-            self._open((image.shape[1], image.shape[0]))
-        if (image.shape[1], image.shape[0]) != self._size:
-            raise OutputError(f"{self.path}: frame {number} is {image.shape[1]}x{image.shape[0]}, the first was "
-                              f"{self._size[0]}x{self._size[1]}; nothing written")
-        assert self._stream is not None
-        frame = av.VideoFrame.from_ndarray(_even(image), format="bgr24")
-        frame.pts = max(round(time_s / self._time_base), self._last_pts + 1)
-        frame.time_base = self._time_base
-        self._last_pts = frame.pts
         # A signal (SIGTERM) between the encoder taking the frame and the count would leave a file whose
-        # packets outnumber its frames, refused on commit: it waits for the frame to be counted.
+        # packets outnumber its frames, refused on commit; one while the first frame opens the file would
+        # lose that frame (a recording stopped then wrote nothing): it waits for the frame to be counted.
         with interrupts.deferred():
+            if self._output is None:
+                self._open((image.shape[1], image.shape[0]))
+            if (image.shape[1], image.shape[0]) != self._size:
+                raise OutputError(f"{self.path}: frame {number} is {image.shape[1]}x{image.shape[0]}, the first was "
+                                  f"{self._size[0]}x{self._size[1]}; nothing written")
+            assert self._stream is not None
+            frame = av.VideoFrame.from_ndarray(_even(image), format="bgr24")
+            frame.pts = max(round(time_s / self._time_base), self._last_pts + 1)
+            frame.time_base = self._time_base
+            self._last_pts = frame.pts
             try:
                 for packet in self._stream.encode(frame):
                     self._mux(packet)
