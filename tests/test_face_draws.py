@@ -1,5 +1,7 @@
 """Which draw a face gets: the identity check is on by default, and in video the draw is chosen once per track."""
 
+import time
+
 import numpy as np
 import pytest
 from facekit import needs_dlib, needs_yunet, photo
@@ -137,3 +139,89 @@ def test_the_guards_redraws_encode_the_face_once_and_give_what_protect_gives():
         crop = face_protector.prepare(photo("grace_hopper")).crops[0][0][None]
         feeds = face_protector.draws.feeds(2)
         assert np.array_equal(protector.render(protector.encode(crop), feeds), protector.protect(crop, feeds))
+
+
+class FakeBackground:
+    """``identity.BackgroundCheck``'s interface, in this process: each submitted check is answered, on the
+    next poll, with ``measure``."""
+
+    def __init__(self, measure):
+        self.measure, self.submitted, self.alive, self._done = measure, [], True, []
+
+    def submit(self, key, pairs):
+        (original, _), (protected, _) = pairs
+        assert original.shape == protected.shape and original.ndim == 3
+        self.submitted.append(key)
+        self._done.append(key)
+        return True
+
+    def poll(self):
+        return (self._done.pop(0), self.measure) if self._done else None
+
+
+def live_video(face_protector, frames):
+    frame = photo("astronaut")
+    return list(face_protector.process_many(((frame, n / 30.0) for n in range(frames)), 1, LandmarkSmoother(),
+                                            live=True))
+
+
+@needs_dlib
+def test_a_live_tracks_re_check_goes_beside_the_pipeline_and_its_frames_go_on():
+    """A camera's re-check held every thread up (dlib keeps Python's GIL): the recording froze at each.
+    A live track's re-check is sent to the background check; the frame is pasted with the track's draw."""
+    face_protector = FaceProtector(BlobThenGraceProtector(), YuNetDetector())
+    face_protector.draws.recheck_frames = 3
+    background = face_protector.draws.background = FakeBackground(measure=1.0)   # far from the original: passes
+    identity_calls = counting(face_protector.identity, "measure")
+    results = live_video(face_protector, 7)
+    assert all(r.protected == 1 for r in results)
+    assert len(identity_calls) == 1                       # frame 1 chooses the draw, in line
+    assert len(background.submitted) == 2                 # frames 4 and 7, beside
+    assert all(not r.notes for r in results[1:])
+
+
+@needs_dlib
+def test_a_live_track_whose_re_check_finds_it_too_close_chooses_its_draw_afresh():
+    face_protector = FaceProtector(BlobThenGraceProtector(), YuNetDetector())
+    face_protector.draws.recheck_frames = 3
+    face_protector.draws.background = FakeBackground(measure=0.1)   # the recogniser takes it for the original
+    identity_calls = counting(face_protector.identity, "measure")
+    guard_calls = counting(face_protector.guard, "check")
+    results = live_video(face_protector, 6)
+    # frame 1 chooses in line; frame 4's re-check goes beside; frame 5 sees it fail and chooses again, in line
+    assert len(identity_calls) >= 2 and len(guard_calls) >= 3
+    assert any("re-check beside the pipeline found it too close" in note for note in results[4].notes)
+
+
+@needs_dlib
+def test_a_files_re_checks_stay_in_line_so_its_output_is_the_same_every_run():
+    face_protector = FaceProtector(BlobThenGraceProtector(), YuNetDetector())
+    face_protector.draws.recheck_frames = 3
+    background = face_protector.draws.background = FakeBackground(measure=1.0)
+    identity_calls = counting(face_protector.identity, "measure")
+    frame = photo("astronaut")
+    list(face_protector.process_many(((frame, n / 30.0) for n in range(7)), 1, LandmarkSmoother()))
+    assert len(identity_calls) == 3 and background.submitted == []
+
+
+@needs_dlib
+def test_the_background_check_is_a_process_of_its_own_that_measures_as_the_check_does():
+    from anonymixer.face.identity import BackgroundCheck, IdentityCheck, windows
+
+    original = photo("astronaut")
+    protected = original.copy()
+    protected[150:250, 170:290] = 128   # the face's middle covered: far from the original
+    landmarks = YuNetDetector().detect(original)[0].landmarks
+    check = BackgroundCheck("dlib")
+    try:
+        assert check.alive and check.poll() is None
+        assert check.submit("t", windows(original, protected, landmarks))
+        assert not check.submit("u", windows(original, original, landmarks))   # one at a time
+        deadline = time.monotonic() + 120
+        while (done := check.poll()) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert done is not None and done[0] == "t" and check.answered == 1
+        assert done[1] == pytest.approx(IdentityCheck("dlib").measure(original, protected, landmarks), abs=1e-6)
+    finally:
+        check.close()
+    assert not check.alive and check._process.poll() is not None   # the process is gone

@@ -20,7 +20,11 @@ not switch draws from frame to frame and the per-frame cost is the paste alone. 
 runs again on every ``RECHECK_FRAMES``-th frame of the track (the chosen draw first: it is kept
 while it passes) and on a new track (a face lost for longer than the track holds it comes back as
 one). A track whose every draw was too close stays masked until its next check. Photos (no track)
-are decided on their own.
+are decided on their own. A live source's re-checks (``paste(live=True)``) go to ``background``
+(``identity.BackgroundCheck``, a process of its own: dlib holds Python's GIL for a whole check, which
+froze a camera's capture) while the track's frames go on with its draw; one that finds the face too
+close, or fails, makes the track's next frame choose afresh, in line. A file's stay in line (the same
+output bytes every run).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import numpy as np
 
 from ..runtime.protector import Protector
 from .guard import ArtefactGuard, Verdict, has_head_turn_draws, redraw_feeds
-from .identity import IdentityCheck
+from .identity import BackgroundCheck, IdentityCheck, Windows
 from .paste import PasteRegion, PasteStyle
 
 RECHECK_FRAMES = 30    # a track's draw is checked by the recogniser again every this many frames
@@ -69,6 +73,8 @@ class DrawChooser:
         self._pose_first = guard is not None and has_head_turn_draws(protector.info)
         self._tracks: OrderedDict[int, Decision] = OrderedDict()
         self._lock = threading.Lock()   # ``planned`` runs on the networks' thread, ``paste`` on paste-back's
+        # live sources' re-checks, in a process of their own (``FaceProtector.process_many(live=True)``)
+        self.background: BackgroundCheck | None = None
 
     def feeds(self, draw: int) -> dict[str, np.ndarray] | None:
         """The mixer feeds of ``draw`` (None: the key's own)."""
@@ -129,7 +135,8 @@ class DrawChooser:
     def paste(self, crop: np.ndarray, generated: tuple[int, np.ndarray], track: int | None, paste_one: PasteOne,
               verify: Callable[[], float], restore: Callable[[], None], label: str,
               notes: list[str], timings: dict[str, float],
-              person_turn: float | None = None) -> tuple[PasteRegion, bool]:
+              person_turn: float | None = None, live: bool = False,
+              windows: Callable[[], Windows] | None = None) -> tuple[PasteRegion, bool]:
         """Paste one face's chosen draw; ``(region, drawn again)``, or raise when it must be masked.
 
         ``crop``: the aligned face ``(S, S, 3) uint8 RGB``; ``generated``: ``(draw, (R, R, 3) uint8 RGB)``
@@ -139,7 +146,10 @@ class DrawChooser:
         down (then "drawn again" is True); ``timings`` the ms of the ``guard`` stage (YuNet, the draws
         generated for it) and of the ``identity`` stage (the recogniser, the draws generated for it),
         without the pastes themselves (``paste_one``: the caller's paste-back stage). ``person_turn``:
-        the original face's ``guard.head_turn`` (None: the guard does not compare head turns)."""
+        the original face's ``guard.head_turn`` (None: the guard does not compare head turns). ``live``: a
+        live source's frame, whose track's re-check goes to ``background`` (``windows()``: what it reads of
+        the frame and the output, ``identity.windows``) instead of holding the frame up."""
+        self._take_background(notes)
         with self._lock:
             decision = self._tracks.get(track) if track is not None else None
         drawn, noted = {generated[0]: generated[1]}, len(notes)
@@ -165,6 +175,15 @@ class DrawChooser:
                 drawn[d] = self.protector.render(code[0], self.feeds(d))[0]
             return drawn[d]
 
+        background = self.background
+        if (live and decision is not None and decision.draw != MASKED and self.identity is not None
+                and decision.age + 1 >= self.recheck_frames and windows is not None
+                and background is not None and background.alive):
+            # a live track's re-check: its draw is pasted, and checked beside the pipeline (``_take_background``)
+            region = paste_one(draw(decision.draw), replace(self.style, colour=decision.colour))
+            if background.submit(track, windows()):
+                decision.age = 0
+            return region, False   # a check still in flight: the next frame of the track submits again
         if decision is not None and (self.identity is None or decision.age + 1 < self.recheck_frames):
             decision.age += 1   # decided on an earlier frame of the track: the same draw, unchecked
             if decision.draw == MASKED:
@@ -192,6 +211,24 @@ class DrawChooser:
             stage("identity", t)
         self._remember(track, chosen)
         return region, len(notes) > noted
+
+    def _take_background(self, notes: list[str]) -> None:
+        """The re-check that finished beside the pipeline, if any: a track whose protected face the
+        recogniser still takes for the original (or whose check failed) forgets its draw, so its next
+        frame chooses afresh, guard and identity check in line, as a new track does."""
+        if self.background is None or self.identity is None:
+            return
+        done = self.background.poll()
+        if done is None:
+            return
+        track, measure = done
+        if measure is not None and self.identity.margin(measure) >= 0.0:
+            return
+        if isinstance(track, int):
+            with self._lock:
+                self._tracks.pop(track, None)
+        found = "failed" if measure is None else f"found it too close ({self.identity.describe_measure(measure)})"
+        notes.append(f"a tracked face's re-check beside the pipeline {found}: its next frame chooses its draw afresh")
 
     def _guarded(self, draw: Callable[[int], np.ndarray], paste_one: PasteOne, restore: Callable[[], None],
                  label: str, notes: list[str], verdicts: dict[int, Verdict],

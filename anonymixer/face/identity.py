@@ -19,12 +19,22 @@ and, if every draw is too close, covered by the fail-closed fill.
 
 Cost (RESULTS, "Paste-back realism"): two descriptors per checked face, about 80 ms each for dlib
 and 30-60 ms for SFace on this 2-core CPU. In video a face's draw is decided once per track and
-re-checked every ``draws.RECHECK_FRAMES`` frames (``face.draws``).
+re-checked every ``draws.RECHECK_FRAMES`` frames (``face.draws``); a camera's or stream's re-checks run
+in a process of their own (``BackgroundCheck``), since dlib holds Python's GIL while it computes.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import threading
+import weakref
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +58,15 @@ def _window(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.nd
     return image[y0:y1, x0:x1], p - (x0, y0)
 
 
+Windows = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def windows(original: np.ndarray, protected: np.ndarray, landmarks: np.ndarray) -> Windows:
+    """What ``IdentityCheck.measure`` reads of a frame and its output: each one's window around the face
+    at ``landmarks`` and the landmarks in it (views; copy them to keep them)."""
+    return _window(original, landmarks), _window(protected, landmarks)
+
+
 class IdentityCheck:
     """One recogniser (``"dlib"`` or ``"sface"``, ``eval.fr``) as the last check on protected faces."""
 
@@ -62,8 +81,12 @@ class IdentityCheck:
     def measure(self, original: np.ndarray, protected: np.ndarray, landmarks: np.ndarray) -> float:
         """dlib distance, or SFace cosine similarity, between the face at ``landmarks`` ``(5, 2)`` in
         ``original`` and in ``protected`` (both ``(H, W, 3) uint8 BGR``)."""
+        return self.measure_windows(windows(original, protected, landmarks))
+
+    def measure_windows(self, pairs: Windows) -> float:
+        """``measure`` of the two ``windows`` (the original's, the protected one's)."""
         fr = self.recognizer
-        crops = np.stack([fr.align(*_window(image, landmarks)) for image in (original, protected)])
+        crops = np.stack([fr.align(image, points) for image, points in pairs])
         a, b = fr.embed(crops)
         if self.name == "dlib":
             return float(np.linalg.norm(a - b))
@@ -79,6 +102,122 @@ class IdentityCheck:
 
     def describe_measure(self, measure: float) -> str:
         return f"dlib distance {measure:.2f}" if self.name == "dlib" else f"SFace similarity {measure:.2f}"
+
+
+def _serve(connection: Any, recogniser: str) -> None:
+    """The background process (``python -m anonymixer.face.identity FD RECOGNISER``):
+    ``IdentityCheck.measure_windows`` for each ``(key, windows)`` it is sent, answered ``(key, measure)``
+    (``None``: the check failed), until ``None`` comes or the run's end of the socket closes."""
+    try:
+        check = IdentityCheck(recogniser)
+    except Exception:   # noqa: BLE001  the run sees the process gone and checks in line again
+        return
+    while True:
+        try:
+            job = connection.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        key, pairs = job
+        try:
+            measure: float | None = check.measure_windows(pairs)
+        except Exception:   # noqa: BLE001  answered as a failed check: the track decides afresh
+            measure = None
+        try:
+            connection.send((key, measure))
+        except (EOFError, OSError):
+            return
+
+
+class BackgroundCheck:
+    """One ``IdentityCheck`` on ``recogniser`` in a process of its own, one check at a time, for the
+    re-checks of live sources' tracks (``draws.DrawChooser``). dlib holds Python's GIL for the whole
+    of a check (~190 ms on a 2-core CPU): in the run's own process every thread waited, the camera's
+    capture too, so a recording froze at every re-check (RESULTS, session 9). The process is a fresh
+    interpreter (``python -m anonymixer.face.identity``, its own session: the terminal's Ctrl-C is the
+    run's), not a fork of the run (threads, native libraries) nor multiprocessing's spawn (which runs the
+    caller's main module again). ``alive`` turns False when it is gone (its checks then run in line
+    again); ``answered`` counts the checks it answered."""
+
+    def __init__(self, recogniser: str) -> None:
+        ours, theirs = socket.socketpair()
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
+        try:
+            self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [sys.executable, "-m", "anonymixer.face.identity", str(theirs.fileno()), recogniser],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+        except OSError:
+            self._process = None
+        theirs.close()
+        self._connection = Connection(ours.detach())
+        self._pending: object | None = None
+        self._lock = threading.Lock()
+        self.alive = self._process is not None
+        self.answered = 0
+        self._closer = weakref.finalize(self, _close, self._connection, self._process)
+
+    @property
+    def busy(self) -> bool:
+        """A check is in flight."""
+        return self._pending is not None
+
+    def submit(self, key: object, pairs: Windows) -> bool:
+        """Send ``pairs`` (``windows``) to be measured; False (nothing sent) while a check is in flight or
+        the process is gone."""
+        with self._lock:
+            if self._pending is not None or not self.alive:
+                return False
+            try:
+                self._connection.send((key, tuple((np.ascontiguousarray(image), np.asarray(points, np.float64))
+                                                  for image, points in pairs)))
+            except (OSError, ValueError):
+                self.alive = False
+                return False
+            self._pending = key
+            return True
+
+    def poll(self) -> tuple[object, float | None] | None:
+        """The check that finished since the last call, ``(key, measure)`` (``measure`` None: it failed,
+        or the process is gone), else None. Never waits."""
+        with self._lock:
+            if self._pending is None:
+                return None
+            key = self._pending
+            try:
+                if not self._connection.poll():
+                    if self._process is not None and self._process.poll() is None:
+                        return None
+                    raise EOFError
+                answered, measure = self._connection.recv()
+            except (EOFError, OSError):
+                self.alive = False
+                self._pending = None
+                return key, None
+            self._pending = None
+            self.answered += 1
+            return answered, measure
+
+    def close(self) -> None:
+        """Stop the process (also done when this object goes, or at exit)."""
+        self.alive = False
+        self._closer()
+
+
+def _close(connection: Connection, process: subprocess.Popen[bytes] | None) -> None:
+    try:
+        connection.send(None)
+    except (OSError, ValueError):
+        pass
+    connection.close()
+    if process is not None:
+        try:
+            process.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=2.0)
 
 
 def describe(recogniser: str) -> str:
@@ -123,3 +262,7 @@ def open_identity_check(recogniser: str = "auto") -> IdentityCheck | None:
         except (RecognizerError, ImportError):
             continue
     return None
+
+
+if __name__ == "__main__":   # the background check's process (BackgroundCheck)
+    _serve(Connection(int(sys.argv[1])), sys.argv[2])

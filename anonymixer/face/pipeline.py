@@ -37,7 +37,7 @@ from .align import align_face, resize_affine
 from .detect import Detector, Face
 from .draws import DrawChooser
 from .guard import ArtefactGuard, head_turn
-from .identity import open_identity_check
+from .identity import BackgroundCheck, Windows, open_identity_check, windows
 from .identity import status as identity_status
 from .paste import PASTE_STYLES, PasteRegion, PasteStyle, fill_face, paste_generated, quad_bounds
 from .region import TrackOutlines
@@ -100,6 +100,7 @@ class _FrameWork:
     outlines: dict[int, np.ndarray] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
     drawn: dict[int, int] = field(default_factory=dict)   # face index -> which of the key's draws (face.draws)
+    live: bool = False   # a live source's frame: its tracks' re-checks run beside the pipeline (face.draws)
 
 
 def _take_frame(pipeline: FramePipeline) -> FrameResult:
@@ -165,7 +166,7 @@ class FaceProtector:
 
     def process_many(self, frames: Iterable[tuple[np.ndarray, float | None]], inflight: int = 1,
                      smoother: LandmarkSmoother | None = None,
-                     budget_bytes: int | None = None) -> Generator[FrameResult, None, None]:
+                     budget_bytes: int | None = None, live: bool = False) -> Generator[FrameResult, None, None]:
         """``(frame, time_s)`` pairs -> ``FrameResult``s in input order, ``inflight`` frames at once.
 
         Three threads, one per phase (``prepare``, ``protect_crops``, ``paste``): detection and
@@ -174,10 +175,18 @@ class FaceProtector:
         not yet returned (frames are read lazily: no queue grows when the source is faster). The
         same bytes as ``process`` frame by frame, whatever ``inflight``; fail-closed per face.
         ``budget_bytes``: the frames in flight hold at most this many bytes of pixels together
-        (one frame always goes): big photos go fewer at a time, whatever ``inflight``.
+        (one frame always goes): big photos go fewer at a time, whatever ``inflight``. ``live``: frames of
+        a camera or stream: a track's identity re-check (``face.draws``) runs in a process of its own
+        (``identity.BackgroundCheck``, started here once) while its frames go on; a file's stays in line,
+        so that its output is the same bytes from run to run.
         """
+        if live and self.identity is not None and (self.draws.background is None or not self.draws.background.alive):
+            self.draws.background = BackgroundCheck(self.identity.name)
+
         def prepare(item: tuple[np.ndarray, float | None]) -> _FrameWork:
-            return self.prepare(item[0], smoother, item[1])
+            work = self.prepare(item[0], smoother, item[1])
+            work.live = live
+            return work
 
         pipeline = ThreadPipeline([prepare, self.protect_crops, self.paste], inflight,
                                   names=("prepare", "protect", "paste"))
@@ -289,13 +298,16 @@ class FaceProtector:
                 def restore(box: tuple[int, int, int, int] = (y0, y1, x0, x1), before: np.ndarray | None = before) -> None:
                     out[box[0]:box[1], box[2]:box[3]] = before
 
+                def read(landmarks: np.ndarray = landmarks) -> Windows:
+                    return windows(work.frame, out, landmarks)
+
                 def verify(landmarks: np.ndarray = landmarks) -> float:
                     assert self.identity is not None
                     return self.identity.measure(work.frame, out, landmarks)
 
                 result.pasted[i], redrawn = self.draws.paste(
                     work.crops[i][0], (work.drawn.get(i, 0), face_rgb), faces[i].track, paste_one, verify, restore,
-                    f"face {i + 1} of {len(faces)}", result.notes, timings, head_turn(landmarks))
+                    f"face {i + 1} of {len(faces)}", result.notes, timings, head_turn(landmarks), work.live, read)
                 result.redrawn += int(redrawn)
                 result.protected += 1
             except Exception as exc:

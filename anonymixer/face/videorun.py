@@ -133,7 +133,7 @@ def _video_loop(face_protector: FaceProtector, source: Source, reader: VideoRead
             yield image, time_s
 
     try:
-        _consume(face_protector.process_many(items(), inflight, smoother), source, sink, run, report, preview,
+        _consume(face_protector.process_many(items(), inflight, smoother, live=source.live), source, sink, run, report, preview,
                  max_frames, bar, started)
     finally:
         if live is not None:
