@@ -225,3 +225,23 @@ def test_the_background_check_is_a_process_of_its_own_that_measures_as_the_check
     finally:
         check.close()
     assert not check.alive and check._process.poll() is not None   # the process is gone
+
+
+def test_a_background_check_whose_process_is_gone_answers_failed_and_turns_itself_off():
+    """A failed or missing process must not pass a face: its check is answered "failed" (the track then
+    chooses afresh, in line) and later re-checks run in line (``alive`` False)."""
+    from anonymixer.face.identity import BackgroundCheck
+
+    check = BackgroundCheck("no-such-recogniser")   # the process cannot open it and ends
+    frame = photo("astronaut")
+    pairs = ((frame[:200, :200], np.zeros((5, 2))), (frame[:200, :200], np.zeros((5, 2))))
+    try:
+        sent = check.submit("t", pairs)
+        deadline = time.monotonic() + 60
+        done = None
+        while sent and (done := check.poll()) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not sent or done == ("t", None)
+        assert not check.alive and not check.submit("u", pairs)
+    finally:
+        check.close()

@@ -144,13 +144,15 @@ class BackgroundCheck:
         ours, theirs = socket.socketpair()
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
-        try:
-            self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
-                [sys.executable, "-m", "anonymixer.face.identity", str(theirs.fileno()), recogniser],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, start_new_session=True, env=env)
-        except OSError:
-            self._process = None
+        self._process: subprocess.Popen[bytes] | None = None
+        if os.name == "posix":   # elsewhere (no descriptor passing) the checks stay in line
+            try:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "anonymixer.face.identity", str(theirs.fileno()), recogniser],
+                    pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+            except (OSError, ValueError):
+                self._process = None
         theirs.close()
         self._connection = Connection(ours.detach())
         self._pending: object | None = None
