@@ -245,3 +245,27 @@ def test_a_background_check_whose_process_is_gone_answers_failed_and_turns_itsel
         assert not check.alive and not check.submit("u", pairs)
     finally:
         check.close()
+
+
+@needs_dlib
+def test_a_background_check_left_unanswered_too_long_counts_as_failed_and_is_stopped(monkeypatch):
+    """A hung process would hold its check forever and no later re-check would run: past
+    ``BACKGROUND_TIMEOUT_S`` the check is answered "failed" and the process stopped."""
+    from anonymixer.face import identity
+
+    import os
+    import signal
+
+    monkeypatch.setattr(identity, "BACKGROUND_TIMEOUT_S", 0.3)
+    check = identity.BackgroundCheck("dlib")
+    frame = photo("astronaut")
+    landmarks = YuNetDetector().detect(frame)[0].landmarks
+    try:
+        os.kill(check._process.pid, signal.SIGSTOP)   # hung: alive, never answers
+        assert check.submit("t", identity.windows(frame, frame, landmarks))
+        assert check.poll() is None   # not yet too long
+        time.sleep(0.5)
+        assert check.poll() == ("t", None) and not check.alive
+        check._process.wait(timeout=10)   # stopped
+    finally:
+        check.close()

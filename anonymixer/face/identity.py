@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -40,6 +41,7 @@ import numpy as np
 
 from ..errors import RecognizerError
 
+BACKGROUND_TIMEOUT_S = 20.0   # a background check unanswered this long counts as failed (the process is stopped)
 MIN_DISTANCE = 0.65           # dlib: a protected face this close to its original (or closer) is a leak
 SFACE_MAX_SIMILARITY = 0.25   # SFace: ... more similar than this; published same-person threshold 0.363
 RECOGNISERS = ("dlib", "sface")
@@ -156,6 +158,7 @@ class BackgroundCheck:
         theirs.close()
         self._connection = Connection(ours.detach())
         self._pending: object | None = None
+        self._sent_at = 0.0
         self._lock = threading.Lock()
         self.alive = self._process is not None
         self.answered = 0
@@ -167,36 +170,43 @@ class BackgroundCheck:
         return self._pending is not None
 
     def submit(self, key: object, pairs: Windows) -> bool:
-        """Send ``pairs`` (``windows``) to be measured; False (nothing sent) while a check is in flight or
-        the process is gone."""
+        """Send ``pairs`` (``windows``, copied here) to be measured; False (nothing sent) while a check is in
+        flight or the process is gone. Never waits: the windows (more than a socket's buffer) go on a
+        thread of their own, which a hung process would hold until ``poll`` stops it."""
         with self._lock:
             if self._pending is not None or not self.alive:
                 return False
-            try:
-                self._connection.send((key, tuple((np.ascontiguousarray(image), np.asarray(points, np.float64))
-                                                  for image, points in pairs)))
-            except (OSError, ValueError):
-                self.alive = False
-                return False
-            self._pending = key
+            job = (key, tuple((np.array(image), np.asarray(points, np.float64)) for image, points in pairs))
+            self._pending, self._sent_at = key, time.monotonic()
+            threading.Thread(target=self._send, args=(job,), daemon=True, name="anonymixer-identity-send").start()
             return True
+
+    def _send(self, job: object) -> None:
+        try:
+            self._connection.send(job)
+        except (OSError, ValueError):   # gone: ``poll`` finds it so and answers the check "failed"
+            pass
 
     def poll(self) -> tuple[object, float | None] | None:
         """The check that finished since the last call, ``(key, measure)`` (``measure`` None: it failed,
-        or the process is gone), else None. Never waits."""
+        the process is gone, or it went unanswered for ``BACKGROUND_TIMEOUT_S``: a hung process would
+        otherwise stop every later re-check), else None. Never waits."""
         with self._lock:
             if self._pending is None:
                 return None
             key = self._pending
             try:
                 if not self._connection.poll():
-                    if self._process is not None and self._process.poll() is None:
+                    running = self._process is not None and self._process.poll() is None
+                    if running and time.monotonic() - self._sent_at < BACKGROUND_TIMEOUT_S:
                         return None
                     raise EOFError
                 answered, measure = self._connection.recv()
             except (EOFError, OSError):
-                self.alive = False
+                self.alive = False   # gone, or hung: stopped; later re-checks run in line
                 self._pending = None
+                if self._process is not None and self._process.poll() is None:
+                    self._process.kill()
                 return key, None
             self._pending = None
             self.answered += 1
