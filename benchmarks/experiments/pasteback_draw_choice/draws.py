@@ -34,6 +34,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from anonymixer.atomic import replacing_file, write_json
+from anonymixer.face.io import write_image
+
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -108,8 +111,9 @@ def build(which: str, out: Path, photos: Path) -> None:
                 data["round_trip"].append(float(np.linalg.norm(again - drawn)))
         print(f"{which} {r + 1}/{len(rows)} {Path(path).name} key {key}", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, originals=np.array(originals), rows=np.array([f"{p}|{i}|{k}" for p, i, k in rows]),
-                        **{k: np.asarray(v).reshape(len(rows), 8, *np.asarray(v).shape[1:]) for k, v in data.items()})
+    with replacing_file(out) as f:
+        np.savez_compressed(f, originals=np.array(originals), rows=np.array([f"{p}|{i}|{k}" for p, i, k in rows]),
+                            **{k: np.asarray(v).reshape(len(rows), 8, *np.asarray(v).shape[1:]) for k, v in data.items()})
 
 
 def measures(data: np.lib.npyio.NpzFile) -> dict[str, np.ndarray]:
@@ -174,8 +178,9 @@ def sheets(a: Path, b: Path, out: Path) -> None:
                 cells.append(data["tile"][r, perm[r, c]].copy())
                 cv2.putText(cells[-1], str(c), (3, 14), 0, 0.5, (0, 255, 0), 1)
             lines.append(np.hstack(cells))
-        cv2.imwrite(str(out / f"a_sheet{s // 8}.png"), np.vstack(lines))
-    np.save(out / "a_columns.npy", perm)   # shown column c of row r = position perm[r, c] in ORDER
+        write_image(out / f"a_sheet{s // 8}.png", np.vstack(lines))
+    with replacing_file(out / "a_columns.npy") as f:   # shown column c of row r = position perm[r, c] in ORDER
+        np.save(f, perm)
     data = np.load(b)
     chosen = rules(measures(data))
     items = sorted({(r, int(c[r])) for c in chosen.values() for r in range(len(data["rows"]))})
@@ -186,8 +191,9 @@ def sheets(a: Path, b: Path, out: Path) -> None:
         cv2.putText(cells[-1], str(n), (3, 14), 0, 0.5, (0, 255, 0), 1)
     cells += [np.zeros_like(cells[0])] * (-len(cells) % 8)
     for s in range(0, len(cells), 48):
-        cv2.imwrite(str(out / f"b_sheet{s // 48}.png"), np.vstack([np.hstack(cells[k:k + 8]) for k in range(s, min(len(cells), s + 48), 8)]))
-    (out / "b_items.json").write_text(json.dumps([[r, ORDER[c]] for r, c in items]))   # sheet number -> (row, draw)
+        write_image(out / f"b_sheet{s // 48}.png",
+                    np.vstack([np.hstack(cells[k:k + 8]) for k in range(s, min(len(cells), s + 48), 8)]))
+    write_json(out / "b_items.json", [[r, ORDER[c]] for r, c in items])   # sheet number -> (row, draw)
     print(f"wrote {out}: set A {len(perm)} rows; set B {len(items)} faces")
 
 
