@@ -39,7 +39,7 @@ from anonymixer.atomic import write_json
 from anonymixer.eval.fr import DlibRecognizer
 from anonymixer.eval.metrics import eer
 from anonymixer.eval.protocols import eval_key
-from anonymixer.face.guard import faces64_yaw, pose_kept
+from anonymixer.face.guard import redraw_feeds
 from anonymixer.runtime import Protector
 from anonymixer.runtime.protector import faces_to_input, output_to_faces
 
@@ -109,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", default="out/photos")
     parser.add_argument("--out", default="out/faces64_real_people")
     parser.add_argument("--rank", type=int, default=None, help="the project mixer's rank r (default: the model's, D/2)")
-    parser.add_argument("--draw", default="own", choices=("own", "pose-kept"),
-                        help="the key's own draw, or its draw with the person's head turn kept (face.guard.pose_kept: "
-                             "the one faces64's paste-back tries first)")
+    parser.add_argument("--draw", default="own", choices=("own", "first"),
+                        help="the key's own draw, or faces64's draw 4, the one its paste-back tries first (the key's "
+                             "own, face.guard.steered: the person's head turn kept, lit evenly; session 8's "
+                             "'pose-kept' kept the head turn only)")
     parser.add_argument("--refine-steps", type=int, default=30,
                         help="also with codes refined at enrolment (anonymixer.train.refine); 0: encoder only")
     args = parser.parse_args(argv)
@@ -153,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
         def protect(protector: Protector, w_real: np.ndarray) -> np.ndarray:
             """The Protector's mixer and generator on given codes (so that refined codes can go in): the
-            key's own draw, or (``--draw pose-kept``) the one paste-back tries first for faces64."""
-            feeds = protector.key_feeds if args.draw == "own" else pose_kept(protector.key_feeds, faces64_yaw())
+            key's own draw, or (``--draw first``) the one paste-back tries first for faces64 (draw 4)."""
+            feeds = protector.key_feeds if args.draw == "own" else redraw_feeds(protector)[3]
             return render(protector.backend.stage("mixer").run({"w_real": w_real, **feeds})["w_prot"])
 
         for label, w_real in codes.items():

@@ -125,14 +125,19 @@ def test_a_tracks_draw_gives_the_same_frames_whatever_the_frames_in_flight():
 
 
 def test_the_guards_redraws_encode_the_face_once_and_give_what_protect_gives():
-    """A face whose first draw the guard turns down (Grace Hopper under this key: none of the eight
-    passes) gets its other draws from one encoder run (``Protector.encode``, then ``render`` per draw):
+    """A face whose first draw the guard turns down (here every draw: the guard's YuNet is made to score
+    each 0) gets its other draws from one encoder run (``Protector.encode``, then ``render`` per draw):
     the same bytes as ``protect`` with each draw's feeds, at half its cost per draw."""
+    from dataclasses import replace
+
     from anonymixer.eval.protocols import eval_key
     from anonymixer.runtime import Protector
 
     with Protector("faces64", eval_key(0, "pasteback-58", "*")) as protector:
         face_protector = FaceProtector(protector, YuNetDetector(), identity_check=False)
+        guard = face_protector.draws.guard
+        check = guard.check
+        guard.check = lambda face, turn=None: replace(check(face, turn), score=0.0)
         encodes, renders = counting(protector, "encode"), counting(protector, "render")
         result = face_protector.process(photo("grace_hopper"))
         assert result.redrawn == 1 and len(encodes) == 1 and len(renders) == face_protector.draws.count - 1
@@ -251,10 +256,10 @@ def test_a_background_check_whose_process_is_gone_answers_failed_and_turns_itsel
 def test_a_background_check_left_unanswered_too_long_counts_as_failed_and_is_stopped(monkeypatch):
     """A hung process would hold its check forever and no later re-check would run: past
     ``BACKGROUND_TIMEOUT_S`` the check is answered "failed" and the process stopped."""
-    from anonymixer.face import identity
-
     import os
     import signal
+
+    from anonymixer.face import identity
 
     monkeypatch.setattr(identity, "BACKGROUND_TIMEOUT_S", 0.3)
     check = identity.BackgroundCheck("dlib")

@@ -174,19 +174,23 @@ def grace_paste():
 
 @pytest.fixture(scope="module")
 def good_generated():
-    """A generated face that the guard passes: faces64's first draw (the key's own, the person's head turn
-    kept: ``draws.DrawChooser.order``) for Grace Hopper under a fixed key."""
+    """A generated face that the guard passes: the first of faces64's draws, in the order paste-back tries
+    them (4-7: steered, ``draws.DrawChooser.order``), that it passes for Grace Hopper under a fixed key."""
     from anonymixer.eval.protocols import eval_key
 
     from anonymixer.face.detect import YuNetDetector
-    from anonymixer.face.guard import faces64_yaw, pose_kept
+    from anonymixer.face.guard import ArtefactGuard, redraw_feeds
 
     frame = photo("grace_hopper")
     face = YuNetDetector().detect(frame)[0]
     with Protector("faces64", eval_key(0, "pasteback-2", "*")) as protector:
         aligned, _ = align_face(frame, face.landmarks, protector.input_size, protector.crop_template)
-        feeds = pose_kept(protector.key_feeds, faces64_yaw())
-        return protector.protect(np.ascontiguousarray(aligned[..., ::-1])[None], feeds)[0]
+        guard = ArtefactGuard(protector.crop_template)
+        for feeds in redraw_feeds(protector)[3:]:
+            generated = protector.protect(np.ascontiguousarray(aligned[..., ::-1])[None], feeds)[0]
+            if guard.check(generated).passed:
+                return generated
+    raise AssertionError("none of the steered draws passes the guard")
 
 
 def with_split(face, darken_to):
@@ -197,9 +201,9 @@ def with_split(face, darken_to):
 
 
 def with_streak(face):
-    """``face`` with a streak of dark hair down its right cheek, from the eyes to the chin."""
+    """``face`` with a streak of dark hair down its right cheek, from the eyes to the mouth."""
     streak = face.copy()
-    streak[28:60, 44:50] = (35, 28, 22)
+    streak[28:52, 46:48] = (35, 28, 22)
     return streak
 
 
@@ -247,36 +251,69 @@ def test_a_streaked_face_is_drawn_again_once_pasted(guard, good_generated):
     assert "uneven" in result.notes[0] and "draw 1 of the key's others passed" in result.notes[0]
 
 
-def test_the_pose_kept_feeds_keep_the_persons_component_along_the_direction_and_mix_the_rest():
-    """``pose_kept``: the mixed code's component along the unit direction is the person's; the other
-    components are the key's map's, unchanged."""
-    from anonymixer.face.guard import pose_kept
+def test_steered_feeds_keep_the_persons_components_set_the_targets_and_mix_the_rest():
+    """``steered``: the mixed code's components along the person's directions are the person's, along the
+    others the targets; off those directions the key's map is unchanged."""
+    from anonymixer.face.guard import steer_of, steered
 
     rng = np.random.default_rng(3)
     matrix, offset = rng.standard_normal((100, 100)) / 10, rng.standard_normal((1, 100))
-    direction = rng.standard_normal(100)
-    direction /= np.linalg.norm(direction)
+    directions = [d / np.linalg.norm(d) for d in rng.standard_normal((3, 100))]
+    steer = steer_of(directions, [True, False, False], [0.0, 1.0, -1.5])
+    assert np.allclose(steer.basis.T @ steer.basis, np.eye(3), atol=1e-9)
+    assert np.all(np.einsum("dk,kd->k", steer.basis, np.array(directions)) > 0)   # each keeps its own sign
     w = rng.standard_normal((5, 100))
-    kept = pose_kept({"key_matrix": matrix.astype(np.float32), "key_offset": offset.astype(np.float32)}, direction)
+    kept = steered({"key_matrix": matrix.astype(np.float32), "key_offset": offset.astype(np.float32)}, steer)
     mixed = w @ matrix + offset
     again = w @ kept["key_matrix"].astype(np.float64) + kept["key_offset"].astype(np.float64)
-    np.testing.assert_allclose(again @ direction, w @ direction, atol=1e-4)
-    off_axis = np.eye(100) - np.outer(direction, direction)
+    np.testing.assert_allclose(again @ steer.basis[:, 0], w @ steer.basis[:, 0], atol=1e-4)
+    np.testing.assert_allclose(again @ steer.basis[:, 1:], np.tile([1.0, -1.5], (5, 1)), atol=1e-4)
+    off_axis = np.eye(100) - steer.basis @ steer.basis.T
     np.testing.assert_allclose(again @ off_axis, mixed @ off_axis, atol=1e-4)
 
 
-def test_faces64_has_four_more_draws_with_the_persons_head_turn_kept(key):
-    """faces64's draws: the key's own, the three reflections (as for every model), then those four with
-    the person's head turn kept (8 in all; ``draws.DrawChooser.order`` tries those four first)."""
-    from anonymixer.face.guard import faces64_yaw, pose_kept, redraw_feeds
+def test_faces64_has_four_more_draws_steered_to_the_persons_head_turn_and_an_even_light(key):
+    """faces64's draws: the key's own, the three reflections (as for every model), then those four steered
+    (``faces64_steer``: the person's head turn kept, lighting, brightness and the guard's miss set; 8 in
+    all; ``draws.DrawChooser.order`` tries those four first)."""
+    from anonymixer.face.guard import faces64_steer, faces64_yaw, redraw_feeds, steered
 
+    steer = faces64_steer()
+    assert steer.basis.shape == (100, 4) and list(steer.person) == [True, False, False, False]
+    assert float(steer.basis[:, 0] @ faces64_yaw()) > 0.999   # the head turn's direction comes first, unchanged
     with Protector("faces64", key) as protector:
         feeds = redraw_feeds(protector)
         assert len(feeds) == 7
         assert np.array_equal(feeds[0]["key_matrix"], -protector.key_feeds["key_matrix"])   # mirrored, first
         for own, kept in zip([protector.key_feeds, *feeds[:3]], feeds[3:], strict=True):
-            expected = pose_kept(own, faces64_yaw())
+            expected = steered(own, steer)
             assert all(np.array_equal(kept[name], expected[name]) for name in ("key_matrix", "key_offset"))
+
+
+def test_faces64s_steered_draws_are_faces_the_guard_passes_far_more_often_than_with_the_head_turn_alone():
+    """The demo photos under 6 keys, each key's four draws (own and reflected): steered (``faces64_steer``)
+    the guard passes nearly all (measured 44, 43 and 43 of 48 on three sets of keys); with only the person's
+    head turn kept (session 8's draws) about half (23, 18, 24). Lit from one side, dark or turned away is
+    what the guard turns down, and what the look's directions set."""
+    from anonymixer.eval.protocols import eval_key
+    from anonymixer.face.detect import YuNetDetector
+    from anonymixer.face.guard import ArtefactGuard, faces64_steer, faces64_yaw, head_turn, redraw_feeds, steer_of, steered
+
+    passed = {"steered": 0, "head turn only": 0}
+    turn_only = steer_of([faces64_yaw()], [True], [0.0])
+    for name in ("astronaut", "grace_hopper"):
+        frame = photo(name)
+        face = YuNetDetector().detect(frame)[0]
+        for k in range(6):
+            with Protector("faces64", eval_key(0, f"steer-{k}", "*")) as protector:
+                aligned, _ = align_face(frame, face.landmarks, protector.input_size, protector.crop_template)
+                guard = ArtefactGuard(protector.crop_template)
+                code = protector.encode(np.ascontiguousarray(aligned[..., ::-1])[None])
+                for feeds in [protector.key_feeds, *redraw_feeds(protector)[:3]]:
+                    for label, steer in (("steered", faces64_steer()), ("head turn only", turn_only)):
+                        drawn = protector.render(code, steered(feeds, steer))[0]
+                        passed[label] += guard.check(drawn, head_turn(face.landmarks)).passed
+    assert passed["steered"] >= 38 and passed["steered"] >= passed["head turn only"] + 12, passed
 
 
 def test_the_shipped_head_turn_direction_is_what_its_command_makes(tmp_path):
@@ -293,6 +330,27 @@ def test_the_shipped_head_turn_direction_is_what_its_command_makes(tmp_path):
     made = json.loads((tmp_path / "yaw.json").read_text())
     assert float(np.dot(made["direction"], shipped["direction"])) > 0.999
     assert made["held_out_r2"] > 0.5   # the turn is one direction of the code (measured 0.556)
+
+
+def test_the_shipped_look_directions_are_what_their_command_makes(tmp_path):
+    """``faces64_look.json`` is the output of its own recorded command (up to the CPU's rounding)."""
+    import json
+
+    from anonymixer.face.guard import LOOK_FILE
+    from anonymixer.train.faces64_look import TARGETS
+    from anonymixer.train.faces64_look import main as fit_look
+
+    shipped = json.loads(LOOK_FILE.read_text())
+    assert shipped["targets"] == TARGETS
+    args = shipped["command"].split()[3:]
+    args[args.index("--out") + 1] = str(tmp_path / "look.json")
+    assert fit_look(args) == 0
+    made = json.loads((tmp_path / "look.json").read_text())
+    for name in TARGETS:
+        assert float(np.dot(made["directions"][name], shipped["directions"][name])) > 0.999
+    # each is one direction of the code (measured: lighting 0.571, brightness 0.817, the guard's miss 0.447)
+    assert made["fit"]["lighting"]["held_out_r2"] > 0.5 and made["fit"]["brightness"]["held_out_r2"] > 0.75
+    assert made["fit"]["shortfall"]["held_out_r2"] > 0.4
 
 
 def test_head_turn_is_the_noses_offset_along_the_eyes_whatever_the_faces_place_size_and_roll():
@@ -329,7 +387,7 @@ def test_faces64_tries_the_draws_that_keep_the_persons_head_turn_first(key):
     """faces64's first draw is the key's own with the person's head turn kept: the networks' batch
     generates it, the guard judges it first; without the guard (the ablation) the key's own comes first."""
     from anonymixer.face.detect import YuNetDetector
-    from anonymixer.face.guard import faces64_yaw, pose_kept
+    from anonymixer.face.guard import faces64_steer, steered
 
     with Protector("faces64", key) as protector:
         face_protector = FaceProtector(protector, YuNetDetector(), identity_check=False)
@@ -345,6 +403,6 @@ def test_faces64_tries_the_draws_that_keep_the_persons_head_turn_first(key):
 
         protector.protect = recording
         face_protector.process(photo("grace_hopper"))
-        expected = pose_kept(protector.key_feeds, faces64_yaw())
+        expected = steered(protector.key_feeds, faces64_steer())
         assert calls and calls[0] is not None
         assert all(np.array_equal(calls[0][name], expected[name]) for name in ("key_matrix", "key_offset"))

@@ -2,8 +2,8 @@
 
 A key gives each face four deterministic draws (``guard.redraw_feeds``): draw 0, the key's own, and
 draws 1-3, the code reflected about the model's mean in three ways; faces64 eight (draws 4-7: draws
-0-3 with the person's head turn kept), and for faces64 those four are tried first (``DrawChooser.order``:
-4-7, then 0-3).
+0-3 steered, ``guard.faces64_steer``: the person's head turn kept, lit evenly and well exposed), and for
+faces64 those four are tried first (``DrawChooser.order``: 4-7, then 0-3).
 ``DrawChooser.paste`` picks one:
 
 1. **Artefact guard** (``face.guard``): the first draw, in order, that the guard takes for
@@ -95,12 +95,13 @@ class DrawChooser:
     @property
     def order(self) -> list[int]:
         """The draws in the order they are tried: 0-3; faces64 (eight draws) 4-7 first, the key's draws
-        with the person's head turn kept (``guard.pose_kept``), then 0-3. faces64 draws a new head pose
-        with the identity (one code for the whole face); a face turned away from the way the person
-        faces shows its own cheek's edge, hair or background down one side of the person's outline.
-        Judged blind on the demo photos under 20 keys (session 8): 15 of 40 protected faces broken
-        (split, streak, blob, ghost) with 0-3 first and no head-turn limit, 10 of 40 with both. Without
-        the guard (``PasteStyle.guard`` off: the ablation) the key's own draw comes first."""
+        steered (``guard.steered``: the person's head turn kept; lighting, brightness and the guard's miss
+        set), then 0-3. faces64 draws a new head pose, lighting and exposure with the identity (one code
+        for the whole face); a face turned away from the way the person faces shows its own cheek's edge,
+        hair or background down one side of the person's outline, one lit from the side a split, a dark
+        one a blob. Judged blind (session 10, docs/pasteback.md): 24 of 80 protected faces broken with
+        session 8's draws 4-7 (the head turn kept only), 9 of 80 steered. Without the guard
+        (``PasteStyle.guard`` off: the ablation) the key's own draw comes first."""
         count = self.count
         return [*range(4, count), *range(4)] if self._pose_first and count > 4 else list(range(count))
 

@@ -188,6 +188,7 @@ def split(pasted: np.ndarray, inside: np.ndarray, rows: tuple[float, float]) -> 
 
 
 YAW_FILE = Path(__file__).resolve().parents[1] / "models" / "weights" / "faces64_yaw.json"
+LOOK_FILE = Path(__file__).resolve().parents[1] / "models" / "weights" / "faces64_look.json"
 
 
 @lru_cache(maxsize=1)
@@ -196,16 +197,50 @@ def faces64_yaw() -> np.ndarray:
     return np.asarray(json.loads(YAW_FILE.read_text())["direction"], np.float64)
 
 
-def pose_kept(feeds: dict[str, np.ndarray], direction: np.ndarray) -> dict[str, np.ndarray]:
-    """``feeds`` whose mixed code keeps the person's component along the unit ``direction``:
-    ``w'' = w' + ((w - w') . d) d`` for ``w' = w M + b``, folded into the affine map as
-    ``M'' = M + (I - M) d d^T``, ``b'' = b (I - d d^T)`` (the radius guard then rescales the whole
-    code, that component too)."""
+@dataclass(frozen=True, eq=False)
+class Steer:
+    """Directions of a model's code that a draw sets: ``basis`` ``(D, k)`` orthonormal columns; along those
+    where ``person`` ``(k,) bool`` holds, the mixed code keeps the person's component; along the others
+    it is set to ``target`` ``(k,)``."""
+
+    basis: np.ndarray
+    person: np.ndarray
+    target: np.ndarray
+
+
+def steer_of(directions: list[np.ndarray], person: list[bool], target: list[float]) -> Steer:
+    """A ``Steer`` from unit ``directions`` (each ``(D,)``), orthogonalised in the order given (each keeps
+    the sign of its own direction), with the person's component kept along ``person``'s and the others set
+    to ``target``."""
+    stacked = np.stack([np.asarray(d, np.float64) for d in directions], 1)
+    basis, _ = np.linalg.qr(stacked)
+    basis = basis * np.sign(np.einsum("dk,dk->k", basis, stacked))
+    return Steer(basis, np.asarray(person, bool), np.where(person, 0.0, np.asarray(target, np.float64)))
+
+
+@lru_cache(maxsize=1)
+def faces64_steer() -> Steer:
+    """faces64's draws 4-7: the person's head turn (``faces64_yaw``) kept; lighting, brightness and the
+    guard's miss (``train.faces64_look``, shipped as JSON) set to the targets fitted with them."""
+    look = json.loads(LOOK_FILE.read_text())
+    names = list(look["targets"])
+    return steer_of([faces64_yaw(), *(np.asarray(look["directions"][n], np.float64) for n in names)],
+                    [True] + [False] * len(names), [0.0, *(float(look["targets"][n]) for n in names)])
+
+
+def steered(feeds: dict[str, np.ndarray], steer: Steer) -> dict[str, np.ndarray]:
+    """``feeds`` whose mixed code ``w' = w M + b`` is steered: ``w'' = w' (I - P) + w B K B^T + t B^T`` for
+    ``P = B B^T`` (``B``: ``steer.basis``), ``K`` the diagonal of ``steer.person`` and ``t``
+    ``steer.target``: along the person's directions the person's component, along the others the target,
+    elsewhere the key's map unchanged. Folded into the affine map as ``M'' = M (I - P) + B K B^T``,
+    ``b'' = b (I - P) + t B^T`` (the radius guard then rescales the whole code, those components too)."""
     matrix = feeds["key_matrix"].astype(np.float64)
     offset = feeds["key_offset"].astype(np.float64)
-    projector = np.outer(direction, direction)
-    return {**feeds, "key_matrix": (matrix + (np.eye(len(direction)) - matrix) @ projector).astype(np.float32),
-            "key_offset": (offset - offset @ projector).astype(np.float32)}
+    basis = steer.basis
+    projector = basis @ basis.T
+    return {**feeds,
+            "key_matrix": (matrix - matrix @ projector + (basis * steer.person) @ basis.T).astype(np.float32),
+            "key_offset": (offset - offset @ projector + steer.target @ basis.T).astype(np.float32)}
 
 
 def redraw_feeds(protector: Protector) -> list[dict[str, np.ndarray]]:
@@ -216,9 +251,10 @@ def redraw_feeds(protector: Protector) -> list[dict[str, np.ndarray]]:
     person's part ``(w - mu) M`` and of the key's fill ``f``; for ``rotate``, whose fill is 0, the
     last two repeat the first two.
 
-    faces64 (one code for the whole face: the mixer draws a new head pose too) has four more (draws
-    4-7): the key's own draw and the three reflections with the person's head turn kept (``pose_kept``
-    along ``faces64_yaw``); paste-back tries those first (``draws.DrawChooser.order``)."""
+    faces64 (one code for the whole face: the mixer draws a new head pose, lighting and exposure too) has
+    four more (draws 4-7): the key's own draw and the three reflections, ``steered`` by ``faces64_steer``
+    (the person's head turn kept; lit evenly, exposed well, well inside the guard's limits); paste-back
+    tries those first (``draws.DrawChooser.order``)."""
     mean = protector.info.stats().mean.astype(np.float64)
     matrix = protector.key_feeds["key_matrix"].astype(np.float64)
     offset = protector.key_feeds["key_offset"].astype(np.float64)
@@ -228,8 +264,8 @@ def redraw_feeds(protector: Protector) -> list[dict[str, np.ndarray]]:
                  for m, b in draws]
     if not has_head_turn_draws(protector.info) or len(mean.reshape(-1)) != len(faces64_yaw()):
         return reflected
-    yaw = faces64_yaw()
-    return [*reflected, pose_kept(protector.key_feeds, yaw), *(pose_kept(f, yaw) for f in reflected)]
+    steer = faces64_steer()
+    return [*reflected, steered(protector.key_feeds, steer), *(steered(f, steer) for f in reflected)]
 
 
 def has_head_turn_draws(info: object) -> bool:
