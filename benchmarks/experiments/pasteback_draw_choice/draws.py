@@ -13,6 +13,17 @@ one key each:
     python benchmarks/experiments/pasteback_draw_choice/draws.py sheets out/draws_a.npz out/draws_b.npz out/sheets
     python benchmarks/experiments/pasteback_draw_choice/draws.py judge out/draws_a.npz out/draws_b.npz
 
+Session 10 (faces64's steered draws): the same sets built with session 8-9's draws 4-7 (``--steer
+turn-only``: the head turn kept only) and as now, the guard's pick of each face from both shuffled into
+blind sheets, and the ratings (``ratings_steer.json``) scored:
+
+    python benchmarks/experiments/pasteback_draw_choice/draws.py build a out/draws_a_turn.npz --steer turn-only
+    python benchmarks/experiments/pasteback_draw_choice/draws.py build b out/draws_b_turn.npz --steer turn-only
+    python benchmarks/experiments/pasteback_draw_choice/draws.py build a out/draws_a10.npz
+    python benchmarks/experiments/pasteback_draw_choice/draws.py build b out/draws_b10.npz
+    python benchmarks/experiments/pasteback_draw_choice/draws.py versus out/draws_a_turn.npz out/draws_b_turn.npz out/draws_a10.npz out/draws_b10.npz out/versus
+    python benchmarks/experiments/pasteback_draw_choice/draws.py versus-judge out/draws_a_turn.npz out/draws_b_turn.npz out/draws_a10.npz out/draws_b10.npz
+
 ``sheets`` writes the sheets as they were rated: set A, each row's eight pasted draws in a shuffled
 order beside the original; set B, the draws that three choice rules pick (the guard's first passing
 draw, as ``face.draws`` does; the passing draw YuNet scores highest once pasted; the draw YuNet scores
@@ -46,8 +57,14 @@ ORDER = [4, 5, 6, 7, 0, 1, 2, 3]                   # faces64's draws as ``DrawCh
 RATINGS = Path(__file__).with_name("ratings.json")
 
 
-def build(which: str, out: Path, photos: Path) -> None:
+def build(which: str, out: Path, photos: Path, steer: str = "now") -> None:
     from pasteback_realism import _read, collect_photos
+
+    if steer == "turn-only":   # session 8-9's draws 4-7: only the person's head turn kept
+        from anonymixer.face import guard
+
+        only = guard.steer_of([guard.faces64_yaw()], [True], [0.0])
+        guard.faces64_steer = lambda: only
 
     from anonymixer.eval.protocols import eval_key
     from anonymixer.face.align import resize_affine, warp_crop
@@ -238,6 +255,69 @@ def judge(a: Path, b: Path) -> None:
           f"{sum(x is True for x in tight_b)} (and {sum(x is None for x in tight_b)} picks not rated) | |")
 
 
+VERSUS_RATINGS = Path(__file__).with_name("ratings_steer.json")
+
+
+def _versus_items(old: list[Path], new: list[Path]) -> list[tuple[str, str, int, int, np.ndarray]]:
+    """(set, "old"|"new", row, position in ORDER, close-up) of every face as the guard picks its draw
+    (the first that passes, as ``face.draws`` does), in the blind sheet's shuffled order."""
+    items = []
+    for which, paths in zip("ab", zip(old, new, strict=True), strict=True):
+        for tag, path in zip(("old", "new"), paths, strict=True):
+            data = np.load(path)
+            pick = first_passing(shortfall(measures(data)))
+            items += [(which, tag, r, int(pick[r]), data["tile"][r, pick[r]]) for r in range(len(pick))]
+    order = np.random.default_rng(2026).permutation(len(items))
+    return [items[i] for i in order]
+
+
+def versus(old: list[Path], new: list[Path], out: Path) -> None:
+    """The blind sheets of session 10: every face of sets A and B as pasted with session 8-9's draws
+    (``--steer turn-only``) and with the steered draws, each as the guard picks it, shuffled into numbered
+    sheets of 48 (no mark of which code made which)."""
+    out.mkdir(parents=True, exist_ok=True)
+    cells = []
+    for n, (*_, tile) in enumerate(_versus_items(old, new)):
+        cells.append(tile.copy())
+        cv2.putText(cells[-1], str(n), (3, 14), 0, 0.5, (0, 255, 0), 1)
+    cells += [np.zeros_like(cells[0])] * (-len(cells) % 8)
+    for s in range(0, len(cells), 48):
+        write_image(out / f"versus{s // 48}.png",
+                    np.vstack([np.hstack(cells[k:k + 8]) for k in range(s, min(len(cells), s + 48), 8)]))
+    print(f"wrote {out}: {len(cells)} faces")
+
+
+def versus_judge(old: list[Path], new: list[Path]) -> None:
+    """Scores ``ratings_steer.json`` (the numbers rated broken on the sheets of ``versus``)."""
+    from math import comb
+
+    broken_numbers = set(json.loads(VERSUS_RATINGS.read_text())["broken"])
+    broken = {(which, tag, row): n in broken_numbers for n, (which, tag, row, _, _) in enumerate(_versus_items(old, new))}
+    total = {"old": 0, "new": 0}
+    only = {"old": 0, "new": 0}
+    for which in "ab":
+        rows = sorted({row for (w, _, row) in broken if w == which})
+        o = np.array([broken[(which, "old", r)] for r in rows])
+        n = np.array([broken[(which, "new", r)] for r in rows])
+        demo = [r for r in rows if r < 24]   # rows 0-23: the demo photos, astronaut and Grace Hopper by turns
+        both_ok = {tag: sum(not broken[(which, tag, r)] and not broken[(which, tag, r + 1)] for r in demo[::2])
+                   for tag in ("old", "new")}
+        print(f"set {which.upper()}: broken {int(o.sum())} of {len(rows)} with the head turn kept only, {int(n.sum())} "
+              f"steered; demo runs (of {len(demo) // 2}) with both faces unbroken {both_ok['old']} -> {both_ok['new']}")
+        total["old"] += int(o.sum())
+        total["new"] += int(n.sum())
+        only["old"] += int((o & ~n).sum())
+        only["new"] += int((~o & n).sum())
+    ratings = json.loads(RATINGS.read_text())["a"]["broken_draws_by_row"]   # session 9's, every draw of set A
+    agree = [broken[(w, "old", r)] == (ORDER[c] in ratings.get(str(r), []))
+             for (w, tag, r, c, _) in _versus_items(old, new) if w == "a" and tag == "old"]
+    print(f"the same person's session-9 ratings of set A's old picks agree for {sum(agree)} of {len(agree)}")
+    k, m = min(only.values()), sum(only.values())
+    p = min(1.0, 2 * sum(comb(m, i) for i in range(k + 1)) / 2 ** m)
+    print(f"together: {total['old']} -> {total['new']} broken; broken with one only: {only['old']} old, {only['new']} "
+          f"steered (two-sided sign test p = {p:.4f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -245,6 +325,15 @@ def main() -> None:
     p.add_argument("set", choices=sorted(SETS))
     p.add_argument("out", type=Path)
     p.add_argument("--photos", type=Path, default=ROOT / "out" / "photos")
+    p.add_argument("--steer", choices=("now", "turn-only"), default="now",
+                   help="faces64's draws 4-7: as the code makes them now, or session 8-9's (the head turn kept only)")
+    p = sub.add_parser("versus")
+    p.add_argument("old", nargs=2, type=Path, help="set A and set B built with --steer turn-only")
+    p.add_argument("new", nargs=2, type=Path, help="set A and set B built now")
+    p.add_argument("out", type=Path)
+    p = sub.add_parser("versus-judge")
+    p.add_argument("old", nargs=2, type=Path)
+    p.add_argument("new", nargs=2, type=Path)
     p = sub.add_parser("sheets")
     p.add_argument("a", type=Path)
     p.add_argument("b", type=Path)
@@ -254,7 +343,11 @@ def main() -> None:
     p.add_argument("b", type=Path)
     args = parser.parse_args()
     if args.command == "build":
-        build(args.set, args.out, args.photos)
+        build(args.set, args.out, args.photos, args.steer)
+    elif args.command == "versus":
+        versus(args.old, args.new, args.out)
+    elif args.command == "versus-judge":
+        versus_judge(args.old, args.new)
     elif args.command == "sheets":
         sheets(args.a, args.b, args.out)
     else:
