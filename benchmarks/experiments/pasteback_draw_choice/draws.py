@@ -304,6 +304,10 @@ def versus_judge(old: list[Path], new: list[Path]) -> None:
                    for tag in ("old", "new")}
         print(f"set {which.upper()}: broken {int(o.sum())} of {len(rows)} with the head turn kept only, {int(n.sum())} "
               f"steered; demo runs (of {len(demo) // 2}) with both faces unbroken {both_ok['old']} -> {both_ok['new']}")
+        for tag, paths in (("head turn kept only", old), ("steered", new)):
+            passed = shortfall(measures(np.load(paths["ab".index(which)]))) == 0
+            print(f"  the guard passes draws 4-7 ({tag}) for " + " / ".join(f"{x:.0%}" for x in passed.mean(0)[:4])
+                  + " of the faces")
         total["old"] += int(o.sum())
         total["new"] += int(n.sum())
         only["old"] += int((o & ~n).sum())
