@@ -95,12 +95,13 @@ class DrawChooser:
     @property
     def order(self) -> list[int]:
         """The draws in the order they are tried: 0-3; faces64 (eight draws) 4-7 first, the key's draws
-        steered (``guard.steered``: the person's head turn kept; lighting, brightness and the guard's miss
-        set), then 0-3. faces64 draws a new head pose, lighting and exposure with the identity (one code
-        for the whole face); a face turned away from the way the person faces shows its own cheek's edge,
-        hair or background down one side of the person's outline, one lit from the side a split, a dark
-        one a blob. Judged blind (session 10, docs/pasteback.md): 24 of 80 protected faces broken with
-        session 8's draws 4-7 (the head turn kept only), 9 of 80 steered. Without the guard
+        steered (``guard.steered``: the person's head turn kept; lighting, brightness, the guard's miss and
+        the mouth set), then 0-3. faces64 draws a new head pose, lighting and exposure with the identity
+        (one code for the whole face); a face turned away from the way the person faces shows its own
+        cheek's edge, hair or background down one side of the person's outline, one lit from the side a
+        split, a dark one a blob. Judged blind (session 10, docs/pasteback.md): 24 of 80 protected faces
+        broken with session 8's draws 4-7 (the head turn kept only), 9 of 80 steered; on a second sheet,
+        11 of 80 steered against 7 with the mouth set too. Without the guard
         (``PasteStyle.guard`` off: the ablation) the key's own draw comes first."""
         count = self.count
         return [*range(4, count), *range(4)] if self._pose_first and count > 4 else list(range(count))

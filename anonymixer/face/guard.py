@@ -220,8 +220,8 @@ def steer_of(directions: list[np.ndarray], person: list[bool], target: list[floa
 
 @lru_cache(maxsize=1)
 def faces64_steer() -> Steer:
-    """faces64's draws 4-7: the person's head turn (``faces64_yaw``) kept; lighting, brightness and the
-    guard's miss (``train.faces64_look``, shipped as JSON) set to the targets fitted with them."""
+    """faces64's draws 4-7: the person's head turn (``faces64_yaw``) kept; lighting, brightness, the
+    guard's miss and the mouth (``train.faces64_look``, shipped as JSON) set to the targets fitted with them."""
     look = json.loads(LOOK_FILE.read_text())
     names = list(look["targets"])
     return steer_of([faces64_yaw(), *(np.asarray(look["directions"][n], np.float64) for n in names)],
@@ -253,7 +253,8 @@ def redraw_feeds(protector: Protector) -> list[dict[str, np.ndarray]]:
 
     faces64 (one code for the whole face: the mixer draws a new head pose, lighting and exposure too) has
     four more (draws 4-7): the key's own draw and the three reflections, ``steered`` by ``faces64_steer``
-    (the person's head turn kept; lit evenly, exposed well, well inside the guard's limits); paste-back
+    (the person's head turn kept; lit evenly, exposed well, well inside the guard's limits, the mouth no
+    wider open than on the average face); paste-back
     tries those first (``draws.DrawChooser.order``)."""
     mean = protector.info.stats().mean.astype(np.float64)
     matrix = protector.key_feeds["key_matrix"].astype(np.float64)

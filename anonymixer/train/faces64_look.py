@@ -1,4 +1,4 @@
-"""Fit the directions of faces64's code that decide how a drawn face looks: lighting, brightness, the guard's miss.
+"""Fit the directions of faces64's code that decide how a drawn face looks: lighting, brightness, the guard's miss, the mouth.
 
     python -m anonymixer.train.faces64_look --out anonymixer/models/weights/faces64_look.json [--faces 4000] [--seed 0]
 
@@ -13,13 +13,17 @@ upscaled, on a gray border):
   by YuNet's five points to faces64's crop template;
 - ``brightness``: their mean lightness;
 - ``shortfall``: the guard's miss for a frontal person (``guard.Verdict.shortfall`` with the person's
-  head turn 0, at most 5; a face YuNet does not find counts too).
+  head turn 0, at most 5; a face YuNet does not find counts too);
+- ``mouth``: how open the mouth is: the cheeks' mean lightness less the darker quarter of the mouth's
+  middle (``MOUTH``, between the lips).
 
 Each is a ridge regression on ``z`` (``train.faces64_pose.fit``: the first 80 % of the faces, the
 last 20 % measure it, held-out R^2). ``face.guard.look_kept`` sets the code's components along these
 directions (orthogonalised after the head turn's) to ``TARGETS``: evenly lit, a little brighter than
-the prior's mean, well inside the guard's limits. Writes ``--out`` (JSON: directions, targets, the
-fit's figures, the command). A minute on a CPU.
+the prior's mean, well inside the guard's limits, the mouth as open as on the prior's average face (a
+person's open-mouthed smile, drawn by this generator, comes out gaping). Writes ``--out`` (JSON: directions, targets, the
+fit's figures, the command). Half a minute on a CPU. The mouth is the weakest fit (held-out R^2 0.265):
+setting it narrows the gaping mouths, not every open one.
 """
 
 from __future__ import annotations
@@ -33,14 +37,17 @@ import numpy as np
 # Where faces64's look-set draws put their code along each direction (in standard deviations of the prior,
 # whose components are N(0, 1)): chosen on generated faces (session 10; benchmarks/RESULTS.md): lit evenly,
 # brightness +1 (at 0 and below, many faces are dark and featureless; at +2, washed out), the guard's miss
-# -1.5 (-1 and -2 pass the guard alike).
-TARGETS = {"lighting": 0.0, "brightness": 1.0, "shortfall": -1.5}
+# -1.5 (-1 and -2 pass the guard alike), the mouth 0 (the prior's mean: half open at most; -1 closes it, -2 darkens
+# the face too).
+TARGETS = {"lighting": 0.0, "brightness": 1.0, "shortfall": -1.5, "mouth": 0.0}
+# The mouth's middle, between the lips: (x0, x1, y0, y1) fractions of the crop aligned to faces64's template.
+MOUTH = (0.43, 0.57, 0.79, 0.9)
 MAX_SHORTFALL = 5.0
 
 
 def looks(faces_rgb: np.ndarray, template: tuple[tuple[float, float], ...]) -> dict[str, np.ndarray]:
     """``(N, R, R, 3) uint8 RGB`` -> per face: ``found`` (YuNet at least the guard's score), ``lighting``,
-    ``brightness`` (NaN where not found) and ``shortfall``."""
+    ``brightness``, ``mouth`` (NaN where not found) and ``shortfall``."""
     import cv2
 
     from ..face.guard import CHEEKS, MIN_SCORE, ArtefactGuard
@@ -48,7 +55,7 @@ def looks(faces_rgb: np.ndarray, template: tuple[tuple[float, float], ...]) -> d
     guard = ArtefactGuard(template)
     side = faces_rgb.shape[1]
     to = (np.asarray(template, np.float64) * side).astype(np.float32)
-    out = {name: np.full(len(faces_rgb), np.nan) for name in ("lighting", "brightness", "shortfall")}
+    out = {name: np.full(len(faces_rgb), np.nan) for name in ("lighting", "brightness", "shortfall", "mouth")}
     found = np.zeros(len(faces_rgb), bool)
     for i, face in enumerate(faces_rgb):
         verdict = guard.check(face, 0.0)
@@ -64,6 +71,9 @@ def looks(faces_rgb: np.ndarray, template: tuple[tuple[float, float], ...]) -> d
         cheeks = [float(lightness[int(y0 * side):int(y1 * side), int(x0 * side):int(x1 * side)].mean())
                   for x0, x1, y0, y1 in CHEEKS]
         out["lighting"][i], out["brightness"][i] = cheeks[0] - cheeks[1], 0.5 * (cheeks[0] + cheeks[1])
+        x0, x1, y0, y1 = MOUTH
+        mouth = lightness[int(y0 * side):int(y1 * side), int(x0 * side):int(x1 * side)]
+        out["mouth"][i] = out["brightness"][i] - float(np.percentile(mouth, 25))
         found[i] = True
     return {"found": found, **out}
 

@@ -4,11 +4,12 @@
 
 ``--faces`` codes ``z ~ N(0, I)`` (seed 123) stand for mixed codes: each is steered as faces64's draws 4-7
 are (``face.guard.steer_of`` on the shipped directions: the head turn, then ``faces64_look.json``'s
-lighting, brightness and the guard's miss), with the head turn set to 0 (a frontal person) and the others
+lighting, brightness, the guard's miss and the mouth), with the head turn set to 0 (a frontal person) and the others
 to the targets of each row, rescaled to the prior's radius (as the mixer's radius guard does), drawn by
 the packaged generator and judged by the artefact guard for a frontal person (YuNet's score, landmarks,
 cheeks, head turn). Prints the share each row passes; ``--sheet`` writes the first 32 faces of four rows
-(head turn only; the shipped targets; brightness 0; brightness 2) one under the other, to look at.
+(head turn only; the shipped targets; brightness 0; brightness 2) one under the other, to look at. The
+rows after the shipped one change one target of it.
 """
 
 from __future__ import annotations
@@ -24,16 +25,18 @@ ROWS = [  # (label, {direction: target}); the head turn is always 0
     ("none (the code as drawn)", None),
     ("head turn only (session 8-9)", {}),
     ("+ lighting 0, brightness 1", {"lighting": 0.0, "brightness": 1.0}),
-    ("+ the guard's miss -1.5 (shipped)", {"lighting": 0.0, "brightness": 1.0, "shortfall": -1.5}),
+    ("+ the guard's miss -1.5", {"lighting": 0.0, "brightness": 1.0, "shortfall": -1.5}),
+    ("+ the mouth 0 (shipped)", {"lighting": 0.0, "brightness": 1.0, "shortfall": -1.5, "mouth": 0.0}),
+    ("the mouth -1", {"lighting": 0.0, "brightness": 1.0, "shortfall": -1.5, "mouth": -1.0}),
     ("all at 0 (the prior's mean)", {"lighting": 0.0, "brightness": 0.0, "shortfall": 0.0}),
-    ("brightness 0.5", {"lighting": 0.0, "brightness": 0.5, "shortfall": -1.5}),
-    ("brightness 0", {"lighting": 0.0, "brightness": 0.0, "shortfall": -1.5}),
-    ("brightness 1.5", {"lighting": 0.0, "brightness": 1.5, "shortfall": -1.5}),
-    ("brightness 2", {"lighting": 0.0, "brightness": 2.0, "shortfall": -1.5}),
-    ("the guard's miss -1", {"lighting": 0.0, "brightness": 1.0, "shortfall": -1.0}),
-    ("the guard's miss -2", {"lighting": 0.0, "brightness": 1.0, "shortfall": -2.0}),
+    ("brightness 0.5", {"lighting": 0.0, "brightness": 0.5, "shortfall": -1.5, "mouth": 0.0}),
+    ("brightness 0", {"lighting": 0.0, "brightness": 0.0, "shortfall": -1.5, "mouth": 0.0}),
+    ("brightness 1.5", {"lighting": 0.0, "brightness": 1.5, "shortfall": -1.5, "mouth": 0.0}),
+    ("brightness 2", {"lighting": 0.0, "brightness": 2.0, "shortfall": -1.5, "mouth": 0.0}),
+    ("the guard's miss -1", {"lighting": 0.0, "brightness": 1.0, "shortfall": -1.0, "mouth": 0.0}),
+    ("the guard's miss -2", {"lighting": 0.0, "brightness": 1.0, "shortfall": -2.0, "mouth": 0.0}),
 ]
-SHEET_ROWS = (1, 3, 6, 8)
+SHEET_ROWS = (1, 4, 8, 10)
 
 
 def main() -> None:

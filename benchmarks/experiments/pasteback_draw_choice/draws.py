@@ -24,6 +24,16 @@ blind sheets, and the ratings (``ratings_steer.json``) scored:
     python benchmarks/experiments/pasteback_draw_choice/draws.py versus out/draws_a_turn.npz out/draws_b_turn.npz out/draws_a10.npz out/draws_b10.npz out/versus
     python benchmarks/experiments/pasteback_draw_choice/draws.py versus-judge out/draws_a_turn.npz out/draws_b_turn.npz out/draws_a10.npz out/draws_b10.npz
 
+Then the mouth set too (``faces64_look.json``'s fourth direction), against the steered draws without it
+(``out/draws_a10.npz`` and ``out/draws_b10.npz`` built before the mouth was added; ``ratings_mouth.json``):
+
+    python benchmarks/experiments/pasteback_draw_choice/draws.py build a out/draws_a10m.npz
+    python benchmarks/experiments/pasteback_draw_choice/draws.py build b out/draws_b10m.npz
+    python benchmarks/experiments/pasteback_draw_choice/draws.py versus out/draws_a10.npz out/draws_b10.npz out/draws_a10m.npz out/draws_b10m.npz out/versus_mouth --seed 77
+    python benchmarks/experiments/pasteback_draw_choice/draws.py versus-judge out/draws_a10.npz out/draws_b10.npz out/draws_a10m.npz out/draws_b10m.npz --seed 77 --ratings benchmarks/experiments/pasteback_draw_choice/ratings_mouth.json --labels "steered,steered with the mouth set"
+
+(To build the sets without the mouth now, drop ``mouth`` from ``faces64_look.json``'s targets.)
+
 ``sheets`` writes the sheets as they were rated: set A, each row's eight pasted draws in a shuffled
 order beside the original; set B, the draws that three choice rules pick (the guard's first passing
 draw, as ``face.draws`` does; the passing draw YuNet scores highest once pasted; the draw YuNet scores
@@ -256,9 +266,10 @@ def judge(a: Path, b: Path) -> None:
 
 
 VERSUS_RATINGS = Path(__file__).with_name("ratings_steer.json")
+_TURN_ONLY = [ROOT / "out" / "draws_a_turn.npz", ROOT / "out" / "draws_b_turn.npz"]   # as the docstring builds them
 
 
-def _versus_items(old: list[Path], new: list[Path]) -> list[tuple[str, str, int, int, np.ndarray]]:
+def _versus_items(old: list[Path], new: list[Path], seed: int = 2026) -> list[tuple[str, str, int, int, np.ndarray]]:
     """(set, "old"|"new", row, position in ORDER, close-up) of every face as the guard picks its draw
     (the first that passes, as ``face.draws`` does), in the blind sheet's shuffled order."""
     items = []
@@ -267,17 +278,17 @@ def _versus_items(old: list[Path], new: list[Path]) -> list[tuple[str, str, int,
             data = np.load(path)
             pick = first_passing(shortfall(measures(data)))
             items += [(which, tag, r, int(pick[r]), data["tile"][r, pick[r]]) for r in range(len(pick))]
-    order = np.random.default_rng(2026).permutation(len(items))
+    order = np.random.default_rng(seed).permutation(len(items))
     return [items[i] for i in order]
 
 
-def versus(old: list[Path], new: list[Path], out: Path) -> None:
+def versus(old: list[Path], new: list[Path], out: Path, seed: int = 2026) -> None:
     """The blind sheets of session 10: every face of sets A and B as pasted with session 8-9's draws
     (``--steer turn-only``) and with the steered draws, each as the guard picks it, shuffled into numbered
     sheets of 48 (no mark of which code made which)."""
     out.mkdir(parents=True, exist_ok=True)
     cells = []
-    for n, (*_, tile) in enumerate(_versus_items(old, new)):
+    for n, (*_, tile) in enumerate(_versus_items(old, new, seed)):
         cells.append(tile.copy())
         cv2.putText(cells[-1], str(n), (3, 14), 0, 0.5, (0, 255, 0), 1)
     cells += [np.zeros_like(cells[0])] * (-len(cells) % 8)
@@ -287,12 +298,14 @@ def versus(old: list[Path], new: list[Path], out: Path) -> None:
     print(f"wrote {out}: {len(cells)} faces")
 
 
-def versus_judge(old: list[Path], new: list[Path]) -> None:
-    """Scores ``ratings_steer.json`` (the numbers rated broken on the sheets of ``versus``)."""
+def versus_judge(old: list[Path], new: list[Path], ratings: Path = VERSUS_RATINGS, seed: int = 2026,
+                 labels: tuple[str, str] = ("head turn kept only", "steered")) -> None:
+    """Scores ``ratings`` (the numbers rated broken on the sheets of ``versus`` with the same ``seed``)."""
     from math import comb
 
-    broken_numbers = set(json.loads(VERSUS_RATINGS.read_text())["broken"])
-    broken = {(which, tag, row): n in broken_numbers for n, (which, tag, row, _, _) in enumerate(_versus_items(old, new))}
+    broken_numbers = set(json.loads(ratings.read_text())["broken"])
+    items = _versus_items(old, new, seed)
+    broken = {(which, tag, row): n in broken_numbers for n, (which, tag, row, _, _) in enumerate(items)}
     total = {"old": 0, "new": 0}
     only = {"old": 0, "new": 0}
     for which in "ab":
@@ -302,9 +315,9 @@ def versus_judge(old: list[Path], new: list[Path]) -> None:
         demo = [r for r in rows if r < 24]   # rows 0-23: the demo photos, astronaut and Grace Hopper by turns
         both_ok = {tag: sum(not broken[(which, tag, r)] and not broken[(which, tag, r + 1)] for r in demo[::2])
                    for tag in ("old", "new")}
-        print(f"set {which.upper()}: broken {int(o.sum())} of {len(rows)} with the head turn kept only, {int(n.sum())} "
-              f"steered; demo runs (of {len(demo) // 2}) with both faces unbroken {both_ok['old']} -> {both_ok['new']}")
-        for tag, paths in (("head turn kept only", old), ("steered", new)):
+        print(f"set {which.upper()}: broken {int(o.sum())} of {len(rows)} {labels[0]}, {int(n.sum())} "
+              f"{labels[1]}; demo runs (of {len(demo) // 2}) with both faces unbroken {both_ok['old']} -> {both_ok['new']}")
+        for tag, paths in ((labels[0], old), (labels[1], new)):
             passed = shortfall(measures(np.load(paths["ab".index(which)]))) == 0
             print(f"  the guard passes draws 4-7 ({tag}) for " + " / ".join(f"{x:.0%}" for x in passed.mean(0)[:4])
                   + " of the faces")
@@ -312,14 +325,21 @@ def versus_judge(old: list[Path], new: list[Path]) -> None:
         total["new"] += int(n.sum())
         only["old"] += int((o & ~n).sum())
         only["new"] += int((~o & n).sum())
-    ratings = json.loads(RATINGS.read_text())["a"]["broken_draws_by_row"]   # session 9's, every draw of set A
-    agree = [broken[(w, "old", r)] == (ORDER[c] in ratings.get(str(r), []))
-             for (w, tag, r, c, _) in _versus_items(old, new) if w == "a" and tag == "old"]
-    print(f"the same person's session-9 ratings of set A's old picks agree for {sum(agree)} of {len(agree)}")
+    if ratings != VERSUS_RATINGS and labels[0] == "steered":   # the steered faces were rated before, on other sheets
+        before = set(json.loads(VERSUS_RATINGS.read_text())["broken"])
+        first = {(w, r): n in before for n, (w, tag, r, _, _) in enumerate(_versus_items(_TURN_ONLY, old)) if tag == "new"}
+        agree = [first[(w, r)] == broken[(w, "old", r)] for (w, r) in first]
+        print(f"the steered faces, rated twice (ratings_steer.json, then here): the ratings agree for {sum(agree)} of "
+              f"{len(agree)}; broken {sum(first.values())} then {sum(broken[(w, 'old', r)] for (w, r) in first)}")
+    if labels[0] == "head turn kept only":   # session 9 rated every draw of set A made that way
+        rated = json.loads(RATINGS.read_text())["a"]["broken_draws_by_row"]
+        agree = [broken[(w, "old", r)] == (ORDER[c] in rated.get(str(r), []))
+                 for (w, tag, r, c, _) in items if w == "a" and tag == "old"]
+        print(f"the same person's session-9 ratings of set A's old picks agree for {sum(agree)} of {len(agree)}")
     k, m = min(only.values()), sum(only.values())
     p = min(1.0, 2 * sum(comb(m, i) for i in range(k + 1)) / 2 ** m)
-    print(f"together: {total['old']} -> {total['new']} broken; broken with one only: {only['old']} old, {only['new']} "
-          f"steered (two-sided sign test p = {p:.4f})")
+    print(f"together: {total['old']} -> {total['new']} broken; broken with one only: {only['old']} {labels[0]}, "
+          f"{only['new']} {labels[1]} (two-sided sign test p = {p:.4f})")
 
 
 def main() -> None:
@@ -335,9 +355,13 @@ def main() -> None:
     p.add_argument("old", nargs=2, type=Path, help="set A and set B built with --steer turn-only")
     p.add_argument("new", nargs=2, type=Path, help="set A and set B built now")
     p.add_argument("out", type=Path)
+    p.add_argument("--seed", type=int, default=2026, help="the sheets' shuffle")
     p = sub.add_parser("versus-judge")
     p.add_argument("old", nargs=2, type=Path)
     p.add_argument("new", nargs=2, type=Path)
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--ratings", type=Path, default=VERSUS_RATINGS)
+    p.add_argument("--labels", default="head turn kept only,steered", help="what made the old and the new, for the print")
     p = sub.add_parser("sheets")
     p.add_argument("a", type=Path)
     p.add_argument("b", type=Path)
@@ -349,9 +373,9 @@ def main() -> None:
     if args.command == "build":
         build(args.set, args.out, args.photos, args.steer)
     elif args.command == "versus":
-        versus(args.old, args.new, args.out)
+        versus(args.old, args.new, args.out, args.seed)
     elif args.command == "versus-judge":
-        versus_judge(args.old, args.new)
+        versus_judge(args.old, args.new, args.ratings, args.seed, tuple(args.labels.split(",", 1)))
     elif args.command == "sheets":
         sheets(args.a, args.b, args.out)
     else:
