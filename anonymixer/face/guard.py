@@ -254,8 +254,7 @@ def redraw_feeds(protector: Protector) -> list[dict[str, np.ndarray]]:
     faces64 (one code for the whole face: the mixer draws a new head pose, lighting and exposure too) has
     four more (draws 4-7): the key's own draw and the three reflections, ``steered`` by ``faces64_steer``
     (the person's head turn kept; lit evenly, exposed well, well inside the guard's limits, the mouth no
-    wider open than on the average face); paste-back
-    tries those first (``draws.DrawChooser.order``)."""
+    wider open than on the average face); paste-back tries those first (``draws.DrawChooser.order``)."""
     mean = protector.info.stats().mean.astype(np.float64)
     matrix = protector.key_feeds["key_matrix"].astype(np.float64)
     offset = protector.key_feeds["key_offset"].astype(np.float64)
