@@ -84,23 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faces", type=int, default=4000, help="generated faces to fit on")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    import torch
-
     from ..atomic import write_json
-    from ..models.configs import DCGANConfig, faces64
-    from ..models.dcgan import build_faces64_generator, load_dcgan_state
-    from .faces64_pose import fit
+    from ..models.configs import faces64
+    from .faces64_pose import fit, generated_faces
 
-    model = faces64()
-    config = model.generator
-    assert isinstance(config, DCGANConfig) and model.crop_template is not None
-    generator = build_faces64_generator(config, load_dcgan_state())
-    codes = np.random.default_rng(args.seed).standard_normal((args.faces, config.nz)).astype(np.float32)
-    with torch.no_grad():
-        images = np.concatenate([generator(torch.from_numpy(codes[i:i + 500])).numpy()
-                                 for i in range(0, len(codes), 500)])
-    faces = np.clip((images.transpose(0, 2, 3, 1) + 1.0) * 127.5, 0, 255).astype(np.uint8)
-    measured = looks(faces, model.crop_template)
+    template = faces64().crop_template
+    assert template is not None
+    codes, faces = generated_faces(args.faces, args.seed)
+    measured = looks(faces, template)
     found = measured["found"]
     directions, figures = {}, {}
     for name in TARGETS:

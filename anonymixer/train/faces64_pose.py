@@ -53,25 +53,33 @@ def fit(codes: np.ndarray, turn: np.ndarray) -> tuple[np.ndarray, float]:
     return coef / np.linalg.norm(coef), r2
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m anonymixer.train.faces64_pose", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, help="the JSON to write")
-    parser.add_argument("--faces", type=int, default=3000, help="generated faces to fit on")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+def generated_faces(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` codes ``z ~ N(0, I)`` (numpy's generator seeded ``seed``) ``(N, D) float32`` and the packaged
+    generator's faces of them ``(N, 64, 64, 3) uint8 RGB``, drawn 500 at a time."""
     import torch
 
-    from ..atomic import write_json
     from ..models.configs import DCGANConfig, faces64
     from ..models.dcgan import build_faces64_generator, load_dcgan_state
 
     config = faces64().generator
     assert isinstance(config, DCGANConfig)
     generator = build_faces64_generator(config, load_dcgan_state())
-    codes = np.random.default_rng(args.seed).standard_normal((args.faces, config.nz)).astype(np.float32)
+    codes = np.random.default_rng(seed).standard_normal((count, config.nz)).astype(np.float32)
     with torch.no_grad():
-        images = generator(torch.from_numpy(codes)).numpy()
-    faces = np.clip((images.transpose(0, 2, 3, 1) + 1.0) * 127.5, 0, 255).astype(np.uint8)
+        images = np.concatenate([generator(torch.from_numpy(codes[i:i + 500])).numpy()
+                                 for i in range(0, count, 500)])
+    return codes, np.clip((images.transpose(0, 2, 3, 1) + 1.0) * 127.5, 0, 255).astype(np.uint8)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m anonymixer.train.faces64_pose", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="the JSON to write")
+    parser.add_argument("--faces", type=int, default=3000, help="generated faces to fit on")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    from ..atomic import write_json
+
+    codes, faces = generated_faces(args.faces, args.seed)
     found, turn = turns(faces)
     direction, r2 = fit(codes[found].astype(np.float64), turn)
     command = "python -m anonymixer.train.faces64_pose " + " ".join(argv if argv is not None else sys.argv[1:])
