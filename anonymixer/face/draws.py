@@ -2,8 +2,9 @@
 
 A key gives each face four deterministic draws (``guard.redraw_feeds``): draw 0, the key's own, and
 draws 1-3, the code reflected about the model's mean in three ways; faces64 eight (draws 4-7: draws
-0-3 steered, ``guard.faces64_steer``: the person's head turn kept, lit evenly and well exposed), and for
-faces64 those four are tried first (``DrawChooser.order``: 4-7, then 0-3).
+0-3 steered, ``guard.faces64_steer``: the person's head turn kept, lit evenly, well exposed, the mouth
+no wider open than on the average face), and for faces64 those four are tried first
+(``DrawChooser.order``: 4-7, then 0-3).
 ``DrawChooser.paste`` picks one:
 
 1. **Artefact guard** (``face.guard``): the first draw, in order, that the guard takes for

@@ -18,12 +18,13 @@ upscaled, on a gray border):
   middle (``MOUTH``, between the lips).
 
 Each is a ridge regression on ``z`` (``train.faces64_pose.fit``: the first 80 % of the faces, the
-last 20 % measure it, held-out R^2). ``face.guard.look_kept`` sets the code's components along these
-directions (orthogonalised after the head turn's) to ``TARGETS``: evenly lit, a little brighter than
-the prior's mean, well inside the guard's limits, the mouth as open as on the prior's average face (a
-person's open-mouthed smile, drawn by this generator, comes out gaping). Writes ``--out`` (JSON: directions, targets, the
-fit's figures, the command). Half a minute on a CPU. The mouth is the weakest fit (held-out R^2 0.265):
-setting it narrows the gaping mouths, not every open one.
+last 20 % measure it, held-out R^2). faces64's steered draws (``face.guard.faces64_steer``,
+``guard.steered``) set the code's components along these directions (orthogonalised after the head
+turn's) to ``TARGETS``: evenly lit, a little brighter than the prior's mean, well inside the guard's
+limits, the mouth as open as on the prior's average face (a person's open-mouthed smile, drawn by this
+generator, comes out gaping). Writes ``--out`` (JSON: directions, targets, the fit's figures, the
+command). Half a minute on a CPU. The mouth is the weakest fit (held-out R^2 0.265): setting it narrows
+the gaping mouths, not every open one.
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-# Where faces64's look-set draws put their code along each direction (in standard deviations of the prior,
+# Where faces64's steered draws put their code along each direction (in standard deviations of the prior,
 # whose components are N(0, 1)): chosen on generated faces (session 10; benchmarks/RESULTS.md): lit evenly,
 # brightness +1 (at 0 and below, many faces are dark and featureless; at +2, washed out), the guard's miss
-# -1.5 (-1 and -2 pass the guard alike), the mouth 0 (the prior's mean: half open at most; -1 closes it, -2 darkens
-# the face too).
+# -1.5 (-1 and -2 pass the guard alike), the mouth 0 (the prior's mean: half open at most; -1 closes it, -2
+# darkens the face too).
 TARGETS = {"lighting": 0.0, "brightness": 1.0, "shortfall": -1.5, "mouth": 0.0}
 # The mouth's middle, between the lips: (x0, x1, y0, y1) fractions of the crop aligned to faces64's template.
 MOUTH = (0.43, 0.57, 0.79, 0.9)
